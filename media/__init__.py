@@ -1,0 +1,3 @@
+"""Streaming media layer: probe, decode, encode, mux, verify (PyAV, FFmpeg in process)."""
+
+__all__: list[str] = []

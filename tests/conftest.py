@@ -1,0 +1,40 @@
+"""Shared test fixtures and the gpu marker's skip rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+FIXTURE_DIR = SHARED / "fixtures" / "stream-diffvsr-tiny"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none is available on this machine")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> Path:
+    """The golden Stream-DiffVSR tiny fixture (../shared/fixtures/stream-diffvsr-tiny)."""
+    if not FIXTURE_DIR.is_dir():
+        pytest.fail(f"The golden fixture is missing at {FIXTURE_DIR}; CI and developers have it under ../shared.")
+    return FIXTURE_DIR
+
+
+@pytest.fixture(scope="session")
+def gradio_videos() -> Path:
+    """Real sample videos that ship inside the gradio wheel."""
+    import gradio
+
+    return Path(gradio.__file__).resolve().parent / "media_assets" / "videos"

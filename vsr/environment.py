@@ -1,0 +1,52 @@
+"""The one module that reads environment variables.
+
+Every variable the project understands is listed in ``VARIABLES`` with its default and meaning;
+the README's table is checked against this list by the tests. Nothing else in the code base calls
+``os.environ`` (libraries we use, such as huggingface_hub, read their own variables themselves).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One supported environment variable."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+VARIABLES: tuple[EnvVar, ...] = (
+    EnvVar("STREAM_DIFFVSR_ENGINE", "stream-diffvsr", "Upscaling engine: `stream-diffvsr` or `bicubic`."),
+    EnvVar("STREAM_DIFFVSR_MODEL_ID", "Jamichsu/Stream-DiffVSR",
+           "Hugging Face model id or a local folder in the published layout."),
+    EnvVar("STREAM_DIFFVSR_FLOW_WEIGHTS", "(torchvision RAFT large default weights)",
+           "Local `.pth`/`.safetensors` file with RAFT large weights."),
+    EnvVar("STREAM_DIFFVSR_DEVICE", "auto", "`auto` (CUDA, then MPS, then CPU), `cpu`, `cuda`, `cuda:N` or `mps`."),
+    EnvVar("STREAM_DIFFVSR_PRECISION", "auto", "`auto`, `fp32`, `fp16` or `bf16`."),
+    EnvVar("STREAM_DIFFVSR_ATTENTION", "sdpa", "`sdpa`, `xformers` (when installed) or `sliced`."),
+    EnvVar("STREAM_DIFFVSR_TMP_DIR", "(system temp dir)/stream-diffvsr",
+           "Where each job's temporary directory is made."),
+    EnvVar("STREAM_DIFFVSR_OUTPUT_DIR", "./outputs", "Where the web app writes finished videos."),
+    EnvVar("STREAM_DIFFVSR_MAX_INPUT_PIXELS", "2073600", "Largest input frame (width x height); 1080p by default."),
+    EnvVar("STREAM_DIFFVSR_MAX_OUTPUT_PIXELS", "33177600",
+           "Largest output frame (width x height); 8K (7680x4320) by default."),
+    EnvVar("STREAM_DIFFVSR_MAX_DURATION", "600", "Longest input (after trimming) in seconds."),
+    EnvVar("STREAM_DIFFVSR_MAX_UPLOAD_MB", "2048", "Largest upload the web app accepts, in MB."),
+    EnvVar("STREAM_DIFFVSR_LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    EnvVar("GRADIO_SERVER_NAME", "127.0.0.1", "Address the web app listens on (`0.0.0.0` in Docker)."),
+    EnvVar("GRADIO_SERVER_PORT", "7860", "Port the web app listens on (8000 in Docker)."),
+)
+
+NAMES: frozenset[str] = frozenset(v.name for v in VARIABLES)
+
+
+def read(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the project's variables that are set (and not empty) in ``env`` (default: the process)."""
+    source = os.environ if env is None else env
+    return {name: source[name] for name in NAMES if source.get(name, "").strip()}

@@ -1,0 +1,304 @@
+"""``UpscaleOptions``: every option of a job, in one frozen object, built and validated in one place.
+
+``build_options`` is the only constructor the CLI, the web app and the tests use. It layers, from
+lowest to highest priority: the defaults below, environment variables (read through
+``vsr.environment``), then explicit overrides (CLI flags or UI controls). Every value is parsed
+and checked here; a bad one raises ``OptionsError`` naming the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tempfile
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Mapping
+
+from vsr import environment
+
+DEFAULT_MODEL_ID = "Jamichsu/Stream-DiffVSR"
+ENGINES = ("stream-diffvsr", "bicubic")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+ATTENTIONS = ("sdpa", "xformers", "sliced")
+HEIGHT_PRESETS = (720, 1080, 1440, 2160)
+CODECS = ("h264", "hevc", "av1", "prores", "ffv1")
+# CRF range and default per codec; None: the codec has no CRF (ProRes profiles, lossless FFV1).
+CRF_RANGE: dict[str, tuple[int, int, int] | None] = {
+    "h264": (0, 51, 18),
+    "hevc": (0, 51, 20),
+    "av1": (0, 63, 28),
+    "prores": None,
+    "ffv1": None,
+}
+SCALE = 4
+
+
+class OptionsError(ValueError):
+    """An option has a value we cannot use; the message names the option, the value and the fix."""
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """Every option of an upscaling job. Build it with ``build_options``, never directly."""
+
+    engine: str = "stream-diffvsr"
+    model_id: str = DEFAULT_MODEL_ID
+    flow_weights: Path | None = None
+    steps: int = 4
+    seed: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    attention: str = "sdpa"
+    height: int | None = None  # None: exactly 4x the input; else a target output height
+    start: Fraction | None = None  # seconds on the source's time line
+    end: Fraction | None = None
+    codec: str = "h264"
+    crf: int | None = None  # None: the codec's default (see CRF_RANGE)
+    scene_cuts: bool = True
+    scene_threshold: float = 27.0
+    tmp_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "stream-diffvsr")
+    output_dir: Path = Path("outputs")
+    max_input_pixels: int = 1920 * 1080
+    max_output_pixels: int = 7680 * 4320
+    max_duration: float = 600.0
+    max_upload_mb: int = 2048
+
+    @property
+    def effective_crf(self) -> int | None:
+        """The CRF the encoder gets: the chosen one, or the codec's default."""
+        spec = CRF_RANGE[self.codec]
+        if spec is None:
+            return None
+        return self.crf if self.crf is not None else spec[2]
+
+    @property
+    def height_label(self) -> str:
+        return "4x" if self.height is None else f"{self.height}p"
+
+    def replace(self, **changes: Any) -> "UpscaleOptions":
+        """A copy with ``changes`` applied and validated again."""
+        return build_options(changes, base=self)
+
+
+# Environment variable -> option name.
+_ENV_TO_OPTION = {
+    "STREAM_DIFFVSR_ENGINE": "engine",
+    "STREAM_DIFFVSR_MODEL_ID": "model_id",
+    "STREAM_DIFFVSR_FLOW_WEIGHTS": "flow_weights",
+    "STREAM_DIFFVSR_DEVICE": "device",
+    "STREAM_DIFFVSR_PRECISION": "precision",
+    "STREAM_DIFFVSR_ATTENTION": "attention",
+    "STREAM_DIFFVSR_TMP_DIR": "tmp_dir",
+    "STREAM_DIFFVSR_OUTPUT_DIR": "output_dir",
+    "STREAM_DIFFVSR_MAX_INPUT_PIXELS": "max_input_pixels",
+    "STREAM_DIFFVSR_MAX_OUTPUT_PIXELS": "max_output_pixels",
+    "STREAM_DIFFVSR_MAX_DURATION": "max_duration",
+    "STREAM_DIFFVSR_MAX_UPLOAD_MB": "max_upload_mb",
+}
+_FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
+
+
+def build_options(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    base: UpscaleOptions | None = None,
+) -> UpscaleOptions:
+    """Build validated options: defaults (or ``base``) < environment < ``overrides``.
+
+    ``overrides`` maps option names to values, as Python values or as the strings a person typed;
+    a value of ``None`` means "not given" and leaves the lower layer in place. With ``base`` given,
+    the environment is not read again (``base`` already holds it).
+    """
+    raw: dict[str, Any] = {}
+    if base is None:
+        for var, value in environment.read(env).items():
+            if var in _ENV_TO_OPTION:
+                raw[_ENV_TO_OPTION[var]] = (value, var)
+    for name, value in (overrides or {}).items():
+        if name not in _FIELDS:
+            raise OptionsError(f"Unknown option {name!r}. Known options: {', '.join(sorted(_FIELDS))}.")
+        if value is not None:
+            raw[name] = (value, name)
+    values = dataclasses.asdict(base) if base is not None else {}
+    for name, (value, source) in raw.items():
+        values[name] = _PARSERS[name](value, source)
+    options = UpscaleOptions(**values)
+    _check_combination(options)
+    return options
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers: each takes the raw value and the name to blame (option or environment variable).
+
+
+def _choice(choices: tuple[str, ...]):
+    def parse(value: Any, source: str) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise OptionsError(f"{source}={value!r} is not valid. Use one of: {', '.join(choices)}.")
+        return text
+
+    return parse
+
+
+def _device(value: Any, source: str) -> str:
+    text = str(value).strip().lower()
+    if text in DEVICES or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise OptionsError(f"{source}={value!r} is not a device. Use auto, cpu, cuda, cuda:N (e.g. cuda:1) or mps.")
+
+
+def _integer(low: int, high: int | None, what: str):
+    def parse(value: Any, source: str) -> int:
+        if isinstance(value, bool):
+            raise OptionsError(f"{source}={value!r} must be a whole number ({what}).")
+        try:
+            number = int(str(value).strip()) if not isinstance(value, int) else value
+        except ValueError:
+            raise OptionsError(f"{source}={value!r} is not a whole number. Give {what}.") from None
+        if number < low or (high is not None and number > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise OptionsError(f"{source}={value!r} is out of range: it must be {bound} ({what}).")
+        return number
+
+    return parse
+
+
+def _positive_float(what: str):
+    def parse(value: Any, source: str) -> float:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise OptionsError(f"{source}={value!r} is not a number. Give {what}.") from None
+        if not number > 0 or number != number or number == float("inf"):
+            raise OptionsError(f"{source}={value!r} must be a positive number ({what}).")
+        return number
+
+    return parse
+
+
+def _optional_int(inner):
+    def parse(value: Any, source: str) -> int | None:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "random"):
+            return None
+        return inner(value, source)
+
+    return parse
+
+
+def _text(value: Any, source: str) -> str:
+    text = str(value).strip()
+    if not text:
+        raise OptionsError(f"{source} is empty. Give a Hugging Face model id (e.g. {DEFAULT_MODEL_ID}) "
+                           "or a local folder.")
+    return text
+
+
+def _path(value: Any, source: str) -> Path:
+    text = str(value).strip()
+    if not text:
+        raise OptionsError(f"{source} is empty. Give a folder path.")
+    return Path(text).expanduser()
+
+
+def _flow_weights(value: Any, source: str) -> Path | None:
+    text = str(value).strip()
+    if text.lower() in ("", "default", "none"):
+        return None
+    path = Path(text).expanduser()
+    if path.suffix.lower() not in (".pth", ".pt", ".safetensors"):
+        raise OptionsError(f"{source}={value!r}: RAFT weights must be a .pth, .pt or .safetensors file.")
+    if not path.is_file():
+        raise OptionsError(f"{source}={value!r}: no such file. Give the path of a RAFT large weights file, "
+                           "or leave it unset to use torchvision's download.")
+    return path
+
+
+def _height(value: Any, source: str) -> int | None:
+    text = str(value).strip().lower().removesuffix("p")
+    if text in ("4x", "x4", "", "none"):
+        return None
+    if text == "4k":
+        return 2160
+    if text.isdigit() and int(text) in HEIGHT_PRESETS:
+        return int(text)
+    presets = ", ".join(str(h) for h in HEIGHT_PRESETS)
+    raise OptionsError(f"{source}={value!r} is not an output size. Use 4x or a height: {presets}.")
+
+
+def parse_time(value: Any, source: str = "time") -> Fraction | None:
+    """Seconds (``12.5``) or a timestamp (``1:02``, ``00:01:02.5``) as an exact ``Fraction``."""
+    if value is None:
+        return None
+    if isinstance(value, (int, Fraction)):
+        seconds = Fraction(value)
+    elif isinstance(value, float):
+        seconds = Fraction(str(value))
+    else:
+        text = str(value).strip()
+        if text == "":
+            return None
+        match = re.fullmatch(r"(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d+)?)", text)
+        if not match:
+            raise OptionsError(f"{source}={value!r} is not a time. Use seconds (12.5) or HH:MM:SS.ff (0:01:02.5).")
+        parts = [p for p in match.groups() if p is not None]
+        seconds = Fraction(0)
+        for part in parts:
+            seconds = seconds * 60 + Fraction(part)
+        if len(parts) > 1 and any(Fraction(p) >= 60 for p in parts[1:]):
+            raise OptionsError(f"{source}={value!r}: minutes and seconds must be below 60.")
+    if seconds < 0:
+        raise OptionsError(f"{source}={value!r} is negative. Times count from the start of the video (0).")
+    return seconds
+
+
+def _boolean(value: Any, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("on", "true", "yes", "1"):
+        return True
+    if text in ("off", "false", "no", "0"):
+        return False
+    raise OptionsError(f"{source}={value!r} must be on or off.")
+
+
+_PARSERS = {
+    "engine": _choice(ENGINES),
+    "model_id": _text,
+    "flow_weights": _flow_weights,
+    "steps": _integer(1, 50, "the number of denoising steps, 4 for the distilled model"),
+    "seed": _optional_int(_integer(0, 2**63 - 1, "a seed from 0 to 2**63-1, or leave it empty for a random one")),
+    "device": _device,
+    "precision": _choice(PRECISIONS),
+    "attention": _choice(ATTENTIONS),
+    "height": _height,
+    "start": parse_time,
+    "end": parse_time,
+    "codec": _choice(CODECS),
+    "crf": _optional_int(_integer(0, 63, "a constant rate factor; lower is better quality")),
+    "scene_cuts": _boolean,
+    "scene_threshold": _positive_float("the content detector threshold, 27 by default"),
+    "tmp_dir": _path,
+    "output_dir": _path,
+    "max_input_pixels": _integer(1, None, "the largest input frame in pixels"),
+    "max_output_pixels": _integer(1, None, "the largest output frame in pixels"),
+    "max_duration": _positive_float("the longest input in seconds"),
+    "max_upload_mb": _integer(1, None, "the largest upload in MB"),
+}
+
+
+def _check_combination(options: UpscaleOptions) -> None:
+    if options.start is not None and options.end is not None and options.end <= options.start:
+        raise OptionsError(f"end ({float(options.end):g} s) must be after start ({float(options.start):g} s).")
+    spec = CRF_RANGE[options.codec]
+    if options.crf is not None:
+        if spec is None:
+            raise OptionsError(f"crf={options.crf} does not apply to {options.codec} "
+                               "(ProRes uses a fixed profile, FFV1 is lossless). Leave crf unset.")
+        if not spec[0] <= options.crf <= spec[1]:
+            raise OptionsError(f"crf={options.crf} is out of range for {options.codec}: use {spec[0]} to {spec[1]}.")
