@@ -1,3 +1,48 @@
-"""Streaming media layer: probe, decode, encode, mux, verify (PyAV, FFmpeg in process)."""
+"""Streaming media layer: probe, decode, encode, mux, verify (PyAV, FFmpeg in process).
 
-__all__: list[str] = []
+``probe`` describes a file; ``FrameReader`` decodes it to RGB frames with exact ``Fraction``
+timestamps in a background thread; ``VideoWriter`` encodes frames and stream-copies the source's
+audio and subtitles in the same pass, atomically; ``verify`` checks the result;
+``make_browser_preview`` makes an H.264/AAC copy of outputs browsers cannot play. No frame ever
+goes through an image file.
+"""
+
+from media.encode import CODEC_SPECS, EncodeSettings
+from media.errors import (
+    DecodeError,
+    DiskFull,
+    EncoderUnavailable,
+    InvalidTrim,
+    MediaError,
+    MediaFileNotFound,
+    NotAVideo,
+    NoVideoStream,
+    OutputNotWritable,
+    SizeLimitExceeded,
+    TimestampError,
+    TruncatedVideo,
+    UnsupportedContainer,
+    UnsupportedPixelFormat,
+    UnsupportedSize,
+    VerificationFailed,
+    WriteAborted,
+    ZeroFrames,
+)
+from media.mux import StreamAction, plan_stream_actions
+from media.naming import unique_output_path
+from media.preview import make_browser_preview, plays_in_browser
+from media.probe import MIN_SIDE, AudioStreamInfo, MediaInfo, SubtitleStreamInfo, VideoStreamInfo, probe
+from media.reader import Frame, FrameReader
+from media.verify import Check, ExpectedOutput, VerifyReport, verify
+from media.writer import VideoWriter, WriteReport
+
+__all__ = [
+    "probe", "MediaInfo", "VideoStreamInfo", "AudioStreamInfo", "SubtitleStreamInfo", "MIN_SIDE",
+    "FrameReader", "Frame",
+    "EncodeSettings", "CODEC_SPECS", "VideoWriter", "WriteReport", "StreamAction", "plan_stream_actions",
+    "verify", "ExpectedOutput", "VerifyReport", "Check",
+    "make_browser_preview", "plays_in_browser", "unique_output_path",
+    "MediaError", "MediaFileNotFound", "NotAVideo", "NoVideoStream", "ZeroFrames", "TruncatedVideo", "DecodeError",
+    "UnsupportedPixelFormat", "UnsupportedSize", "SizeLimitExceeded", "InvalidTrim", "EncoderUnavailable",
+    "UnsupportedContainer", "TimestampError", "OutputNotWritable", "DiskFull", "WriteAborted", "VerificationFailed",
+]

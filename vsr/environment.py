@@ -33,6 +33,8 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_TMP_DIR", "(system temp dir)/stream-diffvsr",
            "Where each job's temporary directory is made."),
     EnvVar("STREAM_DIFFVSR_OUTPUT_DIR", "./outputs", "Where the web app writes finished videos."),
+    EnvVar("STREAM_DIFFVSR_CACHE_DIR", "~/.cache/stream-diffvsr",
+           "Where time-estimate calibrations are cached (per device, engine, model and precision)."),
     EnvVar("STREAM_DIFFVSR_MAX_INPUT_PIXELS", "2073600", "Largest input frame (width x height); 1080p by default."),
     EnvVar("STREAM_DIFFVSR_MAX_OUTPUT_PIXELS", "33177600",
            "Largest output frame (width x height); 8K (7680x4320) by default."),

@@ -33,6 +33,15 @@ CRF_RANGE: dict[str, tuple[int, int, int] | None] = {
     "prores": None,
     "ffv1": None,
 }
+# Encoder speed presets per codec (None: the codec has none). Slower presets give smaller files.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+PRESETS: dict[str, tuple[str, ...] | None] = {
+    "h264": X264_PRESETS,
+    "hevc": X264_PRESETS,
+    "av1": tuple(str(n) for n in range(14)),  # SVT-AV1: 0 (slowest) .. 13 (fastest)
+    "prores": None,
+    "ffv1": None,
+}
 SCALE = 4
 
 
@@ -57,10 +66,12 @@ class UpscaleOptions:
     end: Fraction | None = None
     codec: str = "h264"
     crf: int | None = None  # None: the codec's default (see CRF_RANGE)
+    preset: str | None = None  # None: the codec's default (see PRESETS)
     scene_cuts: bool = True
     scene_threshold: float = 27.0
     tmp_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "stream-diffvsr")
     output_dir: Path = Path("outputs")
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "stream-diffvsr")
     max_input_pixels: int = 1920 * 1080
     max_output_pixels: int = 7680 * 4320
     max_duration: float = 600.0
@@ -93,6 +104,7 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_ATTENTION": "attention",
     "STREAM_DIFFVSR_TMP_DIR": "tmp_dir",
     "STREAM_DIFFVSR_OUTPUT_DIR": "output_dir",
+    "STREAM_DIFFVSR_CACHE_DIR": "cache_dir",
     "STREAM_DIFFVSR_MAX_INPUT_PIXELS": "max_input_pixels",
     "STREAM_DIFFVSR_MAX_OUTPUT_PIXELS": "max_output_pixels",
     "STREAM_DIFFVSR_MAX_DURATION": "max_duration",
@@ -198,6 +210,11 @@ def _text(value: Any, source: str) -> str:
     return text
 
 
+def _optional_text(value: Any, source: str) -> str | None:
+    text = str(value).strip().lower()
+    return text or None
+
+
 def _path(value: Any, source: str) -> Path:
     text = str(value).strip()
     if not text:
@@ -281,10 +298,12 @@ _PARSERS = {
     "end": parse_time,
     "codec": _choice(CODECS),
     "crf": _optional_int(_integer(0, 63, "a constant rate factor; lower is better quality")),
+    "preset": _optional_text,
     "scene_cuts": _boolean,
     "scene_threshold": _positive_float("the content detector threshold, 27 by default"),
     "tmp_dir": _path,
     "output_dir": _path,
+    "cache_dir": _path,
     "max_input_pixels": _integer(1, None, "the largest input frame in pixels"),
     "max_output_pixels": _integer(1, None, "the largest output frame in pixels"),
     "max_duration": _positive_float("the longest input in seconds"),
@@ -302,3 +321,10 @@ def _check_combination(options: UpscaleOptions) -> None:
                                "(ProRes uses a fixed profile, FFV1 is lossless). Leave crf unset.")
         if not spec[0] <= options.crf <= spec[1]:
             raise OptionsError(f"crf={options.crf} is out of range for {options.codec}: use {spec[0]} to {spec[1]}.")
+    presets = PRESETS[options.codec]
+    if options.preset is not None:
+        if presets is None:
+            raise OptionsError(f"preset={options.preset!r} does not apply to {options.codec}. Leave preset unset.")
+        if options.preset not in presets:
+            raise OptionsError(f"preset={options.preset!r} is not a {options.codec} preset. Use one of: "
+                               f"{', '.join(presets)}.")

@@ -1,0 +1,389 @@
+"""``probe(path) -> MediaInfo``: everything about a media file, read once, before any work.
+
+The probe opens the file with PyAV, reads every packet header once (no decoding, except the first
+video frame for its rotation and real pixel format) and so knows exact frame counts, durations and
+whether the frame rate varies, even for containers whose header does not say (MKV, WebM). It also
+catches a truncated file early: fewer packets than the header promises is a ``TruncatedVideo``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from media.colour import ColourTags, bit_depth, has_alpha, resolve_tags
+from media.errors import (
+    MediaFileNotFound,
+    NotAVideo,
+    NoVideoStream,
+    SizeLimitExceeded,
+    TruncatedVideo,
+    UnsupportedSize,
+    ZeroFrames,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MediaInfo", "VideoStreamInfo", "AudioStreamInfo", "SubtitleStreamInfo", "probe", "MIN_SIDE"]
+
+# The smallest picture side we accept: Stream-DiffVSR's VAE works on 8x8 blocks, so a smaller
+# picture has no latent pixel at all (and most encoders refuse 1-pixel pictures).
+MIN_SIDE = 8
+
+
+@dataclass(frozen=True)
+class VideoStreamInfo:
+    """The video stream. Sizes in pixels; times in seconds as ``Fraction`` on the source's time line.
+
+    ``width``/``height`` are the coded size (what the reader's RGB arrays have); ``display_width`` /
+    ``display_height`` are what a player shows after the sample aspect ratio and the rotation.
+    ``rotation`` is the display-matrix rotation in degrees (0, 90, 180, 270; FFmpeg's convention:
+    counter-clockwise). ``avg_rate`` is frames / duration for a variable rate; ``real_rate`` is the
+    container's base rate. ``frame_count`` and ``duration`` come from the packets, not the header.
+    """
+
+    index: int
+    codec: str
+    profile: str | None
+    width: int
+    height: int
+    sample_aspect_ratio: Fraction
+    display_aspect_ratio: Fraction
+    display_width: int
+    display_height: int
+    rotation: int
+    pix_fmt: str
+    bit_depth: int | None
+    has_alpha: bool
+    color_primaries: str
+    color_transfer: str
+    color_matrix: str
+    color_range: str
+    colour: ColourTags
+    avg_rate: Fraction
+    real_rate: Fraction | None
+    time_base: Fraction
+    start_time: Fraction
+    duration: Fraction | None
+    frame_count: int | None
+    variable_rate: bool
+    bit_rate: int | None
+
+    @property
+    def frame_duration(self) -> Fraction:
+        """One frame at the average rate, in seconds."""
+        return 1 / self.avg_rate
+
+
+@dataclass(frozen=True)
+class AudioStreamInfo:
+    """One audio stream. ``packet_duration`` is a typical packet (the stream-copy granularity), seconds."""
+
+    index: int
+    codec: str
+    channels: int
+    layout: str
+    sample_rate: int
+    language: str | None
+    title: str | None
+    time_base: Fraction
+    start_time: Fraction | None
+    duration: Fraction | None
+    packet_duration: Fraction | None
+    packets: int
+    bit_rate: int | None
+
+
+@dataclass(frozen=True)
+class SubtitleStreamInfo:
+    """One subtitle stream (text or bitmap). ``packets`` is the number of cues."""
+
+    index: int
+    codec: str
+    language: str | None
+    title: str | None
+    time_base: Fraction
+    start_time: Fraction | None
+    packets: int
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """A probed file: the container, its video stream and every audio and subtitle stream."""
+
+    path: Path
+    container: str
+    size_bytes: int
+    duration: Fraction | None
+    video: VideoStreamInfo
+    audio: tuple[AudioStreamInfo, ...]
+    subtitles: tuple[SubtitleStreamInfo, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: ``Fraction`` -> ``"30000/1001"``, ``Path`` -> str, colour tags -> names."""
+        return _jsonable(self)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, ColourTags):
+        return {**value.names, "matrix_guessed": value.matrix_guessed}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Fraction):
+        return f"{value.numerator}/{value.denominator}"
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class _Scan:
+    """Packet statistics of one stream, gathered in the single demux pass."""
+
+    count: int = 0
+    first_pts: int | None = None
+    end_pts: int | None = None  # max(pts + duration)
+    pts: list[int] = dataclasses.field(default_factory=list)
+    first_duration: int | None = None
+
+    def add(self, packet: av.Packet, keep_pts: bool) -> None:
+        if packet.size == 0 or packet.pts is None:
+            return
+        self.count += 1
+        pts, dur = packet.pts, packet.duration or 0
+        if self.first_duration is None and dur:
+            self.first_duration = dur
+        self.first_pts = pts if self.first_pts is None else min(self.first_pts, pts)
+        self.end_pts = pts + dur if self.end_pts is None else max(self.end_pts, pts + dur)
+        if keep_pts:
+            self.pts.append(pts)
+
+
+def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
+    """Describe ``path``. Raises a ``MediaError`` naming the problem and the fix: missing file, not a
+    media file, no video stream / audio only, zero frames, truncated file, picture smaller than
+    ``MIN_SIDE`` or (with ``max_pixels``) larger than ``max_pixels`` pixels per frame."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaFileNotFound(f"{path}: no such file. Check the path (and that the upload finished).", path)
+    try:
+        container = av.open(str(path), metadata_errors="replace")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise NotAVideo(
+            f"{path}: not a video FFmpeg can read ({exc}). Check that it is a complete video file "
+            "(MP4, MKV, MOV, WebM, AVI...); a partial download whose index is missing cannot be opened.",
+            path,
+        ) from exc
+    with container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams})
+            what = "an audio-only file" if container.streams.audio else f"a file with {'only ' + ', '.join(kinds) + ' streams' if kinds else 'no streams at all'}"
+            raise NoVideoStream(f"{path}: {what}, there is no video stream to upscale. Choose a video file.", path)
+        vstream = container.streams.video[0]
+        scans = _scan_packets(path, container, vstream)
+        vinfo = _video_info(path, container, vstream, scans[vstream.index])
+        audio = tuple(_audio_info(s, scans[s.index]) for s in container.streams.audio)
+        subs = tuple(_subtitle_info(s, scans[s.index]) for s in container.streams.subtitles)
+        duration = Fraction(container.duration, av.time_base) if container.duration else None
+        info = MediaInfo(path, container.format.name, path.stat().st_size, duration, vinfo, audio, subs)
+
+    if vinfo.width < MIN_SIDE or vinfo.height < MIN_SIDE:
+        raise UnsupportedSize(
+            f"{path}: the picture is {vinfo.width}x{vinfo.height}; at least {MIN_SIDE}x{MIN_SIDE} pixels are "
+            "needed (the model works on 8x8 blocks). Use a larger video.",
+            path,
+        )
+    if max_pixels is not None and vinfo.width * vinfo.height > max_pixels:
+        raise SizeLimitExceeded(
+            f"{path}: the picture is {vinfo.width}x{vinfo.height} = {vinfo.width * vinfo.height} pixels, over the "
+            f"limit of {max_pixels} pixels per frame. Downscale the video first or raise the limit "
+            "(STREAM_DIFFVSR_MAX_INPUT_PIXELS).",
+            path,
+        )
+    log.debug("probed %s: %s", path, info.to_dict())
+    return info
+
+
+def _scan_packets(path: Path, container: av.container.InputContainer, vstream: av.VideoStream) -> dict[int, _Scan]:
+    scans = {s.index: _Scan() for s in container.streams}
+    try:
+        for packet in container.demux():
+            scans[packet.stream.index].add(packet, keep_pts=packet.stream.index == vstream.index)
+    except av.FFmpegError as exc:
+        got = scans[vstream.index].count
+        raise TruncatedVideo(
+            f"{path}: the file breaks after video frame {got} ({exc}); it is truncated or damaged. "
+            "Download or copy it again; frames before the break would not be the whole video.",
+            path,
+            frame_index=got,
+        ) from exc
+    vscan = scans[vstream.index]
+    if vscan.count == 0:
+        raise ZeroFrames(f"{path}: the video stream holds no frames. Choose a video that has pictures.", path)
+    header_frames = vstream.frames or 0
+    if header_frames > vscan.count:
+        raise TruncatedVideo(
+            f"{path}: the header announces {header_frames} frames but only {vscan.count} are in the file; it is "
+            "truncated. Download or copy it again.",
+            path,
+            frame_index=vscan.count,
+        )
+    return scans
+
+
+_DURATION_TAG = re.compile(r"^(\d+):(\d\d):(\d\d)(?:\.(\d+))?$")
+
+
+def _tag_duration(stream: av.stream.Stream) -> Fraction | None:
+    """The Matroska ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``) as seconds, when present."""
+    raw = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    match = _DURATION_TAG.match(raw.strip()) if raw else None
+    if not match:
+        return None
+    h, m, s, frac = match.groups()
+    seconds = Fraction(int(h) * 3600 + int(m) * 60 + int(s))
+    if frac:
+        seconds += Fraction(int(frac), 10 ** len(frac))
+    return seconds
+
+
+def _video_info(path: Path, container: av.container.InputContainer, stream: av.VideoStream, scan: _Scan) -> VideoStreamInfo:
+    tb = Fraction(stream.time_base)
+    first = _first_frame(path, container, stream)
+    pts = sorted(set(scan.pts))
+    deltas = [b - a for a, b in zip(pts, pts[1:])]
+    last_dur = Fraction(scan.end_pts - pts[-1]) if scan.end_pts is not None and scan.end_pts > pts[-1] else None
+    variable = False
+    if len(deltas) >= 2:
+        spread = max(deltas) - min(deltas)
+        mean = Fraction(sum(deltas), len(deltas))
+        variable = spread > 1 and spread > mean / 200
+    avg_rate = Fraction(stream.average_rate) if stream.average_rate else None
+    if (avg_rate is None or variable) and deltas:
+        avg_rate = 1 / (Fraction(sum(deltas), len(deltas)) * tb)
+    if avg_rate is None:
+        base = stream.base_rate or stream.guessed_rate
+        avg_rate = Fraction(base) if base else Fraction(25)
+    if last_dur is None or last_dur == 0:
+        last_dur = (1 / avg_rate) / tb
+    start = Fraction(pts[0]) * tb
+    duration = (Fraction(pts[-1]) + last_dur) * tb - start
+    tag_duration = _tag_duration(stream)
+    if tag_duration is not None and duration + 2 / avg_rate < tag_duration:
+        raise TruncatedVideo(
+            f"{path}: the video stream ends at {float(duration):.3f} s (frame {len(pts)}) but its header says "
+            f"{float(tag_duration):.3f} s; the file is truncated. Download or copy it again.",
+            path,
+            frame_index=len(pts),
+        )
+
+    ctx = stream.codec_context
+    width, height = ctx.width, ctx.height
+    pix_fmt = first.format.name if first is not None else (ctx.pix_fmt or "unknown")
+    sar = Fraction(stream.sample_aspect_ratio) if stream.sample_aspect_ratio else Fraction(1)
+    rotation = int(round(first.rotation)) % 360 if first is not None else 0
+    if rotation % 90:
+        log.warning("%s: display rotation of %d degrees is not a multiple of 90; treated as %d", path, rotation,
+                    round(rotation / 90) * 90 % 360)
+        rotation = round(rotation / 90) * 90 % 360
+    disp_w, disp_h = max(1, round(width * sar)), height
+    if rotation in (90, 270):
+        disp_w, disp_h = disp_h, disp_w
+    src = first if first is not None else ctx
+    tags = resolve_tags(src.color_primaries, src.color_trc, src.colorspace, src.color_range, height, pix_fmt)
+    names = tags.names
+    return VideoStreamInfo(
+        index=stream.index,
+        codec=ctx.name,
+        profile=stream.profile,
+        width=width,
+        height=height,
+        sample_aspect_ratio=sar,
+        display_aspect_ratio=Fraction(width * sar, height) if height else Fraction(1),
+        display_width=disp_w,
+        display_height=disp_h,
+        rotation=rotation,
+        pix_fmt=pix_fmt,
+        bit_depth=bit_depth(pix_fmt),
+        has_alpha=has_alpha(pix_fmt),
+        color_primaries=names["primaries"],
+        color_transfer=names["transfer"],
+        color_matrix=names["matrix"],
+        color_range=names["range"],
+        colour=tags,
+        avg_rate=avg_rate,
+        real_rate=Fraction(stream.base_rate) if stream.base_rate else None,
+        time_base=tb,
+        start_time=start,
+        duration=duration,
+        frame_count=scan.count,
+        variable_rate=variable,
+        bit_rate=stream.bit_rate or None,
+    )
+
+
+def _first_frame(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> av.VideoFrame | None:
+    """The first decodable frame (for rotation, pixel format and colour tags); None if none decodes."""
+    container.seek(0, stream=stream) if container.format.name not in ("avi",) else container.seek(0)
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except av.FFmpegError as exc:
+        from media.errors import DecodeError
+
+        raise DecodeError(
+            f"{path}: the first video frame cannot be decoded ({exc}). The file is damaged or uses an "
+            "unsupported codec; re-encode it (for example to H.264) and try again.",
+            path,
+            frame_index=0,
+        ) from exc
+    raise ZeroFrames(f"{path}: no video frame can be decoded. Choose a video that has pictures.", path)
+
+
+def _audio_info(stream: av.AudioStream, scan: _Scan) -> AudioStreamInfo:
+    tb = Fraction(stream.time_base)
+    ctx = stream.codec_context
+    start = Fraction(scan.first_pts) * tb if scan.first_pts is not None else None
+    duration = (Fraction(scan.end_pts - scan.first_pts) * tb) if scan.first_pts is not None else None
+    return AudioStreamInfo(
+        index=stream.index,
+        codec=ctx.name,
+        channels=ctx.channels,
+        layout=ctx.layout.name,
+        sample_rate=ctx.sample_rate,
+        language=_language(stream),
+        title=(stream.metadata or {}).get("title"),
+        time_base=tb,
+        start_time=start,
+        duration=duration,
+        packet_duration=Fraction(scan.first_duration) * tb if scan.first_duration else None,
+        packets=scan.count,
+        bit_rate=ctx.bit_rate or None,
+    )
+
+
+def _subtitle_info(stream: av.stream.Stream, scan: _Scan) -> SubtitleStreamInfo:
+    tb = Fraction(stream.time_base)
+    return SubtitleStreamInfo(
+        index=stream.index,
+        codec=stream.codec_context.name,
+        language=_language(stream),
+        title=(stream.metadata or {}).get("title"),
+        time_base=tb,
+        start_time=Fraction(scan.first_pts) * tb if scan.first_pts is not None else None,
+        packets=scan.count,
+    )
+
+
+def _language(stream: av.stream.Stream) -> str | None:
+    lang = stream.language or (stream.metadata or {}).get("language")
+    return None if lang in (None, "", "und") else lang

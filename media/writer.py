@@ -1,0 +1,385 @@
+"""``VideoWriter``: encode upscaled RGB frames and mux them with the source's audio and subtitles.
+
+One pass: every ``write(rgb, pts)`` encodes a frame and lets the source's audio/subtitle packets
+up to that time follow it into the muxer (see ``media.mux``). Timestamps are the source's own
+(``pts`` seconds, rebased only by a trim start, the same shift for every stream), so a 30000/1001
+source stays 30000/1001 and a variable-rate source keeps its timestamps. Rotation, sample aspect
+ratio and colour tags are carried over, so the output displays exactly as the source does.
+
+The file is written to a hidden, uniquely named temporary file next to ``dest``; ``finish()``
+closes (flushes) it, checks it, fsyncs it and renames it onto ``dest`` in one atomic step.
+``abort()`` (also called on any exception inside ``with``) deletes it. The source is only read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import av
+import numpy as np
+
+from media.colour import ColourTags, rgb_to_frame
+from media.encode import EncodeSettings
+from media.errors import (
+    EncoderUnavailable,
+    MediaError,
+    OutputNotWritable,
+    TimestampError,
+    UnsupportedSize,
+    VerificationFailed,
+    WriteAborted,
+    ZeroFrames,
+    translate_os_error,
+)
+from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions, supported_codecs
+from media.probe import MediaInfo
+from media.reader import resolve_trim
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VideoWriter", "WriteReport", "temp_path_for"]
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """What ``finish()`` produced: the file, its video, and the fate of every source stream."""
+
+    path: Path
+    frames: int
+    width: int
+    height: int
+    codec: str
+    encoder: str
+    pix_fmt: str
+    rate: Fraction
+    duration: Fraction
+    bytes: int
+    seconds: float
+    streams: tuple[StreamAction, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_text(self) -> str:
+        lines = [
+            f"Wrote {self.path.name}: {self.frames} frames, {self.width}x{self.height}, {self.codec} ({self.encoder}, "
+            f"{self.pix_fmt}), {self.rate.numerator}/{self.rate.denominator} fps, {float(self.duration):.3f} s, "
+            f"{self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s."
+        ]
+        lines += [f"  {s.to_text()}" for s in self.streams]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        from media.probe import _jsonable
+
+        return _jsonable(self)
+
+
+def temp_path_for(dest: Path) -> Path:
+    """A hidden, unique temporary name next to ``dest`` (same suffix, so the muxer is the same)."""
+    return dest.with_name(f".{dest.stem}.{uuid.uuid4().hex[:12]}.partial{dest.suffix}")
+
+
+class VideoWriter:
+    """Write ``width`` x ``height`` RGB frames to ``dest`` with ``source``'s audio and subtitles.
+
+    ``start``/``end`` (seconds from the source's first frame, like ``FrameReader``) select the
+    range: audio and subtitles are cut to it and every stream is shifted by the same amount.
+    ``write(rgb, pts)``: ``rgb`` HWC uint8 RGB (values 0..255) of exactly (height, width, 3);
+    ``pts`` the source time (``Frame.pts``) of the frame it was made from, strictly increasing.
+    ``browser``: also transcode audio that browsers cannot play (used for previews).
+    """
+
+    def __init__(
+        self,
+        dest: str | Path,
+        source: MediaInfo,
+        width: int,
+        height: int,
+        encode: EncodeSettings | None = None,
+        start: Fraction | None = None,
+        end: Fraction | None = None,
+        *,
+        browser: bool = False,
+    ) -> None:
+        self.dest = Path(dest)
+        self.source = source
+        self.width, self.height = width, height
+        self.encode = encode or EncodeSettings()
+        self.abs_start, self.abs_end = resolve_trim(source, start, end)
+        self.trimmed = start is not None or end is not None
+        v = source.video
+        # Shift every stream by the trim start, rounded down to a whole video tick.
+        self.offset = (self.abs_start // v.time_base) * v.time_base if start is not None else Fraction(0)
+        self._t0 = time.monotonic()
+        self._frames = 0
+        self._last_pts: Fraction | None = None
+        self._first_pts: Fraction | None = None
+        self._last_index: int | None = None
+        self._closed = False
+        self._out: av.container.OutputContainer | None = None
+        self._side: SideStreams | None = None
+
+        self.encode.check_available()
+        self.encode.check_container(self.dest.suffix)
+        self.format = container_format(self.dest)
+        self.pix_fmt = self.encode.pix_fmt_for(width, height)
+        self.actions = plan_stream_actions(source, self.dest, browser=browser)
+        self._check_dest_dir()
+        self.tmp = temp_path_for(self.dest)
+        try:
+            self._open()
+        except BaseException:
+            self.abort()
+            raise
+
+    # -- setup --------------------------------------------------------------------------------
+    def _check_dest_dir(self) -> None:
+        parent = self.dest.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputNotWritable(
+                f"{parent}: the output directory does not exist or is not writable. Create it, fix its "
+                "permissions or choose another output directory.",
+                self.dest,
+            )
+        if self.dest.resolve() == self.source.path.resolve():
+            raise OutputNotWritable(
+                f"{self.dest}: the output would overwrite the source video. Choose another output name.", self.dest
+            )
+
+    def _open(self) -> None:
+        v = self.source.video
+        options = {"movflags": "+faststart"} if self.format in ("mp4", "mov") else {}
+        try:
+            self._out = av.open(str(self.tmp), "w", format=self.format, options=options)
+        except av.FFmpegError as exc:
+            raise translate_os_error(exc, self.tmp, "creating the output") or exc
+        out = self._out
+        spec = self.encode.spec
+        if spec.encoder not in supported_codecs(self.format) and self.encode.codec not in supported_codecs(self.format):
+            raise EncoderUnavailable(f"{self.dest}: the {self.format} container cannot hold {self.encode.codec}.")
+        stream = out.add_stream(spec.encoder, rate=v.avg_rate, options=self.encode.codec_options())
+        stream.width, stream.height = self.width, self.height
+        stream.pix_fmt = self.pix_fmt
+        ctx = stream.codec_context
+        # Constant rate: timestamps on the exact frame grid (1/rate.numerator ticks; 30000/1001 ->
+        # 1001 ticks of 1/30000 s), which is where the source's own (possibly ms-rounded) ones
+        # belong. Variable rate: the source's time base and timestamps, unchanged.
+        self._cfr = not v.variable_rate and v.avg_rate.numerator < 2**31
+        self.time_base = Fraction(1, v.avg_rate.numerator) if self._cfr else v.time_base
+        ctx.time_base = self.time_base
+        stream.time_base = self.time_base
+        ctx.framerate = v.avg_rate
+        if self.encode.bitrate is not None:
+            ctx.bit_rate = self.encode.bitrate
+        self.tags: ColourTags = v.colour
+        if av.VideoFormat(self.pix_fmt).is_rgb:
+            ctx.colorspace = 0
+        else:
+            ctx.colorspace = self.tags.matrix
+            ctx.color_range = self.tags.range
+        if self.tags.primaries != 2:
+            ctx.color_primaries = self.tags.primaries
+        if self.tags.transfer != 2:
+            ctx.color_trc = self.tags.transfer
+        # The same display aspect ratio as the source, whatever the output size.
+        sar = v.display_aspect_ratio * Fraction(self.height, self.width)
+        if sar != 1:
+            ctx.sample_aspect_ratio = sar
+        if v.rotation:
+            stream.set_display_rotation(v.rotation)
+        if self.encode.codec == "hevc" and self.format in ("mp4", "mov"):
+            ctx.codec_tag = "hvc1"  # QuickTime/Safari only play HEVC tagged hvc1
+        self._video = stream
+        self._side = SideStreams(
+            self.source, out, self.actions, self.abs_start, self.abs_end, self.offset, self.trimmed
+        )
+
+    # -- context manager ----------------------------------------------------------------------
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._closed:
+            if exc_type is None:
+                log.warning("%s: the writer was left without finish(); the partial output is removed", self.dest)
+            self.abort()
+
+    # -- frames -------------------------------------------------------------------------------
+    def write(self, rgb: np.ndarray, pts: Fraction, duration: Fraction | None = None) -> None:
+        """Encode one frame shown at source time ``pts`` (seconds) for ``duration`` seconds (default:
+        one frame at the source's average rate)."""
+        if self._closed:
+            raise WriteAborted(f"{self.dest}: write() after finish() or abort(); start a new VideoWriter.", self.dest)
+        if rgb.dtype != np.uint8 or rgb.shape != (self.height, self.width, 3):
+            raise UnsupportedSize(
+                f"{self.dest}: frame {self._frames} is {rgb.shape} {rgb.dtype}, expected ({self.height}, {self.width}, 3) "
+                "uint8 RGB. Give frames of the size the writer was created with.",
+                self.dest,
+            )
+        pts = Fraction(pts)
+        if self._last_pts is not None and pts <= self._last_pts:
+            raise TimestampError(
+                f"{self.dest}: frame {self._frames} has pts {pts} s, not after the previous {self._last_pts} s. "
+                "Pass each frame's source Frame.pts, in order.",
+                self.dest,
+            )
+        if not self.abs_start <= pts < self.abs_end:
+            raise TimestampError(
+                f"{self.dest}: frame {self._frames} has pts {float(pts):.4f} s, outside the range "
+                f"[{float(self.abs_start):.4f}, {float(self.abs_end):.4f}) s. Pass the frames the reader gave.",
+                self.dest,
+            )
+        v = self.source.video
+        frame = rgb_to_frame(rgb, self.pix_fmt, self.tags, str(self.dest))
+        frame.time_base = self.time_base
+        if self._cfr:
+            index = round((pts - self.offset) / v.frame_duration)
+            if self._last_index is not None and index <= self._last_index:
+                raise TimestampError(
+                    f"{self.dest}: frame {self._frames} at {float(pts):.4f} s falls on the same frame slot as the "
+                    "previous one; pass each source frame once, with its own Frame.pts.",
+                    self.dest,
+                )
+            self._last_index = index
+            frame.pts = index * v.avg_rate.denominator
+            frame.duration = v.avg_rate.denominator
+        else:
+            frame.pts = round((pts - self.offset) / self.time_base)
+            frame.duration = max(1, round((duration or v.frame_duration) / self.time_base))
+        assert self._side is not None
+        try:
+            self._side.pump(pts)
+            packets = self._video.encode(frame)
+            self._mux(packets)
+        except av.FFmpegError as exc:
+            self._fail(exc, f"encoding frame {self._frames}")
+        self._frames += 1
+        self._last_pts = pts
+        if self._first_pts is None:
+            self._first_pts = pts
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        assert self._out is not None
+        self._out.mux(packets)
+
+    def _fail(self, exc: BaseException, action: str) -> None:
+        mapped = translate_os_error(exc, self.dest, action)
+        self.abort()
+        if mapped is not None:
+            raise mapped from exc
+        if isinstance(exc, av.FFmpegError) and self._frames == 0:
+            raise EncoderUnavailable(
+                f"{self.dest}: the {self.encode.codec} encoder ({self.encode.spec.encoder}) rejected the settings "
+                f"({self.width}x{self.height}, {self.pix_fmt}): {exc}. Try another pixel format or codec.",
+                self.dest,
+            ) from exc
+        raise MediaError(f"{self.dest}: writing failed while {action}: {exc}", self.dest) from exc
+
+    # -- end ----------------------------------------------------------------------------------
+    def finish(self, expected: Any | None = None) -> WriteReport:
+        """Flush the encoder, mux the rest of the audio/subtitles, close, check and rename onto ``dest``.
+
+        With ``expected`` (a ``media.verify.ExpectedOutput``) the temporary file is fully verified
+        first and ``VerificationFailed`` is raised (and nothing is renamed) when a check fails.
+        """
+        if self._closed:
+            raise WriteAborted(f"{self.dest}: finish() after finish() or abort().", self.dest)
+        if self._frames == 0:
+            self.abort()
+            raise ZeroFrames(f"{self.dest}: no frame was written; nothing to save.", self.dest)
+        assert self._out is not None and self._side is not None
+        try:
+            self._mux(self._video.encode(None))
+            self._side.pump(None)
+            self._side.close()
+            self._out.close()
+            self._closed = True
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        except (av.FFmpegError, OSError) as exc:
+            self._fail(exc, "finishing the file")
+        report = self._report()
+        self._check_structure(report)
+        if expected is not None:
+            from media.verify import verify
+
+            result = verify(self.source, self.tmp, expected)
+            if not result.ok:
+                self._remove_tmp()
+                raise VerificationFailed(f"{self.dest}: the output failed verification:\n{result.to_text()}",
+                                         self.dest, report=result)
+        try:
+            os.replace(self.tmp, self.dest)
+            dir_fd = os.open(self.dest.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            self._remove_tmp()
+            raise translate_os_error(exc, self.dest, "renaming the finished file") or exc
+        log.info("%s", report.to_text())
+        return WriteReport(**{**report.__dict__, "path": self.dest})
+
+    def _report(self) -> WriteReport:
+        v = self.source.video
+        assert self._last_pts is not None
+        assert self._first_pts is not None
+        duration = self._last_pts + v.frame_duration - self._first_pts
+        actions = (StreamAction(v.index, "video", v.codec, self.encode.codec, "encoded"),) + tuple(
+            self._side.actions if self._side else ()
+        )
+        return WriteReport(
+            path=self.tmp, frames=self._frames, width=self.width, height=self.height, codec=self.encode.codec,
+            encoder=self.encode.spec.encoder, pix_fmt=self.pix_fmt, rate=v.avg_rate, duration=duration,
+            bytes=self.tmp.stat().st_size, seconds=time.monotonic() - self._t0, streams=actions,
+        )
+
+    def _check_structure(self, report: WriteReport) -> None:
+        """Cheap completeness check before the rename: every stream there, every frame there."""
+        try:
+            with av.open(str(self.tmp)) as check:
+                packets = sum(1 for p in check.demux(check.streams.video[0]) if p.size)
+                streams = len(check.streams)
+        except (av.FFmpegError, IndexError) as exc:
+            self._remove_tmp()
+            raise MediaError(f"{self.dest}: the finished file cannot be read back ({exc}).", self.dest) from exc
+        want = 1 + len(self.actions)
+        if packets != report.frames or streams < want:
+            self._remove_tmp()
+            raise VerificationFailed(
+                f"{self.dest}: the finished file holds {packets} of {report.frames} frames and {streams} of {want} "
+                "streams; it was not saved.",
+                self.dest,
+            )
+
+    def abort(self) -> None:
+        """Stop and delete the temporary file (safe to call at any time, also twice)."""
+        self._closed = True
+        if self._side is not None:
+            self._side.close()
+        if self._out is not None:
+            try:
+                self._out.close()
+            except (av.FFmpegError, OSError) as exc:  # the file is being thrown away; only log why
+                log.debug("%s: closing the aborted output failed: %s", self.tmp, exc)
+            self._out = None
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        tmp = getattr(self, "tmp", None)
+        if tmp is not None:
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,67 @@
+"""``BicubicUpscaler``: the plain 4x bicubic engine (an honest baseline and the media tests' engine).
+
+Same per-frame protocol as the diffusion model (``vsr.engines.FrameProcessor``), no model, no state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vsr.engines import check_frame, new_seed
+
+
+class BicubicUpscaler:
+    """Exact ``scale``x bicubic upscaling of HWC uint8 RGB frames on the CPU.
+
+    Uses ``torch.nn.functional.interpolate`` (bicubic, align_corners False, no antialias: it only
+    matters when shrinking) in float32 on 0..255 values, then clamps to [0, 255], rounds half to even
+    and converts back to uint8. The output is exactly (scale*H, scale*W, 3) for any input size.
+    """
+
+    def __init__(self, scale: int = 4) -> None:
+        if scale < 1:
+            raise ValueError(f"scale must be a positive integer; got {scale}.")
+        self.scale = scale
+        self._seed: int | None = None
+        self._frames = 0
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the output for an input of ``width`` x ``height`` pixels."""
+        return width * self.scale, height * self.scale
+
+    def start_stream(self, seed: int | None = None) -> int:
+        """Begin a new video. Bicubic draws no noise; the seed is kept only so runs report one."""
+        self._seed = new_seed() if seed is None else int(seed)
+        self._frames = 0
+        return self._seed
+
+    def reset(self) -> None:
+        """Scene cut: nothing to clear (bicubic has no temporal state)."""
+
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (scale*H, scale*W, 3) uint8 RGB."""
+        check_frame(rgb)
+        h, w, _ = rgb.shape
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+        with torch.inference_mode():
+            y = F.interpolate(x, size=(h * self.scale, w * self.scale), mode="bicubic", align_corners=False)
+            y = y.clamp_(0.0, 255.0).round_().to(torch.uint8)
+        self._frames += 1
+        return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
+
+    def flush(self) -> list[np.ndarray]:
+        """Frames still held back: none (every ``process`` call returns its frame)."""
+        return []
+
+    def describe(self) -> dict:
+        """JSON-safe description of the engine for plans, logs and reports."""
+        return {
+            "engine": "bicubic",
+            "device": "cpu",
+            "precision": "fp32",
+            "steps": 0,
+            "seed": self._seed,
+            "scale": self.scale,
+        }

@@ -1,0 +1,151 @@
+"""Optical flow for ARTG: RAFT large from torchvision, its call convention, and the backward warp.
+
+MODEL.md sections 5 and 8. Flow for frame i is RAFT(image1 = up[i], image2 = up[i-1]) on the x4
+bicubic upscales of the low-res frames ([-1, 1] convention, not clamped, channels-last strides),
+12 refinement iterations, last prediction only. The result (1, H, W, 2) in HR pixels says where
+pixel (x, y) of frame i is found in frame i-1, so the previous output is backward-warped with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import urllib.error
+import urllib.parse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.models.optical_flow import RAFT, Raft_Large_Weights, raft_large
+
+from vsr.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+RAFT_ITERATIONS = 12
+REACH_TIMEOUT_S = 5.0
+
+
+def default_raft_url() -> str:
+    """URL of torchvision's default RAFT large weights (Raft_Large_Weights.DEFAULT)."""
+    return Raft_Large_Weights.DEFAULT.url
+
+
+def _cached_path(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urllib.parse.urlparse(url).path).name
+
+
+def _check_reachable(url: str, timeout: float) -> None:
+    """Raise HubUnreachableError within ``timeout`` seconds if the URL's host does not accept a connection."""
+    parts = urllib.parse.urlparse(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise HubUnreachableError(
+            f"Cannot download the RAFT optical-flow weights from {url} ({exc}). Fix: pass a local file with "
+            f"--flow-weights / STREAM_DIFFVSR_FLOW_WEIGHTS (.pth or .safetensors), or put the file at "
+            f"{_cached_path(url)} (torch hub cache) on a machine with internet access."
+        ) from exc
+
+
+def _download_state_dict(url: str, timeout: float) -> dict[str, torch.Tensor]:
+    cached = _cached_path(url)
+    if not cached.is_file():
+        _check_reachable(url, timeout)
+        logger.info("downloading RAFT weights from %s to %s", url, cached)
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True)
+    except (urllib.error.URLError, OSError) as exc:
+        raise HubUnreachableError(
+            f"Downloading the RAFT weights from {url} failed ({exc}). Fix: retry, or pass a local file with "
+            "--flow-weights / STREAM_DIFFVSR_FLOW_WEIGHTS."
+        ) from exc
+    except RuntimeError as exc:  # hash mismatch or unreadable checkpoint
+        raise CorruptWeightsError(
+            f"The cached RAFT weights {cached} are damaged ({exc}). Fix: delete that file and run again."
+        ) from exc
+
+
+def _read_local(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"Flow weights file {path} does not exist. Fix: give the path of a RAFT large .pth or .safetensors "
+            "file, or leave --flow-weights empty to use torchvision's default weights."
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        if path.suffix in (".pth", ".pt"):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors / pickle raise several unrelated types for a damaged file
+        raise CorruptWeightsError(
+            f"Flow weights file {path} cannot be read ({type(exc).__name__}: {exc}). Fix: download it again; "
+            "it must be a torchvision RAFT large state_dict."
+        ) from exc
+    raise ModelNotFoundError(
+        f"Flow weights file {path} has suffix {path.suffix!r}; use a .pth, .pt or .safetensors RAFT large state_dict."
+    )
+
+
+def load_raft(
+    flow_weights: str | Path | None = None,
+    *,
+    url: str | None = None,
+    timeout: float = REACH_TIMEOUT_S,
+) -> RAFT:
+    """RAFT large in eval mode with frozen weights, on the CPU in float32.
+
+    ``flow_weights``: a local .pth/.pt/.safetensors state_dict, or None for torchvision's default
+    weights (downloaded once into the torch hub cache; ``url`` overrides the address, for tests).
+    """
+    source = str(flow_weights) if flow_weights is not None else (url or default_raft_url())
+    state = _read_local(Path(flow_weights)) if flow_weights is not None else _download_state_dict(source, timeout)
+    model = raft_large(weights=None, progress=False)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ConfigMismatchError(
+            f"Flow weights {source} do not fit torchvision's RAFT large ({str(exc).splitlines()[0]}). Fix: use "
+            "RAFT *large* weights (raft_small is not supported)."
+        ) from exc
+    model.eval().requires_grad_(False)
+    logger.info("RAFT large loaded from %s", source)
+    return model
+
+
+def compute_flow(raft: RAFT, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """Flow (1, H, W, 2) [x, y] in HR pixels from ``current`` to ``previous`` (both (1, 3, H, W), ~[-1, 1])."""
+    predictions = raft(current, previous, num_flow_updates=RAFT_ITERATIONS)
+    return predictions[-1].permute(0, 2, 3, 1)
+
+
+class Warper:
+    """Backward warp with the reference's normalisation (MODEL.md 8), pixel grid cached per size.
+
+    Normalises by (W - 1) and (H - 1) but samples with align_corners False, so a zero flow is not the
+    identity (the weights were trained with this; reproduced on purpose).
+    """
+
+    def __init__(self) -> None:
+        self._grid: torch.Tensor | None = None
+
+    def _base_grid(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        grid = self._grid
+        if grid is None or grid.shape[1:3] != (height, width) or grid.device != like.device or grid.dtype != like.dtype:
+            ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+            grid = torch.stack([xs, ys], dim=-1)[None].to(device=like.device, dtype=like.dtype)
+            self._grid = grid
+        return grid
+
+    def __call__(self, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """image (B, C, H, W) any range, flow (B, H, W, 2) -> warped (B, C, H, W); outside samples are 0."""
+        _, _, height, width = image.shape
+        coords = self._base_grid(height, width, flow) + flow
+        gx = 2.0 * coords[..., 0] / max(width - 1, 1) - 1.0
+        gy = 2.0 * coords[..., 1] / max(height - 1, 1) - 1.0
+        grid = torch.stack([gx, gy], dim=-1).to(image.dtype)
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

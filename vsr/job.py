@@ -1,0 +1,344 @@
+"""The product's main job: one streaming pass from a video in to a verified, upscaled video out.
+
+``plan`` (in ``vsr.plan``) decides and checks everything first; ``run`` then does one pass::
+
+    media.FrameReader (decode thread) -> bounded queue -> scene check -> engine.process (this thread)
+        -> bounded queue -> EncodeThread (resize + media.VideoWriter) -> finish/mux -> media.verify
+
+Memory is flat in video length (two bounded queues, no frame kept). The engine's temporal context
+runs across the whole range and is reset only where ``SceneCutDetector`` sees a hard cut (when scene
+cuts are on). A cancel request (``threading.Event``) or any error stops the pass within one frame,
+closes every file and thread, removes the half-written output and the job's temporary directory,
+then raises (``JobCancelled``, ``JobFailed`` or the original ``MediaError``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import media
+from vsr.engines import FrameProcessor, load_engine
+from vsr.job_errors import (
+    InputNotFound,
+    JobCancelled,
+    JobError,
+    JobFailed,
+    JobRefused,
+    LimitExceeded,
+    TargetTooLarge,
+    TrimOutOfRange,
+    VerificationFailed,
+)
+from vsr.options import UpscaleOptions
+from vsr.pipeline_threads import EncodeThread
+from vsr.plan import JobPlan, encode_settings, plan, preview_plan
+from vsr.progress import ProgressCallback, ProgressEvent, RateMeter
+from vsr.scenes import SceneCutDetector
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "InputNotFound",
+    "JobCancelled",
+    "JobError",
+    "JobFailed",
+    "JobPlan",
+    "JobRefused",
+    "JobResult",
+    "LimitExceeded",
+    "ProgressEvent",
+    "TargetTooLarge",
+    "TrimOutOfRange",
+    "VerificationFailed",
+    "encode_settings",
+    "get_processor",
+    "plan",
+    "preview_plan",
+    "run",
+]
+
+READ_QUEUE = 8
+ENCODE_QUEUE = 4
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job. ``seconds`` is wall time of ``run``; ``model_seconds`` the part spent in the
+    engine. ``scene_cuts`` lists the frame indices (0 = first frame of the range) where the temporal
+    context was reset. ``report`` is the media ``VerifyReport`` (passed), ``write`` the writer's
+    ``WriteReport`` (what happened to each stream)."""
+
+    output: Path
+    preview: Path | None
+    report: Any
+    write: Any
+    frames: int
+    seconds: float
+    model_seconds: float
+    seed: int
+    scene_cuts: tuple[int, ...] = field(default=())
+
+
+# ---------------------------------------------------------------------------------------------
+# Engines, loaded once per process.
+
+_PROCESSORS: OrderedDict[tuple, FrameProcessor] = OrderedDict()
+_PROCESSORS_LOCK = threading.Lock()
+_RUN_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def processor_key(options: UpscaleOptions) -> tuple:
+    """The options that decide which model is loaded (the seed is not one: it is set per video)."""
+    if options.engine == "bicubic":
+        return ("bicubic",)
+    return (
+        options.engine,
+        options.model_id,
+        str(options.flow_weights) if options.flow_weights else None,
+        options.device,
+        options.precision,
+        options.steps,
+        options.attention,
+    )
+
+
+def get_processor(options: UpscaleOptions) -> FrameProcessor:
+    """The engine for ``options``, loaded on first use and then shared by every job of this process.
+
+    Only one diffusion model is kept: asking for a different one (another model id, device,
+    precision...) releases the previous one first, so two never sit in GPU memory together.
+    Raises ``vsr.errors.ModelLoadError`` when the model cannot be loaded.
+    """
+    key = processor_key(options)
+    with _PROCESSORS_LOCK:
+        if key in _PROCESSORS:
+            _PROCESSORS.move_to_end(key)
+            return _PROCESSORS[key]
+        if key[0] != "bicubic":
+            for old in [k for k in _PROCESSORS if k[0] != "bicubic"]:
+                logger.info("releasing engine %s to load %s", old, key)
+                del _PROCESSORS[old]
+            _release_gpu_memory()
+        started = time.perf_counter()
+        processor = load_engine(
+            options.engine,
+            model_id=options.model_id,
+            flow_weights=options.flow_weights,
+            device=options.device,
+            precision=options.precision,
+            steps=options.steps,
+            seed=options.seed,
+            attention=options.attention,
+        )
+        logger.info("loaded engine %s in %.1f s", key, time.perf_counter() - started)
+        _PROCESSORS[key] = processor
+        return processor
+
+
+def clear_processors() -> None:
+    """Forget every cached engine (tests; or to free memory in a long-lived process)."""
+    with _PROCESSORS_LOCK:
+        _PROCESSORS.clear()
+        _release_gpu_memory()
+
+
+def _release_gpu_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------------------------------
+# The streaming pass.
+
+
+def run(
+    job: JobPlan,
+    output: str | Path,
+    *,
+    on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    processor: FrameProcessor | None = None,
+    preview_dir: str | Path | None = None,
+) -> JobResult:
+    """Upscale ``job`` into ``output`` in one streaming pass and verify the result.
+
+    ``on_progress`` receives ``ProgressEvent``s (stages loading, upscaling, finishing, verifying,
+    done). ``cancel.set()`` from any thread stops the job within one frame and raises
+    ``JobCancelled``. ``processor`` overrides ``get_processor(job.options)``. With ``preview_dir``
+    a browser-playable copy is made there when ``output`` itself does not play in browsers
+    (``JobResult.preview``). On any failure nothing is left under ``output`` and the job's temporary
+    directory is removed; engine failures raise ``JobFailed`` (the cause chained), media failures
+    their ``MediaError``, a failed verification ``VerificationFailed`` (the file is kept for
+    inspection, the message says where).
+    """
+    output = Path(output)
+    options = job.options
+    emit = on_progress or (lambda event: None)
+    started = time.perf_counter()
+    _check_output(job, output)
+    emit(ProgressEvent("loading", 0, job.frames, message=f"loading the {options.engine} engine"))
+    if processor is None:
+        processor = get_processor(options)
+    options.tmp_dir.mkdir(parents=True, exist_ok=True)
+    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=options.tmp_dir))
+    lock = _RUN_LOCKS.setdefault(processor, threading.Lock())
+    if not lock.acquire(blocking=False):
+        logger.info("waiting for another job to finish with the same engine")
+        lock.acquire()
+    try:
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled("The job was cancelled before it started; nothing was written.")
+        seed = processor.start_stream(options.seed)
+        logger.info("job %s -> %s: seed %d, %s", job.input, output, seed, processor.describe())
+        write_report, frames, cuts, model_seconds = _stream(job, output, processor, emit, cancel, job_dir)
+        emit(ProgressEvent("verifying", frames, frames, message="verifying the output"))
+        report = media.verify(job.info, output, _expected(job, frames))
+        if not report.ok:
+            raise VerificationFailed(
+                f"{output}: the finished video failed verification ({_failed_checks(report)}). The file was kept "
+                "for inspection; please report this with the input's `vsr probe` output.",
+                report,
+            )
+        preview = media.make_browser_preview(output, Path(preview_dir)) if preview_dir is not None else None
+    except BaseException:
+        # Thread and file cleanup already happened inside _stream; this only reports.
+        logger.info("job %s ended early; no output left at %s", job.input, output)
+        raise
+    finally:
+        lock.release()
+        shutil.rmtree(job_dir, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    emit(ProgressEvent("done", frames, frames, message=f"done in {seconds:.1f} s"))
+    logger.info("job done: %d frames in %.1f s (model %.1f s), scene cuts at %s", frames, seconds, model_seconds, cuts)
+    return JobResult(output, preview, report, write_report, frames, seconds, model_seconds, seed, tuple(cuts))
+
+
+def _stream(
+    job: JobPlan,
+    output: Path,
+    processor: FrameProcessor,
+    emit: ProgressCallback,
+    cancel: threading.Event | None,
+    job_dir: Path,
+) -> tuple[Any, int, list[int], float]:
+    """Decode -> upscale -> encode; returns (write report, frames, scene cut indices, model seconds)."""
+    options = job.options
+    size = job.size
+    detector = SceneCutDetector(options.scene_threshold, job.rate) if options.scene_cuts else None
+    cuts: list[int] = []
+    meter = RateMeter()
+    model_seconds = 0.0
+    done = 0
+    engine = str(processor.describe().get("engine", options.engine))
+    with media.FrameReader(job.input, job.trim_start, job.trim_end, READ_QUEUE, info=job.info) as reader:
+        writer = media.VideoWriter(
+            output, job.info, size.width, size.height, encode_settings(options), start=job.trim_start, end=job.trim_end
+        )
+        with writer:
+            encoder = EncodeThread(writer, size.width, size.height, ENCODE_QUEUE)
+            try:
+                for frame in reader:
+                    _check_cancel(cancel)
+                    cut = detector is not None and detector.is_cut(frame.rgb)
+                    if cut:
+                        processor.reset()
+                        cuts.append(frame.index)
+                        logger.info("scene cut at frame %d (%.3f s): temporal context reset", frame.index,
+                                    float(frame.pts - job.info.video.start_time))
+                    tick = time.perf_counter()
+                    try:
+                        upscaled = processor.process(frame.rgb)
+                    except Exception as exc:
+                        raise JobFailed(
+                            f"{job.input}: the {engine} engine failed on frame {frame.index} "
+                            f"({float(frame.pts - job.info.video.start_time):.3f} s): {type(exc).__name__}: {exc}. "
+                            "Nothing was written; see the log for the traceback."
+                        ) from exc
+                    model_seconds += time.perf_counter() - tick
+                    _check_frame(upscaled, size, engine, frame.index)
+                    encoder.put(upscaled, frame.pts, cancel)
+                    done += 1
+                    meter.tick()
+                    emit(ProgressEvent(
+                        "upscaling", done, max(job.frames, done), meter.fps, meter.eta(job.frames - done),
+                        frame.rgb, upscaled,
+                        message=f"scene cut at frame {frame.index}: temporal context reset" if cut else "",
+                        scene_cut=frame.index if cut else None,
+                    ))
+                _check_cancel(cancel)
+                held = processor.flush()
+                if held:
+                    raise JobFailed(f"The {engine} engine returned {len(held)} held-back frames at the end; this job "
+                                    "supports only engines that return one frame per input frame.")
+                emit(ProgressEvent("finishing", done, done, meter.fps, 0.0, message="writing the last frames"))
+                encoder.finish()
+            except BaseException:
+                encoder.stop()
+                writer.abort()
+                raise
+            _check_cancel(cancel, writer)
+            write_report = writer.finish()
+    return write_report, done, cuts, model_seconds
+
+
+def _check_cancel(cancel: threading.Event | None, writer: Any = None) -> None:
+    if cancel is not None and cancel.is_set():
+        if writer is not None:
+            writer.abort()
+        raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")
+
+
+def _check_frame(upscaled: np.ndarray, size: Any, engine: str, index: int) -> None:
+    expected = (size.model_height, size.model_width, 3)
+    if not isinstance(upscaled, np.ndarray) or upscaled.shape != expected or upscaled.dtype != np.uint8:
+        got = (upscaled.shape, upscaled.dtype) if isinstance(upscaled, np.ndarray) else type(upscaled).__name__
+        raise JobFailed(f"The {engine} engine returned {got} for frame {index}; expected a uint8 array of shape "
+                        f"{expected}. This is a bug in the engine.")
+
+
+def _check_output(job: JobPlan, output: Path) -> None:
+    if output.resolve() == job.input.resolve():
+        raise JobRefused(f"{output}: the output would overwrite the input. Choose another output file name.")
+    if output.suffix.lower() != job.container_suffix:
+        raise JobRefused(
+            f"{output}: the plan was made for a {job.container_suffix} file (its audio and subtitle handling "
+            f"depends on the container). Plan again with output={output} or name the output *{job.container_suffix}."
+        )
+
+
+def _expected(job: JobPlan, frames: int) -> Any:
+    return media.ExpectedOutput(
+        width=job.size.width,
+        height=job.size.height,
+        frames=frames,
+        start=job.start,
+        end=job.end,
+        codec=job.options.codec,
+    )
+
+
+def _failed_checks(report: Any) -> str:
+    failed = [c for c in getattr(report, "checks", ()) if not getattr(c, "ok", True)]
+    return "; ".join(getattr(c, "message", str(c)) for c in failed) or "see the report"
+
+
+def frame_time(job: JobPlan, pts: Fraction) -> Fraction:
+    """Seconds from the video's first frame for a source ``pts``."""
+    return pts - job.info.video.start_time

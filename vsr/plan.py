@@ -1,0 +1,320 @@
+"""``plan(input, options) -> JobPlan``: everything a job will do, decided and checked before any work.
+
+The plan probes the input, applies the trim, decides the output size and what happens to every
+audio and subtitle track, loads (or reuses) the engine, and estimates time (from a calibration on
+this device, see ``vsr.calibration``) and output size. It refuses, with a ``JobRefused`` that names
+the limit and the fix, what exceeds the configured limits. ``preview_plan`` derives a short piece
+from the middle of the same video for a quick look.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import media
+from vsr.calibration import Calibration, calibrate
+from vsr.engines import FrameProcessor
+from vsr.job_errors import InputNotFound, LimitExceeded, TrimOutOfRange
+from vsr.options import UpscaleOptions
+from vsr.sizing import OutputSize, output_size
+
+logger = logging.getLogger(__name__)
+
+# Rough bits per output pixel per frame at each codec's default quality (CRF_RANGE defaults), for
+# upscaled footage (smoother than native footage of that size); each 6 CRF steps halve or double it.
+_BITS_PER_PIXEL = {"h264": 0.08, "hevc": 0.05, "av1": 0.04, "prores": 2.4, "ffv1": 4.0}
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A checked job: the input, the options, and everything decided from them.
+
+    Times are seconds as ``Fraction`` from the video's first frame (``start``/``end``: the range to
+    upscale, ``end`` already clamped to the video's end). ``frames`` is the expected number of output
+    frames. ``estimate_seconds`` is model time from ``calibration``; ``estimate_bytes`` a rough output
+    file size.
+    """
+
+    input: Path
+    options: UpscaleOptions
+    info: Any  # media.MediaInfo
+    start: Fraction
+    end: Fraction
+    frames: int
+    size: OutputSize
+    tracks: tuple[Any, ...]  # media.StreamAction per audio/subtitle stream
+    container_suffix: str
+    engine: dict[str, Any]
+    calibration: Calibration
+    seconds_per_frame: float
+    estimate_seconds: float
+    estimate_bytes: int
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def duration(self) -> Fraction:
+        return self.end - self.start
+
+    @property
+    def trimmed(self) -> bool:
+        return self.trim_start is not None or self.trim_end is not None
+
+    @property
+    def trim_start(self) -> Fraction | None:
+        """``start`` for the media reader and writer: None when the range starts at the first frame."""
+        return self.start if self.start > 0 else None
+
+    @property
+    def trim_end(self) -> Fraction | None:
+        """``end`` for the media reader and writer: None when the range runs to the video's end."""
+        video_duration = self.info.video.duration
+        return None if video_duration is None or self.end >= video_duration else self.end
+
+    @property
+    def rate(self) -> Fraction:
+        return self.info.video.avg_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (``Fraction`` as ``"num/den"`` strings)."""
+        v = self.info.video
+        return {
+            "input": str(self.input),
+            "input_size": [v.width, v.height],
+            "display_size": [v.display_width, v.display_height],
+            "model_size": [self.size.model_width, self.size.model_height],
+            "output_size": [self.size.width, self.size.height],
+            "resized": self.size.resized,
+            "frame_rate": _fraction(v.avg_rate),
+            "variable_rate": v.variable_rate,
+            "start": _fraction(self.start),
+            "end": _fraction(self.end),
+            "duration": _fraction(self.duration),
+            "frames": self.frames,
+            "tracks": [dataclasses.asdict(t) for t in self.tracks],
+            "container": self.container_suffix,
+            "codec": self.options.codec,
+            "crf": self.options.effective_crf,
+            "engine": self.engine,
+            "scene_cuts": self.options.scene_cuts,
+            "scene_threshold": self.options.scene_threshold,
+            "seconds_per_frame": self.seconds_per_frame,
+            "estimate_seconds": self.estimate_seconds,
+            "estimate_bytes": self.estimate_bytes,
+            "calibration": self.calibration.describe(),
+            "notes": list(self.notes),
+        }
+
+    def to_text(self) -> str:
+        """A few lines for people: what goes in, what comes out, how long it should take."""
+        v = self.info.video
+        engine = self.engine
+        lines = [
+            f"Input:    {self.input.name}: {v.width}x{v.height}"
+            + (f" (shown as {v.display_width}x{v.display_height})" if (v.display_width, v.display_height)
+               != (v.width, v.height) else "")
+            + f", {_rate_text(v.avg_rate)} fps{' (variable)' if v.variable_rate else ''}, {v.codec}",
+            f"Range:    {_clock(self.start)} to {_clock(self.end)} ({float(self.duration):.2f} s, "
+            f"about {self.frames} frames)" + (" [trimmed]" if self.trimmed else ""),
+            f"Output:   {self.size.width}x{self.size.height} "
+            + (f"(model at {self.size.model_width}x{self.size.model_height}, resized with Lanczos)"
+               if self.size.resized else "(exactly 4x)")
+            + f", {self.options.codec}"
+            + (f" CRF {self.options.effective_crf}" if self.options.effective_crf is not None else "")
+            + f", {self.container_suffix} container",
+            f"Engine:   {engine.get('engine')} on {engine.get('device')} ({engine.get('precision')}"
+            + (f", {engine.get('steps')} steps" if engine.get("steps") else "")
+            + ")",
+            "Scenes:   " + (f"temporal context reset at detected cuts (threshold {self.options.scene_threshold:g})"
+                            if self.options.scene_cuts else "no cut detection (one continuous stream)"),
+        ]
+        cut = "; cut to the same range" if self.trimmed else ""
+        for track in self.tracks:
+            lines.append(f"Track:    {track.to_text()}{cut}")
+        if not self.tracks:
+            lines.append("Track:    no audio or subtitle tracks")
+        lines.append(
+            f"Estimate: about {_duration_text(self.estimate_seconds)} "
+            f"({self.seconds_per_frame:.3f} s per frame, {self.calibration.describe()}); "
+            f"output about {_bytes_text(self.estimate_bytes)} (rough)"
+        )
+        lines.extend(f"Note:     {note}" for note in self.notes)
+        return "\n".join(lines)
+
+
+def plan(
+    input: str | Path,
+    options: UpscaleOptions,
+    *,
+    output: str | Path | None = None,
+    processor: FrameProcessor | None = None,
+) -> JobPlan:
+    """Probe ``input`` and decide the whole job; raise before any work if it cannot be done.
+
+    ``output`` (optional) is where the result will go; its suffix picks the container (default: the
+    codec's usual one, ``encode_settings(options).suffix``). ``processor`` overrides the engine from ``get_processor(options)``.
+    Raises ``InputNotFound``, ``LimitExceeded``, ``TargetTooLarge``, ``TrimOutOfRange`` (all
+    ``JobRefused``, a ``ValueError``), ``media.MediaError`` for unreadable input and
+    ``vsr.errors.ModelLoadError`` when the engine cannot be loaded.
+    """
+    path = Path(input)
+    if not path.is_file():
+        raise InputNotFound(f"{path}: no such file. Check the path.")
+    info = media.probe(path)
+    _check_input_limits(path, info, options)
+    if processor is None:
+        from vsr.job import get_processor
+
+        processor = get_processor(options)
+    calibration = calibrate(processor, options.cache_dir, info.video.width, info.video.height)
+    settings = encode_settings(options)
+    settings.check_available()
+    suffix = Path(output).suffix.lower() if output is not None else settings.suffix
+    settings.check_container(suffix)
+    return _decide(path, info, options, processor.describe(), calibration, suffix)
+
+
+def encode_settings(options: UpscaleOptions) -> "media.EncodeSettings":
+    """The media layer's encoder settings for ``options`` (codec, CRF, preset)."""
+    return media.EncodeSettings(codec=options.codec, crf=options.crf, preset=options.preset)
+
+
+def preview_plan(job: JobPlan, seconds: float = 2.0) -> JobPlan:
+    """The same job limited to ``seconds`` from the middle of its range (all of it when shorter)."""
+    if not seconds > 0:
+        raise ValueError(f"preview length must be positive; got {seconds!r} seconds.")
+    length = Fraction(str(seconds))
+    if job.duration <= length:
+        return job
+    middle = job.start + job.duration / 2
+    start = max(job.start, middle - length / 2)
+    options = job.options.replace(start=start, end=start + length)
+    return _decide(job.input, job.info, options, job.engine, job.calibration, job.container_suffix)
+
+
+def _decide(
+    path: Path,
+    info: Any,
+    options: UpscaleOptions,
+    engine: dict[str, Any],
+    calibration: Calibration,
+    suffix: str,
+) -> JobPlan:
+    v = info.video
+    notes: list[str] = []
+    duration = v.duration if v.duration is not None else Fraction(v.frame_count or 0) / v.avg_rate
+    start = options.start or Fraction(0)
+    end = options.end if options.end is not None else duration
+    if start >= duration:
+        raise TrimOutOfRange(
+            f"{path}: start {float(start):g} s is at or past the end of the video ({float(duration):.3f} s). "
+            "Give a start time inside the video."
+        )
+    if end > duration:
+        notes.append(f"end {float(end):g} s is past the end of the video; upscaling to its end ({float(duration):.3f} s)")
+        end = duration
+    length = end - start
+    if float(length) > options.max_duration:
+        raise LimitExceeded(
+            f"{path}: {float(length):.1f} s of video is over the limit of {options.max_duration:g} s. "
+            "Trim it with start/end (--start/--end) or raise the limit (STREAM_DIFFVSR_MAX_DURATION)."
+        )
+    frames = _frame_count(v, start, end, length)
+    if frames < 1:
+        raise TrimOutOfRange(f"{path}: the range {float(start):g} s to {float(end):g} s holds no frame. Widen it.")
+    size = output_size(v.width, v.height, v.display_width, v.display_height, v.rotation, options.height)
+    largest = max(size.model_width * size.model_height, size.width * size.height)
+    if largest > options.max_output_pixels:
+        raise LimitExceeded(
+            f"{path}: the output frames would be {size.model_width}x{size.model_height} = {largest} pixels, over the "
+            f"limit of {options.max_output_pixels} pixels. Use a smaller input or raise the limit "
+            "(STREAM_DIFFVSR_MAX_OUTPUT_PIXELS)."
+        )
+    if size.resized and v.sample_aspect_ratio != 1:
+        notes.append(f"the source's pixel aspect ratio {v.sample_aspect_ratio} becomes square pixels in the output")
+    if v.variable_rate:
+        notes.append("variable frame rate: every frame keeps its own timestamp")
+    seconds_per_frame = calibration.seconds_per_frame(v.width, v.height)
+    tracks = media.plan_stream_actions(info, path.with_name(f"output{suffix}"))
+    return JobPlan(
+        input=path,
+        options=options,
+        info=info,
+        start=start,
+        end=end,
+        frames=frames,
+        size=size,
+        tracks=tracks,
+        container_suffix=suffix,
+        engine=dict(engine),
+        calibration=calibration,
+        seconds_per_frame=seconds_per_frame,
+        estimate_seconds=seconds_per_frame * frames,
+        estimate_bytes=_estimate_bytes(info, options, size, frames, length),
+        notes=tuple(notes),
+    )
+
+
+def _check_input_limits(path: Path, info: Any, options: UpscaleOptions) -> None:
+    v = info.video
+    if v.width * v.height > options.max_input_pixels:
+        raise LimitExceeded(
+            f"{path}: the picture is {v.width}x{v.height} = {v.width * v.height} pixels, over the limit of "
+            f"{options.max_input_pixels} input pixels. Downscale the video first or raise the limit "
+            "(STREAM_DIFFVSR_MAX_INPUT_PIXELS)."
+        )
+
+
+def _frame_count(v: Any, start: Fraction, end: Fraction, length: Fraction) -> int:
+    full = v.duration is not None and start == 0 and end >= v.duration
+    if full and v.frame_count:
+        return int(v.frame_count)
+    return max(0, round(length * v.avg_rate))
+
+
+def _estimate_bytes(info: Any, options: UpscaleOptions, size: OutputSize, frames: int, length: Fraction) -> int:
+    bpp = _BITS_PER_PIXEL[options.codec]
+    default = options.effective_crf
+    if default is not None and options.crf is not None:
+        from vsr.options import CRF_RANGE
+
+        spec = CRF_RANGE[options.codec]
+        assert spec is not None
+        bpp *= 2 ** ((spec[2] - options.crf) / 6)
+    video_bits = bpp * size.width * size.height * frames
+    audio_bits = sum((a.bit_rate or 128_000) * float(length) for a in info.audio)
+    return int((video_bits + audio_bits) / 8)
+
+
+def _fraction(value: Fraction) -> str:
+    return f"{value.numerator}/{value.denominator}"
+
+
+def _rate_text(rate: Fraction) -> str:
+    return f"{float(rate):.3f}".rstrip("0").rstrip(".") + (f" ({_fraction(rate)})" if rate.denominator != 1 else "")
+
+
+def _clock(seconds: Fraction) -> str:
+    total = float(seconds)
+    minutes, secs = divmod(total, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:06.3f}"
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _bytes_text(count: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"

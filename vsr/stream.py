@@ -1,0 +1,262 @@
+"""``StreamDiffVSRUpscaler``: Stream-DiffVSR run one frame at a time with constant memory.
+
+Per frame (MODEL.md section 6): pre-process the LR frame to [-1, 1]; x4 bicubic copy for RAFT;
+for every frame after the first, flow to the previous frame, backward-warp the previous raw decoder
+output, take its VAE-encoder features and the ControlNet conditioning; 4 DDIM steps of UNet
+(+ ControlNet residuals); decode with the temporal features; post-process to uint8.
+
+What carries from frame to frame is ``StreamState`` (previous raw output, previous bicubic frame,
+counters) plus the noise generator; nothing else grows with the length of the video. Flow for frame
+i is computed when frame i arrives, and ``process`` returns frame i's output right away.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import ControlNetModel, DDIMScheduler, UNet2DConditionModel
+from torchvision.models.optical_flow import RAFT
+
+from vsr.artg import ARTGBranch
+from vsr.devices import NAMES, resolve_device, resolve_precision
+from vsr.engines import check_frame, new_seed
+from vsr.errors import DeviceError
+from vsr.flow import Warper, compute_flow, load_raft
+from vsr.temporal_vae import TemporalAutoencoderTiny
+
+logger = logging.getLogger(__name__)
+
+SCALE = 4
+ATTENTIONS = ("sdpa", "xformers", "sliced")
+
+
+@dataclass
+class StreamState:
+    """What one frame hands to the next. Tensors are (1, 3, 4H, 4W) float32 on the model device.
+
+    ``previous_output``: raw decoder output of the previous frame ([-1, 1] convention, unclamped).
+    ``previous_upscaled``: x4 bicubic of the previous pre-processed LR frame (RAFT's image2).
+    ``size``: padded LR (height, width) of the stream; a new size needs ``reset()`` first.
+    """
+
+    previous_output: torch.Tensor | None = None
+    previous_upscaled: torch.Tensor | None = None
+    size: tuple[int, int] | None = None
+    frames: int = 0  # frames processed since start_stream (= noise draws taken)
+    since_reset: int = 0  # frames processed since the last reset / start
+
+
+def pad_to_multiple(rgb: np.ndarray, multiple: int = SCALE) -> np.ndarray:
+    """Edge-replicate (H, W, 3) on the bottom/right to the next multiple of ``multiple``; never resizes."""
+    h, w, _ = rgb.shape
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return rgb
+    return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
+
+
+def preprocess(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1], channels-last strides (as the reference)."""
+    x = torch.from_numpy((rgb.astype(np.float32) / 255.0)[None].transpose(0, 3, 1, 2))
+    return 2.0 * x - 1.0
+
+
+def postprocess(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) decoder output in [-1, 1] -> (H, W, 3) uint8 (clamp, x255 in float32, round half to even)."""
+    x = (image.float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+    return (x * 255).round().astype(np.uint8)
+
+
+class StreamDiffVSRUpscaler:
+    """Stream-DiffVSR as a ``FrameProcessor``: HWC uint8 RGB frame in, exactly 4x frame out, one call each.
+
+    Build with ``from_pretrained``. Noise: a CPU ``torch.Generator`` seeded by ``start_stream``; frame
+    k takes the k-th (1, 4, h, w) draw (h, w = padded LR size), as the reference's up-front draws do.
+    """
+
+    scale = SCALE
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        controlnet: ControlNetModel,
+        vae: TemporalAutoencoderTiny,
+        scheduler: DDIMScheduler,
+        prompt_embeds: torch.Tensor,
+        raft: RAFT,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        steps: int = 4,
+        attention: str = "sdpa",
+        source: str = "",
+        flow_source: str = "",
+    ) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1; got {steps}. The model was trained for 4.")
+        if vae.scale_factor != SCALE:
+            raise ValueError(f"The VAE scales by {vae.scale_factor}, but Stream-DiffVSR needs {SCALE}.")
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.steps = steps
+        self.attention = attention
+        self.source, self.flow_source = source, flow_source
+        self.unet = self._place(unet, self.dtype)
+        self.controlnet = self._place(controlnet, self.dtype)
+        self.vae = self._place(vae, self.dtype)
+        self.raft = self._place(raft, torch.float32)  # flow stays fp32: small network, accuracy-critical
+        self._set_attention(attention)
+        self.artg = ARTGBranch(self.controlnet)
+        self.scheduler = scheduler
+        self.scheduler.set_timesteps(steps)
+        self.timesteps = self.scheduler.timesteps.clone()
+        self.text = prompt_embeds.to(self.device, self.dtype)
+        self.warp = Warper()
+        self.state = StreamState()
+        self.seed: int | None = None
+        self._generator = torch.Generator("cpu")
+        self.start_stream(None)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str = "Jamichsu/Stream-DiffVSR",
+        *,
+        flow_weights: str | Path | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        steps: int = 4,
+        attention: str = "sdpa",
+    ) -> "StreamDiffVSRUpscaler":
+        """Load a hub id or local folder plus RAFT weights (see ``vsr.loading`` / ``vsr.flow``)."""
+        from vsr.loading import load_checkpoint
+
+        torch_device = resolve_device(device)
+        dtype = resolve_precision(precision, torch_device)  # refuse a bad combination before loading gigabytes
+        if attention not in ATTENTIONS:
+            raise DeviceError(f"Unknown attention {attention!r}. Use one of: {', '.join(ATTENTIONS)}.")
+        ckpt = load_checkpoint(model_id, dtype=dtype)
+        raft = load_raft(flow_weights)
+        return cls(
+            ckpt.unet, ckpt.controlnet, ckpt.vae, ckpt.scheduler, ckpt.prompt_embeds, raft,
+            device=torch_device, precision=NAMES[dtype], steps=steps, attention=attention,
+            source=str(model_id), flow_source=str(flow_weights or "torchvision RAFT large (default weights)"),
+        )
+
+    def _place(self, model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+        """Move ``model`` to the device, and cast it only when its dtype differs (load in the right dtype)."""
+        model = model.to(device=self.device)
+        if next(model.parameters()).dtype != dtype:
+            model = model.to(dtype=dtype)
+        return model
+
+    def _set_attention(self, attention: str) -> None:
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        for model in (self.unet, self.controlnet):
+            if attention == "sdpa":
+                model.set_attn_processor(AttnProcessor2_0())
+            elif attention == "xformers":
+                try:
+                    import xformers  # noqa: F401
+                except ImportError as exc:
+                    raise DeviceError("attention='xformers' needs the xformers package. Fix: pip install xformers, "
+                                      "or use attention 'sdpa'.") from exc
+                model.enable_xformers_memory_efficient_attention()
+            elif attention == "sliced":
+                model.set_attention_slice("auto")
+            else:
+                raise DeviceError(f"Unknown attention {attention!r}. Use one of: {', '.join(ATTENTIONS)}.")
+
+    # ---- FrameProcessor protocol -------------------------------------------------------------
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the output for an input of ``width`` x ``height``: exactly 4x."""
+        return width * SCALE, height * SCALE
+
+    def start_stream(self, seed: int | None = None) -> int:
+        """Begin a new video: clear the temporal state, seed the noise generator, return the seed."""
+        self.seed = new_seed() if seed is None else int(seed)
+        self._generator.manual_seed(self.seed)
+        self.state = StreamState()
+        return self.seed
+
+    def reset(self) -> None:
+        """Scene cut: the next frame is processed as a first frame; the noise draws continue."""
+        self.state = replace(self.state, previous_output=None, previous_upscaled=None, size=None, since_reset=0)
+
+    def flush(self) -> list[np.ndarray]:
+        """Frames still held back: none (each ``process`` call returns its own frame)."""
+        return []
+
+    def describe(self) -> dict:
+        """JSON-safe description: engine, model, device, precision, steps, seed, attention, scale."""
+        return {
+            "engine": "stream-diffvsr",
+            "model": self.source,
+            "flow_weights": self.flow_source,
+            "device": str(self.device),
+            "precision": NAMES[self.dtype],
+            "steps": self.steps,
+            "seed": self.seed,
+            "attention": self.attention,
+            "scale": SCALE,
+        }
+
+    @torch.inference_mode()
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (4H, 4W, 3) uint8 RGB. Sides not multiple of 4 are edge-padded, then cropped."""
+        check_frame(rgb)
+        h, w, _ = rgb.shape
+        decoded = self.process_tensor(pad_to_multiple(rgb))
+        return postprocess(decoded)[: h * SCALE, : w * SCALE]
+
+    def process_tensor(self, rgb: np.ndarray) -> torch.Tensor:
+        """One frame whose sides are multiples of 4 -> raw decoder output (1, 3, 4H, 4W) float32, [-1, 1]."""
+        h, w, _ = rgb.shape
+        if h % SCALE or w % SCALE:
+            raise ValueError(f"process_tensor needs sides that are multiples of {SCALE}; got {w}x{h}. Use process().")
+        state = self.state
+        if state.size is not None and state.size != (h, w):
+            raise ValueError(
+                f"Frame size changed within a stream from {state.size[1]}x{state.size[0]} to {w}x{h}. "
+                "Fix: call reset() (or start_stream()) before feeding frames of a new size."
+            )
+        noise = torch.randn((1, self.vae.config.latent_channels, h, w), generator=self._generator, dtype=torch.float32)
+        lr = preprocess(rgb).to(self.device)
+        upscaled = F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
+        cond = features = None
+        if state.previous_output is not None:
+            flow = compute_flow(self.raft, upscaled, state.previous_upscaled)
+            warped = self.warp(state.previous_output, flow).to(self.dtype)
+            features = self.vae.encoder_features(warped)
+            cond = self.artg.condition(warped)
+        latents = self._denoise(noise.to(self.device) * self.scheduler.init_noise_sigma, lr.to(self.dtype), cond)
+        decoded = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.dtype), features).float()
+        self.state = StreamState(
+            previous_output=decoded,
+            previous_upscaled=upscaled,
+            size=(h, w),
+            frames=state.frames + 1,
+            since_reset=state.since_reset + 1,
+        )
+        return decoded
+
+    def _denoise(self, latents: torch.Tensor, lr: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """DDIM loop. latents (1, 4, h, w) float32, lr (1, 3, h, w) model dtype -> final latents float32."""
+        for t in self.timesteps:
+            sample = torch.cat([latents.to(self.dtype), lr], dim=1)
+            down = mid = None
+            if cond is not None:
+                down, mid = self.artg.residuals(sample, t, self.text, cond)
+            noise_pred = self.unet(
+                sample, t, encoder_hidden_states=self.text,
+                down_block_additional_residuals=down, mid_block_additional_residual=mid, return_dict=False,
+            )[0]
+            latents = self.scheduler.step(noise_pred.float(), t, latents, eta=0.0, return_dict=False)[0]
+        return latents
