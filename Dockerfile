@@ -55,6 +55,7 @@ RUN mkdir -p /cache/huggingface /cache/torch /cache/stream-diffvsr \
     fi
 
 ############################ runtime ############################
+# The same base as the builder: /opt/venv/bin/python is a link to this image's /usr/local/bin/python3.11.
 FROM python:3.11-slim-bookworm AS runtime
 
 # libgl1 and libglib2.0-0: cv2 (opencv-python, a dependency of scenedetect's scene-cut detection) links

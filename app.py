@@ -74,17 +74,22 @@ def _user_errors(fn: Callable) -> Callable:
     """Wrap an event handler (function or generator) so every error reaches the page as ``gr.Error``.
 
     Errors of the job, the media layer, the options and the model loader carry a message written for
-    people (file, problem, fix) and are shown as they are. Anything else is a bug: it is logged with
-    its traceback on the server and the page gets a short notice, never the traceback.
+    people (file, problem, fix) and are shown as they are, with the server's path of an uploaded file
+    replaced by the file's own name. Anything else is a bug: it is logged with its traceback on the
+    server and the page gets a short notice, never the traceback.
     """
 
-    def translate(error: Exception) -> gr.Error:
+    def translate(error: Exception, args: tuple) -> gr.Error:
         if isinstance(error, gr.Error):
             return error
         if isinstance(error, EXPECTED_ERRORS):
             logger.info("refused or failed: %s", error)
-            return gr.Error(str(error), duration=None, print_exception=False)
-        logger.exception("unexpected error in %s", fn.__name__)
+            message = str(error)
+            for arg in args:
+                if isinstance(arg, str) and len(arg) > 1 and Path(arg).is_absolute():
+                    message = message.replace(arg, Path(arg).name)
+            return gr.Error(message, duration=None, print_exception=False)
+        logger.error("unexpected error in %s", fn.__name__, exc_info=error)
         return gr.Error(
             f"Something went wrong on the server ({type(error).__name__}). The details are in the server log; "
             "please report it with the video's properties shown in the plan.",
@@ -98,7 +103,7 @@ def _user_errors(fn: Callable) -> Callable:
             try:
                 yield from fn(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - translated for the page right here
-                raise translate(error) from None
+                raise translate(error, args) from None
 
         return generator
 
@@ -107,7 +112,7 @@ def _user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - translated for the page right here
-            raise translate(error) from None
+            raise translate(error, args) from None
 
     return function
 
@@ -308,6 +313,10 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=[video], label="Or try an example")
                 plan = gr.Markdown(PLAN_HINT, elem_id="plan")
+                with gr.Row():
+                    sample_btn = gr.Button("Try a 2-second sample", elem_id="sample")
+                    run_btn = gr.Button("Upscale", variant="primary", elem_id="upscale")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 with gr.Accordion("Settings", open=True):
                     engine = gr.Radio(ENGINE_CHOICES, value=settings.engine, label="Engine")
                     size = gr.Radio(list(web.SIZE_LABELS), value=settings.height_label.removesuffix("p"),
@@ -328,10 +337,6 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
                                              info="Start the model afresh at hard cuts so one shot does not "
                                                   "smear into the next.")
                     device = gr.Textbox(label="Runs on (chosen by the server)", interactive=False)
-                with gr.Row():
-                    sample_btn = gr.Button("Try a 2-second sample", elem_id="sample")
-                    run_btn = gr.Button("Upscale", variant="primary", elem_id="upscale")
-                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
             with gr.Column(scale=1):
                 status = gr.Markdown("", elem_id="status")
                 slider = gr.ImageSlider(label="Before (bicubic) / after (upscaled)", type="numpy",
@@ -342,40 +347,37 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
 
         controls = [engine, size, start, end, steps, seed, codec, crf, scene_cuts]
         ui = {"status": status, "slider": slider, "result": result, "download": download, "report": report,
-              "notice": notice, "engine": engine}
+              "notice": notice, "engine": engine, "plan": plan, "size": size}
 
         @_user_errors
-        def show_plan(video_path: str | None, engine_value: str, size_value: str, start_value: str,
-                      end_value: str, steps_value: float, seed_value: str, codec_value: str, crf_value: float,
-                      scene_cuts_value: bool, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
+        def show_plan(video: str | None, engine: str, size: str, start: str, end: str, steps: float, seed: str,
+                      codec: str, crf: float, scene_cuts: bool,
+                      progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:
             """Upload or a changed control: the plan in words and the sizes this video allows."""
-            if not video_path:
-                return {plan: PLAN_HINT}
-            values = (engine_value, size_value, start_value, end_value, steps_value, seed_value, codec_value,
-                      crf_value, scene_cuts_value)
+            if not video:
+                return {ui["plan"]: PLAN_HINT}
+            values = (engine, size, start, end, steps, seed, codec, crf, scene_cuts)
             progress(0, desc="Reading the video (and loading the model the first time)")
-            planned, options, fell_back = _plan(settings, video_path, values)
+            planned, options, fell_back = _plan(settings, video, values)
             width, height = web.display_size(planned)
             sizes = web.size_choices(width, height, options.max_output_pixels)
-            chosen = size_value if size_value in [v for _, v in sizes.allowed] else "4x"
-            update = {plan: web.plan_markdown(planned),
-                      size: gr.update(choices=list(sizes.allowed), value=chosen,
-                                      info=sizes.note or "4x keeps the exact shape; presets set the height.")}
+            chosen = size if size in [value for _, value in sizes.allowed] else "4x"
             text = MODEL.notice()
-            update[notice] = gr.update(value=text, visible=bool(text))
+            update = {ui["plan"]: web.plan_markdown(planned),
+                      ui["size"]: gr.update(choices=list(sizes.allowed), value=chosen,
+                                            info=sizes.note or "4x keeps the exact shape; presets set the height."),
+                      ui["notice"]: gr.update(value=text, visible=bool(text))}
             if fell_back:
-                update[engine] = "bicubic"
+                update[ui["engine"]] = "bicubic"
             return update
 
         def job_handler(sample: bool) -> Callable:
             @_user_errors
-            def handler(video_path: str | None, engine_value: str, size_value: str, start_value: str,
-                        end_value: str, steps_value: float, seed_value: str, codec_value: str, crf_value: float,
-                        scene_cuts_value: bool, request: gr.Request,
+            def handler(video: str | None, engine: str, size: str, start: str, end: str, steps: float, seed: str,
+                        codec: str, crf: float, scene_cuts: bool, request: gr.Request,
                         progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Iterator[dict]:
-                values = (engine_value, size_value, start_value, end_value, steps_value, seed_value, codec_value,
-                          crf_value, scene_cuts_value)
-                yield from _run_job(settings, ui, video_path, sample, values, _session(request), progress)
+                values = (engine, size, start, end, steps, seed, codec, crf, scene_cuts)
+                yield from _run_job(settings, ui, video, sample, values, _session(request), progress)
 
             handler.__name__ = "sample" if sample else "upscale"
             return handler

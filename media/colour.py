@@ -112,7 +112,7 @@ def frame_to_rgb(frame: av.VideoFrame, tags: ColourTags, what: str) -> np.ndarra
 def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, tags: ColourTags, what: str) -> av.VideoFrame:
     """Encode-side conversion: HWC uint8 RGB (0..255) -> a ``VideoFrame`` in ``pix_fmt`` with ``tags``'
     matrix and range applied and set on the frame."""
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     target = av.VideoFormat(pix_fmt)
     if _is_rgb_format(target):
         out = frame.reformat(format=pix_fmt)

@@ -70,10 +70,15 @@ class EncodeSettings:
             if not lo <= self.crf <= hi:
                 raise EncoderUnavailable(f"crf={self.crf} is outside {lo}..{hi} for {self.codec}; pick a value inside.")
         if self.crf is not None and self.bitrate is not None:
-            raise EncoderUnavailable("Give either crf or bitrate, not both (crf is constant quality, bitrate a target).")
+            raise EncoderUnavailable(
+                "Give either crf or bitrate, not both (crf is constant quality, bitrate a target)."
+            )
         if self.bitrate is not None and (self.bitrate <= 0 or self.codec == "ffv1"):
             raise EncoderUnavailable(f"bitrate={self.bitrate} cannot be used with {self.codec}; use a positive value "
                                      "with h264, hevc, av1 or prores (ffv1 is lossless).")
+        if self.preset is not None and spec.default_preset is None:
+            raise EncoderUnavailable(f"The {self.codec} encoder has no speed presets; leave preset unset "
+                                     f"(got {self.preset!r}).")
         if self.pix_fmt is not None:
             try:
                 av.VideoFormat(self.pix_fmt)
@@ -118,7 +123,9 @@ class EncodeSettings:
                 f"{', '.join(allowed)}."
             )
         fmt = av.VideoFormat(wanted)
-        odd = (width % 2 and fmt.chroma_width(width) * 2 != width) or (height % 2 and fmt.chroma_height(height) * 2 != height)
+        odd = (width % 2 and fmt.chroma_width(width) * 2 != width) or (
+            height % 2 and fmt.chroma_height(height) * 2 != height
+        )
         if not odd:
             return wanted
         if self.pix_fmt is None and self.spec.pix_fmt_444 is not None and self.spec.pix_fmt_444 in allowed:
@@ -136,7 +143,7 @@ class EncodeSettings:
         if spec.crf_range is not None and self.bitrate is None:
             opts["crf"] = str(self.crf if self.crf is not None else spec.default_crf)
         if spec.default_preset is not None:
-            opts["preset"] = self.preset or spec.default_preset
+            opts["preset"] = str(self.preset or spec.default_preset)
         if self.codec == "hevc":
             opts["x265-params"] = "log-level=error"
         if self.codec == "av1":

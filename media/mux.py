@@ -56,7 +56,8 @@ class StreamAction:
             return f"{self.kind} #{self.source_index}{lang}: {self.codec_in}, copied unchanged"
         if self.action == "encoded":
             return f"{self.kind} #{self.source_index}: {self.codec_in} -> {self.codec_out}, upscaled and encoded"
-        return f"{self.kind} #{self.source_index}{lang}: {self.codec_in} -> {self.codec_out}, transcoded ({self.reason})"
+        return (f"{self.kind} #{self.source_index}{lang}: {self.codec_in} -> {self.codec_out}, "
+                f"transcoded ({self.reason})")
 
 
 def container_format(dest: Path) -> str:
@@ -121,6 +122,17 @@ def plan_stream_actions(source: MediaInfo, dest: str | Path, *, browser: bool = 
     return tuple(actions)
 
 
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _ordered_layout(layout: av.AudioLayout, channels: int) -> str:
+    """A named channel layout for encoders that refuse "unspecified order" ones (PCM from Matroska
+    reads as "2 channels"): FFmpeg's default layout for that many channels."""
+    if layout.name.endswith("channels") and channels in _DEFAULT_LAYOUTS:
+        return _DEFAULT_LAYOUTS[channels]
+    return layout.name
+
+
 class _Track:
     """One output audio/subtitle stream fed from one source stream."""
 
@@ -136,11 +148,12 @@ class _Track:
             target = _AUDIO_TARGET[out.format.name if out.format.name in _AUDIO_TARGET else "mp4"]
             rate = 48000 if target == "libopus" else ctx.sample_rate
             self.dst = out.add_stream(target, rate=rate)
-            self.dst.layout = ctx.layout
+            layout = _ordered_layout(ctx.layout, ctx.channels)
+            self.dst.layout = layout
             self.dst.bit_rate = 64000 * max(ctx.channels, 1)
             fmt = self.dst.codec_context.codec.audio_formats[0].name
             frame_size = 960 if target == "libopus" else 1024
-            self.resampler = av.AudioResampler(format=fmt, layout=ctx.layout, rate=rate, frame_size=frame_size)
+            self.resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate, frame_size=frame_size)
         else:
             src.codec_context.open()
             self.dst = out.add_stream(action.codec_out)

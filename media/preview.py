@@ -23,19 +23,16 @@ log = logging.getLogger(__name__)
 
 __all__ = ["make_browser_preview", "plays_in_browser"]
 
-_VIDEO_OK = {"h264", "vp8", "vp9", "av1"}
-_CONTAINERS_OK = {"mp4", "webm", "matroska"}
 
 
 def plays_in_browser(info: MediaInfo) -> bool:
-    """Whether Chromium's <video> plays ``info`` as is: H.264/VP8/VP9/AV1 in 8-bit 4:2:0, in MP4 or
-    WebM, with AAC/MP3/Opus/Vorbis/FLAC audio (MKV only when it is really WebM-compatible)."""
-    formats = set(info.container.split(","))
+    """Whether Chromium's <video> plays ``info`` as is: H.264/AV1/VP9 in MP4, or VP8/VP9/AV1 in WebM,
+    8-bit 4:2:0, with AAC/MP3/Opus/Vorbis/FLAC audio (Matroska, MOV, 4:4:4, 10-bit: no)."""
+    suffix = info.path.suffix.lower()
     v = info.video
-    if not formats & _CONTAINERS_OK or v.codec not in _VIDEO_OK or v.pix_fmt not in ("yuv420p", "yuvj420p"):
+    allowed = {".mp4": {"h264", "av1", "vp9"}, ".m4v": {"h264"}, ".webm": {"vp8", "vp9", "av1"}}.get(suffix, set())
+    if v.codec not in allowed or v.pix_fmt not in ("yuv420p", "yuvj420p"):
         return False
-    if "mp4" not in formats and "webm" not in formats and v.codec == "h264":
-        return False  # H.264 in Matroska is not played by Chromium
     return all(a.codec in BROWSER_AUDIO for a in info.audio)
 
 

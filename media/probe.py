@@ -152,6 +152,8 @@ class _Scan:
     count: int = 0
     first_pts: int | None = None
     end_pts: int | None = None  # max(pts + duration)
+    total_duration: int = 0  # sum of packet durations (the span, in MP4 and Matroska alike)
+    missing_duration: bool = False
     pts: list[int] = dataclasses.field(default_factory=list)
     first_duration: int | None = None
 
@@ -160,6 +162,8 @@ class _Scan:
             return
         self.count += 1
         pts, dur = packet.pts, packet.duration or 0
+        self.total_duration += dur
+        self.missing_duration |= dur <= 0
         if self.first_duration is None and dur:
             self.first_duration = dur
         self.first_pts = pts if self.first_pts is None else min(self.first_pts, pts)
@@ -186,7 +190,10 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
     with container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams})
-            what = "an audio-only file" if container.streams.audio else f"a file with {'only ' + ', '.join(kinds) + ' streams' if kinds else 'no streams at all'}"
+            if container.streams.audio:
+                what = "an audio-only file"
+            else:
+                what = f"a file with only {', '.join(kinds)} streams" if kinds else "a file with no streams at all"
             raise NoVideoStream(f"{path}: {what}, there is no video stream to upscale. Choose a video file.", path)
         vstream = container.streams.video[0]
         scans = _scan_packets(path, container, vstream)
@@ -229,7 +236,9 @@ def _scan_packets(path: Path, container: av.container.InputContainer, vstream: a
     vscan = scans[vstream.index]
     if vscan.count == 0:
         raise ZeroFrames(f"{path}: the video stream holds no frames. Choose a video that has pictures.", path)
-    header_frames = vstream.frames or 0
+    # MP4/MOV headers list every sample, so fewer packets than that means a cut file (AVI headers
+    # also count dropped frames, which have no packet, so they are not compared).
+    header_frames = (vstream.frames or 0) if "mp4" in container.format.name else 0
     if header_frames > vscan.count:
         raise TruncatedVideo(
             f"{path}: the header announces {header_frames} frames but only {vscan.count} are in the file; it is "
@@ -256,7 +265,9 @@ def _tag_duration(stream: av.stream.Stream) -> Fraction | None:
     return seconds
 
 
-def _video_info(path: Path, container: av.container.InputContainer, stream: av.VideoStream, scan: _Scan) -> VideoStreamInfo:
+def _video_info(
+    path: Path, container: av.container.InputContainer, stream: av.VideoStream, scan: _Scan
+) -> VideoStreamInfo:
     tb = Fraction(stream.time_base)
     first = _first_frame(path, container, stream)
     pts = sorted(set(scan.pts))
@@ -276,7 +287,16 @@ def _video_info(path: Path, container: av.container.InputContainer, stream: av.V
     if last_dur is None or last_dur == 0:
         last_dur = (1 / avg_rate) / tb
     start = Fraction(pts[0]) * tb
-    duration = (Fraction(pts[-1]) + last_dur) * tb - start
+    # Each packet lasts until the next one (MP4 sample durations are dts steps), so their sum is the
+    # span even with reordered B-frames, where max(pts + duration) would be wrong; a gap (an AVI
+    # dropped frame) is covered by the pts span plus the shortest frame step.
+    span = Fraction(pts[-1] - pts[0]) + (min(deltas) if deltas else last_dur)
+    if scan.missing_duration:
+        duration = (Fraction(pts[-1] - pts[0]) + last_dur) * tb
+    else:
+        duration = max(Fraction(scan.total_duration), span) * tb
+    if not variable and abs(duration - len(pts) / avg_rate) <= 2 * tb:
+        duration = len(pts) / avg_rate  # a constant rate stored with rounded ticks (Matroska: ms)
     tag_duration = _tag_duration(stream)
     if tag_duration is not None and duration + 2 / avg_rate < tag_duration:
         raise TruncatedVideo(
@@ -303,7 +323,7 @@ def _video_info(path: Path, container: av.container.InputContainer, stream: av.V
     names = tags.names
     return VideoStreamInfo(
         index=stream.index,
-        codec=ctx.name,
+        codec=stream.codec.canonical_name,
         profile=stream.profile,
         width=width,
         height=height,
@@ -356,7 +376,7 @@ def _audio_info(stream: av.AudioStream, scan: _Scan) -> AudioStreamInfo:
     duration = (Fraction(scan.end_pts - scan.first_pts) * tb) if scan.first_pts is not None else None
     return AudioStreamInfo(
         index=stream.index,
-        codec=ctx.name,
+        codec=stream.codec.canonical_name,
         channels=ctx.channels,
         layout=ctx.layout.name,
         sample_rate=ctx.sample_rate,
@@ -375,7 +395,7 @@ def _subtitle_info(stream: av.stream.Stream, scan: _Scan) -> SubtitleStreamInfo:
     tb = Fraction(stream.time_base)
     return SubtitleStreamInfo(
         index=stream.index,
-        codec=stream.codec_context.name,
+        codec=stream.codec.canonical_name,
         language=_language(stream),
         title=(stream.metadata or {}).get("title"),
         time_base=tb,

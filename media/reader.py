@@ -93,7 +93,9 @@ class FrameReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._done = False
-        self.frames_read = 0
+        self._thread_index = 0
+        self.frames_read = 0  # frames handed to the caller
+        self.frames_decoded = 0  # frames the decoder produced, including those skipped before ``start``
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "FrameReader":
@@ -162,17 +164,15 @@ class FrameReader:
             return
         except Exception as exc:  # noqa: BLE001 - any failure must reach the caller, never vanish
             err = DecodeError(
-                f"{self.path}: decoding failed at frame {self.frames_read_thread} ({type(exc).__name__}: {exc}).",
+                f"{self.path}: decoding failed at frame {self._thread_index} ({type(exc).__name__}: {exc}).",
                 self.path,
-                frame_index=self.frames_read_thread,
+                frame_index=self._thread_index,
             )
             err.__cause__ = exc
             self._put(err)
             return
         if count is not None:
             self._put(_END)
-
-    frames_read_thread = 0
 
     def _decode(self) -> int | None:
         v = self.info.video
@@ -202,6 +202,7 @@ class FrameReader:
                     ) from exc
                 if self._stop.is_set():
                     return None
+                self.frames_decoded += 1
                 pts = self._frame_pts(frame, last_pts)
                 if pts < self.abs_start:
                     continue
@@ -236,7 +237,7 @@ class FrameReader:
                 if not self._put(Frame(index, pts, rgb, duration)):
                     return None
                 index += 1
-                self.frames_read_thread = index
+                self._thread_index = index
                 last_pts = pts
         finally:
             container.close()

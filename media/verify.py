@@ -84,19 +84,20 @@ def verify(source: MediaInfo, output: str | Path, expected: ExpectedOutput) -> V
         out = probe(output)
     except MediaError as exc:
         return VerifyReport(output, (Check("readable", False, f"the output cannot be read: {exc}"),))
-    checks.append(Check("readable", True, f"opens as {out.container} with {1 + len(out.audio) + len(out.subtitles)} streams"))
+    streams = 1 + len(out.audio) + len(out.subtitles)
+    checks.append(Check("readable", True, f"opens as {out.container} with {streams} streams"))
     v, ov = source.video, out.video
     abs_start, abs_end = resolve_trim(source, expected.start, expected.end)
     trimmed = expected.start is not None or expected.end is not None
 
     decoded, error = _decode_all(output)
-    checks.append(Check("decodes", error is None,
-                        f"all {decoded} frames decode" if error is None else f"decoding failed after {decoded} frames: {error}"))
+    decode_msg = f"all {decoded} frames decode" if error is None else f"decoding failed after {decoded} frames: {error}"
+    checks.append(Check("decodes", error is None, decode_msg))
     checks.append(Check("frames", decoded == expected.frames,
                         f"{decoded} frames" + ("" if decoded == expected.frames else f", expected {expected.frames}")))
     size_ok = (ov.width, ov.height) == (expected.width, expected.height)
-    checks.append(Check("size", size_ok, f"{ov.width}x{ov.height}" + ("" if size_ok else
-                                                                        f", expected {expected.width}x{expected.height}")))
+    size_msg = f"{ov.width}x{ov.height}" + ("" if size_ok else f", expected {expected.width}x{expected.height}")
+    checks.append(Check("size", size_ok, size_msg))
     dar_ok = abs(ov.display_aspect_ratio - v.display_aspect_ratio) <= v.display_aspect_ratio / 100
     rot_ok = ov.rotation == v.rotation
     checks.append(Check(
@@ -122,13 +123,16 @@ def verify(source: MediaInfo, output: str | Path, expected: ExpectedOutput) -> V
 
     checks += _audio_checks(source, out, abs_start, abs_end, trimmed)
     subs_ok = len(out.subtitles) == len(source.subtitles)
-    checks.append(Check("subtitles", subs_ok, f"{len(out.subtitles)} subtitle tracks, the source has {len(source.subtitles)}"))
+    subs_msg = f"{len(out.subtitles)} subtitle tracks, the source has {len(source.subtitles)}"
+    checks.append(Check("subtitles", subs_ok, subs_msg))
     report = VerifyReport(output, tuple(checks))
     log.info("%s", report.to_text())
     return report
 
 
-def _audio_checks(source: MediaInfo, out: MediaInfo, abs_start: Fraction, abs_end: Fraction, trimmed: bool) -> list[Check]:
+def _audio_checks(
+    source: MediaInfo, out: MediaInfo, abs_start: Fraction, abs_end: Fraction, trimmed: bool
+) -> list[Check]:
     checks = [Check("audio tracks", len(out.audio) == len(source.audio),
                     f"{len(out.audio)} audio tracks, the source has {len(source.audio)}")]
     v, ov = source.video, out.video

@@ -123,6 +123,11 @@ class VideoWriter:
         self._last_pts: Fraction | None = None
         self._first_pts: Fraction | None = None
         self._last_index: int | None = None
+        self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder
+        self._held: av.Packet | None = None
+        self._first_dts: int | None = None
+        self._start_ticks: int | None = None
+        self._end_ticks = 0
         self._closed = False
         self._out: av.container.OutputContainer | None = None
         self._side: SideStreams | None = None
@@ -222,8 +227,8 @@ class VideoWriter:
             raise WriteAborted(f"{self.dest}: write() after finish() or abort(); start a new VideoWriter.", self.dest)
         if rgb.dtype != np.uint8 or rgb.shape != (self.height, self.width, 3):
             raise UnsupportedSize(
-                f"{self.dest}: frame {self._frames} is {rgb.shape} {rgb.dtype}, expected ({self.height}, {self.width}, 3) "
-                "uint8 RGB. Give frames of the size the writer was created with.",
+                f"{self.dest}: frame {self._frames} is {rgb.shape} {rgb.dtype}, expected "
+                f"({self.height}, {self.width}, 3) uint8 RGB. Give frames of the size the writer was created with.",
                 self.dest,
             )
         pts = Fraction(pts)
@@ -257,8 +262,15 @@ class VideoWriter:
             frame.pts = round((pts - self.offset) / self.time_base)
             frame.duration = max(1, round((duration or v.frame_duration) / self.time_base))
         assert self._side is not None
+        self._durations[frame.pts] = frame.duration
+        if self._start_ticks is None:
+            self._start_ticks = frame.pts
+        self._end_ticks = frame.pts + frame.duration
         try:
             self._side.pump(pts)
+        except av.FFmpegError as exc:
+            self._fail(exc, f"carrying the audio/subtitle streams up to {float(pts):.3f} s", video=False)
+        try:
             packets = self._video.encode(frame)
             self._mux(packets)
         except av.FFmpegError as exc:
@@ -268,16 +280,35 @@ class VideoWriter:
         if self._first_pts is None:
             self._first_pts = pts
 
-    def _mux(self, packets: list[av.Packet]) -> None:
+    def _mux(self, packets: list[av.Packet], last: bool = False) -> None:
+        """Mux video packets, each with its own frame's duration (libx264 shuffles durations across
+        reordered B-frames). The newest packet is held back: in MP4/MOV the last sample's duration
+        decides where the video ends, so it is set from the frames' real end in ``finish``."""
         assert self._out is not None
-        self._out.mux(packets)
+        for packet in packets:
+            duration = self._durations.pop(packet.pts, None)
+            if duration is not None:
+                packet.duration = duration
+            if self._first_dts is None and packet.dts is not None:
+                self._first_dts = packet.dts
+            if self._held is not None:
+                self._out.mux(self._held)
+            self._held = packet
+        if last and self._held is not None:
+            held = self._held
+            if self.format in ("mp4", "mov") and held.dts is not None and self._first_dts is not None:
+                span = (self._end_ticks - self._start_ticks) - (held.dts - self._first_dts)
+                if span > 0:
+                    held.duration = span
+            self._out.mux(held)
+            self._held = None
 
-    def _fail(self, exc: BaseException, action: str) -> None:
+    def _fail(self, exc: BaseException, action: str, video: bool = True) -> None:
         mapped = translate_os_error(exc, self.dest, action)
         self.abort()
         if mapped is not None:
             raise mapped from exc
-        if isinstance(exc, av.FFmpegError) and self._frames == 0:
+        if video and isinstance(exc, av.FFmpegError) and self._frames == 0:
             raise EncoderUnavailable(
                 f"{self.dest}: the {self.encode.codec} encoder ({self.encode.spec.encoder}) rejected the settings "
                 f"({self.width}x{self.height}, {self.pix_fmt}): {exc}. Try another pixel format or codec.",
@@ -299,7 +330,7 @@ class VideoWriter:
             raise ZeroFrames(f"{self.dest}: no frame was written; nothing to save.", self.dest)
         assert self._out is not None and self._side is not None
         try:
-            self._mux(self._video.encode(None))
+            self._mux(self._video.encode(None), last=True)
             self._side.pump(None)
             self._side.close()
             self._out.close()

@@ -20,7 +20,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-__all__ = ["make_video", "make_audio_only", "pattern", "tone", "SUBTITLE_CUES"]
+ROOT_DIR = Path(__file__).resolve().parent.parent  # the repository (for subprocesses that import media)
+
+__all__ = ["ROOT_DIR", "make_video", "make_audio_only", "pattern", "tone", "copy_through", "SUBTITLE_CUES"]
 
 # Subtitle cues written by ``make_video(subtitles=...)``: (start, end, text), seconds as Fraction.
 SUBTITLE_CUES: tuple[tuple[Fraction, Fraction, str], ...] = (
@@ -65,7 +67,9 @@ def pattern(width: int, height: int, index: int, scene: int = 0) -> np.ndarray:
 
 
 def tone(sample_rate: int, start_sample: int, count: int, channels: int, track: int = 0) -> np.ndarray:
-    """A sine tone (440 Hz + 110 Hz per track index, channel c at half amplitude per c): (channels, count) float32 in [-0.5, 0.5]."""
+    """A sine tone of 440 Hz + 110 Hz per ``track``, channel c at amplitude 0.5 / (c + 1).
+
+    Returns (channels, count) float32 in [-0.5, 0.5], samples ``start_sample`` onwards."""
     t = (np.arange(start_sample, start_sample + count, dtype=np.float64)) / sample_rate
     freq = 440.0 + 110.0 * track
     return np.stack([0.5 / (c + 1) * np.sin(2 * np.pi * freq * t) for c in range(channels)]).astype(np.float32)
@@ -174,7 +178,7 @@ def make_video(
                 stream.layout = "stereo" if channels == 2 else "mono"
                 stream.format = sample_fmt
                 if languages is not None:
-                    stream.language = languages[track]
+                    stream.metadata["language"] = languages[track]
                 audio_streams.append(stream)
 
         sub_stream = None
@@ -268,3 +272,29 @@ def make_audio_only(path: str | Path, seconds: Fraction = Fraction(1), codec: st
         stream.format = sample_fmt
         _write_tone(out, stream, 0, 48000, 2, Fraction(0), seconds)
     return path
+
+
+def copy_through(
+    src: str | Path,
+    dest: str | Path,
+    *,
+    scale: int = 1,
+    encode: object | None = None,
+    start: Fraction | None = None,
+    end: Fraction | None = None,
+) -> tuple[object, object]:
+    """Run ``src`` through ``media.FrameReader`` -> nearest-neighbour ``scale``x -> ``media.VideoWriter``
+    into ``dest`` (an identity "upscaler"); returns ``(source MediaInfo, WriteReport)``."""
+    from media import EncodeSettings, FrameReader, VideoWriter, probe
+
+    info = probe(src)
+    v = info.video
+    settings = encode if encode is not None else EncodeSettings()
+    with FrameReader(src, start=start, end=end, info=info) as frames, VideoWriter(
+        dest, info, v.width * scale, v.height * scale, settings, start=start, end=end  # type: ignore[arg-type]
+    ) as writer:
+        for frame in frames:
+            rgb = frame.rgb if scale == 1 else np.repeat(np.repeat(frame.rgb, scale, axis=0), scale, axis=1)
+            writer.write(rgb, frame.pts, frame.duration)
+        report = writer.finish()
+    return info, report

@@ -234,6 +234,7 @@ def test_dockerfile_is_multi_stage_with_python_311_and_the_app_requirements_only
     froms = [i.args for i in _instructions() if i.keyword == "FROM"]
     assert len(froms) >= 2, "the Dockerfile must be multi-stage (a builder and a slim runtime)"
     final_base = froms[-1].split()[0]
+    assert final_base == froms[0].split()[0], "runtime and builder need one base: /opt/venv's python links into it"
     assert final_base.startswith(f"python:{_front_matter()['python_version']}-"), (
         f"runtime base {final_base} must be the Python the Space and conda use ({_front_matter()['python_version']})"
     )
@@ -431,6 +432,7 @@ def test_sync_detects_drift_and_regenerates(tmp_path: Path) -> None:
 # ============================================================================= weights baking
 
 
+@pytest.mark.slow  # imports torch and diffusers in a subprocess: ~5-12 s
 def test_fetch_weights_loads_a_local_checkpoint_and_flow_weights(fixture_dir: Path) -> None:
     result = subprocess.run(
         [sys.executable, ROOT / "deploy" / "fetch_weights.py", "--model-id", fixture_dir / "model",
@@ -441,6 +443,7 @@ def test_fetch_weights_loads_a_local_checkpoint_and_flow_weights(fixture_dir: Pa
     assert "loads" in result.stderr
 
 
+@pytest.mark.slow  # imports torch and diffusers in a subprocess: ~5-12 s
 def test_fetch_weights_offline_without_a_cache_fails_with_the_fix(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
            "TORCH_HOME": str(tmp_path / "torch")}
@@ -453,6 +456,7 @@ def test_fetch_weights_offline_without_a_cache_fails_with_the_fix(tmp_path: Path
 # ============================================================================= the app module
 
 
+@pytest.mark.slow  # imports gradio and torch in a subprocess: ~5-10 s each
 @pytest.mark.parametrize("spaces_package", ["installed", "hidden"])
 def test_app_imports_and_builds_with_and_without_spaces(spaces_package: str) -> None:
     """On a Space `spaces` is installed (ZeroGPU); in Docker, conda and `make app` it is not."""
@@ -614,8 +618,13 @@ def test_fresh_venv_from_requirements_app_runs_the_image_command_and_a_bicubic_j
             server.wait(timeout=30)
             log.close()
 
-        # The CLI is in the image too (`docker run ... stream-diffvsr vsr ...`).
-        _run([venv / "bin" / "vsr", "--help"], cwd=app_dir, env=env, timeout=120)
+        # The CLI is in the image too: `docker run -v "$PWD:/data" stream-diffvsr vsr upscale /data/in.mp4 ...`.
+        cli_output = tmp_path / "data" / "in_4x.mkv"
+        _run(["vsr", "upscale", clip, "-o", cli_output, "--engine", "bicubic"], cwd=app_dir, env=env, timeout=300)
+        with av.open(str(cli_output)) as container:
+            video = container.streams.video[0]
+            assert (video.codec_context.width, video.codec_context.height) == (256, 192)
+            assert sum(1 for _ in container.decode(video=0)) == 12
         print(f"fresh venv from requirements-app.txt + project: {install_seconds:.0f} s")  # shown with -s / -rA
     finally:
         shutil.rmtree(venv, ignore_errors=True)  # 6+ GB: do not leave it in pytest's kept tmp dirs

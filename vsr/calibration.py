@@ -35,7 +35,7 @@ from vsr.engines import FrameProcessor
 
 logger = logging.getLogger(__name__)
 
-BASE_SIZES: tuple[tuple[int, int], ...] = ((64, 48), (128, 96))
+BASE_SIZES: tuple[tuple[int, int], ...] = ((32, 24), (64, 48))
 """(width, height) of the low-resolution frames always measured."""
 TIMED_FRAMES = 2
 REAL_SIZE_BUDGET = 2.0

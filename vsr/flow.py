@@ -23,6 +23,7 @@ from vsr.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableE
 logger = logging.getLogger(__name__)
 
 RAFT_ITERATIONS = 12
+RAFT_MIN_SIDE = 128  # RAFT's correlation pyramid needs feature maps of 16+ at 1/8 scale
 REACH_TIMEOUT_S = 5.0
 
 
@@ -118,9 +119,19 @@ def load_raft(
 
 
 def compute_flow(raft: RAFT, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    """Flow (1, H, W, 2) [x, y] in HR pixels from ``current`` to ``previous`` (both (1, 3, H, W), ~[-1, 1])."""
+    """Flow (1, H, W, 2) [x, y] in HR pixels from ``current`` to ``previous`` (both (1, 3, H, W), ~[-1, 1]).
+
+    H and W must be multiples of 8. Images smaller than 128 on a side (LR under 32 px), which RAFT
+    cannot take, are edge-padded on the bottom/right to 128 for the flow and the flow is cropped back
+    (the reference would fail on them); larger images go through untouched.
+    """
+    height, width = current.shape[-2:]
+    pad_h, pad_w = max(0, RAFT_MIN_SIDE - height), max(0, RAFT_MIN_SIDE - width)
+    if pad_h or pad_w:
+        current = F.pad(current, (0, pad_w, 0, pad_h), mode="replicate")
+        previous = F.pad(previous, (0, pad_w, 0, pad_h), mode="replicate")
     predictions = raft(current, previous, num_flow_updates=RAFT_ITERATIONS)
-    return predictions[-1].permute(0, 2, 3, 1)
+    return predictions[-1].permute(0, 2, 3, 1)[:, :height, :width]
 
 
 class Warper:

@@ -185,8 +185,7 @@ def run(
     a browser-playable copy is made there when ``output`` itself does not play in browsers
     (``JobResult.preview``). On any failure nothing is left under ``output`` and the job's temporary
     directory is removed; engine failures raise ``JobFailed`` (the cause chained), media failures
-    their ``MediaError``, a failed verification ``VerificationFailed`` (the file is kept for
-    inspection, the message says where).
+    their ``MediaError``, a failed verification ``VerificationFailed`` (the output is removed).
     """
     output = Path(output)
     options = job.options
@@ -211,9 +210,10 @@ def run(
         emit(ProgressEvent("verifying", frames, frames, message="verifying the output"))
         report = media.verify(job.info, output, _expected(job, frames))
         if not report.ok:
+            output.unlink(missing_ok=True)
             raise VerificationFailed(
-                f"{output}: the finished video failed verification ({_failed_checks(report)}). The file was kept "
-                "for inspection; please report this with the input's `vsr probe` output.",
+                f"{output}: the finished video failed verification ({_failed_checks(report)}), so it was removed. "
+                "Please report this with the output of `vsr probe` on the input.",
                 report,
             )
         preview = media.make_browser_preview(output, Path(preview_dir)) if preview_dir is not None else None
@@ -325,18 +325,12 @@ def _check_output(job: JobPlan, output: Path) -> None:
 
 def _expected(job: JobPlan, frames: int) -> Any:
     return media.ExpectedOutput(
-        width=job.size.width,
-        height=job.size.height,
-        frames=frames,
-        start=job.start,
-        end=job.end,
-        codec=job.options.codec,
+        frames=frames, width=job.size.width, height=job.size.height, start=job.trim_start, end=job.trim_end
     )
 
 
 def _failed_checks(report: Any) -> str:
-    failed = [c for c in getattr(report, "checks", ()) if not getattr(c, "ok", True)]
-    return "; ".join(getattr(c, "message", str(c)) for c in failed) or "see the report"
+    return "; ".join(f"{c.name}: {c.message}" for c in report.failed) or "see the report"
 
 
 def frame_time(job: JobPlan, pts: Fraction) -> Fraction:

@@ -62,8 +62,17 @@ def _endpoint_reachable(endpoint: str, timeout: float) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def resolve_model_folder(model_id: str, *, endpoint: str | None = None, timeout: float = REACH_TIMEOUT_S) -> Path:
-    """A local folder holding the checkpoint: ``model_id`` itself, or the hub snapshot (downloaded if needed)."""
+def resolve_model_folder(
+    model_id: str,
+    *,
+    endpoint: str | None = None,
+    timeout: float = REACH_TIMEOUT_S,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """A local folder holding the checkpoint: ``model_id`` itself, or the hub snapshot (downloaded if needed).
+
+    ``endpoint`` and ``cache_dir`` default to huggingface_hub's (HF_ENDPOINT, HF_HUB_CACHE).
+    """
     if _looks_like_path(model_id):
         folder = Path(model_id).expanduser()
         if not folder.is_dir():
@@ -79,7 +88,9 @@ def resolve_model_folder(model_id: str, *, endpoint: str | None = None, timeout:
         "internet access into the Hugging Face cache (hf download " + model_id + "), or set HF_HUB_OFFLINE=1 to use "
         "the cache only."
     )
-    kwargs: dict[str, Any] = {"allow_patterns": ALLOW_PATTERNS, "endpoint": endpoint, "etag_timeout": timeout}
+    kwargs: dict[str, Any] = {
+        "allow_patterns": ALLOW_PATTERNS, "endpoint": endpoint, "etag_timeout": timeout, "cache_dir": cache_dir,
+    }
     offline = huggingface_hub.constants.HF_HUB_OFFLINE
     reason = None if offline else _endpoint_reachable(endpoint, timeout)
     try:
@@ -134,20 +145,19 @@ def _load_model(cls: Any, folder: Path, sub: str, dtype: torch.dtype = torch.flo
         raise CorruptWeightsError(f"{config} is not valid JSON ({exc}). Fix: download the checkpoint again.") from exc
     try:
         model, info = cls.from_pretrained(folder, subfolder=sub, output_loading_info=True, torch_dtype=dtype)
-    except (ValueError, RuntimeError, TypeError) as exc:
-        text = str(exc)
-        if "size" in text or "shape" in text or "mismatch" in text.lower():
-            raise ConfigMismatchError(
-                f"{config} does not fit the weights in {weights}: {text.splitlines()[0][:400]}. Fix: use the config "
-                "that was saved with these weights."
-            ) from exc
-        raise CorruptWeightsError(
-            f"Cannot load {weights} with {config} ({type(exc).__name__}: {text.splitlines()[0][:400]}). Fix: "
-            "download the checkpoint again."
-        ) from exc
     except OSError as exc:
         raise CorruptWeightsError(
             f"Cannot read {weights} ({exc}). Fix: the file is damaged or truncated; download it again."
+        ) from exc
+    except (ValueError, RuntimeError, TypeError) as exc:
+        text = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
+        if any(word in text.lower() for word in ("shape", "size", "mismatch", "config", "expected")):
+            raise ConfigMismatchError(
+                f"{config} does not fit the weights in {weights}: {text}. Fix: use the config.json that was saved "
+                "with these weights."
+            ) from exc
+        raise CorruptWeightsError(
+            f"Cannot load {weights} with {config} ({type(exc).__name__}: {text}). Fix: download the checkpoint again."
         ) from exc
     problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if problems:

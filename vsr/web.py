@@ -398,15 +398,17 @@ def _labelled_lines(text: str) -> list[str]:
 
 
 def plan_markdown(plan: Any) -> str:
-    """A ``JobPlan`` for the page: a headline (size in -> size out, time and file size on this
-    machine), then the job's own ``to_text`` lines (range, tracks kept, engine, notes)."""
+    """A ``JobPlan`` for the page: a headline (size in -> size out, frames, duration, time and file
+    size on this machine), then the job's own ``to_text`` lines (input, range, output, engine, tracks
+    kept, notes)."""
     width, height = display_size(plan)
     headline = (
         f"**{width}x{height} → {plan.size.width}x{plan.size.height}**, {plan.frames} frames, "
         f"{float(plan.duration):.2f} s · about **{duration_text(plan.estimate_seconds)}** on this machine · "
         f"file about **{size_text(plan.estimate_bytes)}**"
     )
-    return "\n".join(["### The plan", headline, "", *_labelled_lines(plan.to_text())])
+    details = [line for line in plan.to_text().splitlines() if not line.startswith("Estimate:")]  # in the headline
+    return "\n".join(["### The plan", headline, "", *_labelled_lines("\n".join(details))])
 
 
 def done_text(result: Any) -> str:
@@ -418,14 +420,14 @@ def done_text(result: Any) -> str:
 
 
 def report_markdown(result: Any) -> str:
-    """The verification report of a finished job in plain words, with the scene cuts."""
-    verdict = "passed" if result.report.ok else "FAILED"
+    """The verification report of a finished job in plain words: one line per check, and the scene cuts."""
+    report = result.report
+    verdict = "passed" if report.ok else "FAILED"
     cuts = ", ".join(str(i) for i in result.scene_cuts) if result.scene_cuts else "none"
-    return "\n".join([
-        f"### Verification {verdict}",
-        *_labelled_lines(result.report.to_text()),
-        f"- **Scene cuts** (temporal context reset at frame): {cuts}",
-    ])
+    lines = [f"### Verification {verdict}: {report.path.name}"]
+    lines += [f"- {'✓' if check.ok else '✗ FAILED'} **{check.name}**: {check.message}" for check in report.checks]
+    lines.append(f"- Scene cuts (temporal context reset at frame): {cuts}")
+    return "\n".join(lines)
 
 
 def device_text(options: UpscaleOptions) -> str:

@@ -1,0 +1,110 @@
+"""Helpers shared by the job and CLI tests: engine wrappers that record or fail, and leak checks."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+import media
+from vsr.bicubic import BicubicUpscaler
+
+
+class RecordingEngine(BicubicUpscaler):
+    """The real bicubic engine that also records every call: ("start", seed) / ("reset",) / ("process", n)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+        self.processed = 0
+
+    def start_stream(self, seed: int | None = None) -> int:
+        used = super().start_stream(seed)
+        self.calls.append(("start", used))
+        self.processed = 0
+        return used
+
+    def reset(self) -> None:
+        self.calls.append(("reset", self.processed))
+        super().reset()
+
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        self.calls.append(("process", self.processed))
+        self.processed += 1
+        return super().process(rgb)
+
+    def resets(self) -> list[int]:
+        """Frame numbers (0 = first of the stream) that came right after a reset."""
+        return [call[1] for call in self.calls if call[0] == "reset"]
+
+
+class FailingEngine(BicubicUpscaler):
+    """Bicubic that raises on frame ``fail_at`` of a stream (a model crash mid-job)."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.processed = 0
+
+    def start_stream(self, seed: int | None = None) -> int:
+        self.processed = 0
+        return super().start_stream(seed)
+
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        if self.processed == self.fail_at:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        self.processed += 1
+        return super().process(rgb)
+
+
+class CancellingEngine(BicubicUpscaler):
+    """Bicubic that sets ``cancel`` while processing frame ``cancel_at`` (a user pressing Stop)."""
+
+    def __init__(self, cancel: threading.Event, cancel_at: int) -> None:
+        super().__init__()
+        self.cancel = cancel
+        self.cancel_at = cancel_at
+        self.processed = 0
+
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        if self.processed == self.cancel_at:
+            self.cancel.set()
+        self.processed += 1
+        return super().process(rgb)
+
+
+def decode(path: Path) -> list[media.Frame]:
+    """Every frame of ``path`` through the media reader."""
+    with media.FrameReader(path) as reader:
+        return list(reader)
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (hidden ones included), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def open_files_under(folder: Path) -> list[str]:
+    """Paths under ``folder`` this process still has open."""
+    root = str(folder.resolve())
+    return [f.path for f in psutil.Process().open_files() if f.path.startswith(root)]
+
+
+def job_threads() -> set[str]:
+    """Names of live threads that belong to a job (decode, encode, or the media side streams)."""
+    return {t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()}
+
+
+def isolate_environment(monkeypatch, tmp_path: Path, **variables: str) -> None:
+    """Clear every STREAM_DIFFVSR_* variable, point the temp and cache dirs into ``tmp_path``, set ``variables``."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("STREAM_DIFFVSR_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("STREAM_DIFFVSR_TMP_DIR", str(tmp_path / "tmp"))
+    monkeypatch.setenv("STREAM_DIFFVSR_CACHE_DIR", str(tmp_path / "cache"))
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)

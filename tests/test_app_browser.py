@@ -1,0 +1,143 @@
+"""The web app in a real browser: Playwright driving Debian's chromium against the real server.
+
+A person's path through the page: load, upload, read the plan, start, watch the progress and the
+before/after picture change, download and check the file; cancel a job; pick a bundled example.
+The last test saves the finished page as docs/screenshot.png (shown in the README).
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from app_harness import ROOT, AppServer
+from media_factory import make_video
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+RATE = Fraction(30000, 1001)
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, fixture_dir):
+    app = AppServer(base=tmp_path_factory.mktemp("app-browser"), fixture_dir=fixture_dir,
+                    cache_dir=tmp_path_factory.getbasetemp() / "app-calibration").start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Debian chromium is missing: run 'apt-get install -y chromium' (make test does it).")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(server.url)
+    page.wait_for_selector("#input-video")
+    yield page
+    context.close()
+
+
+def text_of(page, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+def wait_for_text(page, selector: str, text: str, timeout_ms: int = 120_000) -> None:
+    page.wait_for_function(
+        "([selector, text]) => (document.querySelector(selector)?.innerText || '').includes(text)",
+        arg=[selector, text], timeout=timeout_ms,
+    )
+
+
+def upload(page, clip: Path, output_size: str) -> None:
+    page.locator("#input-video input[type=file]").set_input_files(str(clip))
+    wait_for_text(page, "#plan", f"→ {output_size}")
+
+
+def slider_sources(page) -> tuple[str | None, ...]:
+    images = page.locator("#compare img")
+    return tuple(images.nth(i).get_attribute("src") for i in range(images.count()))
+
+
+def test_upload_upscale_watch_and_download(page, server, tmp_path):
+    clip = make_video(tmp_path / "walk.mp4", 64, 48, RATE, 8)
+    upload(page, clip, "256x192")
+    plan = text_of(page, "#plan")
+    assert "8 frames" in plan and "audio #1: aac, copied unchanged" in plan and "on this machine" in plan
+    assert "at most 192p" in text_of(page, "#component-0 ~ * .form, body")  # refused sizes say why
+
+    page.locator("#upscale").click()
+    wait_for_text(page, "#status", "Upscaling frame")
+    assert " of 8 · " in text_of(page, "#status") and "frames/s" in text_of(page, "#status")
+    pictures = set()
+    while not page.locator("#download").is_visible():
+        sources = slider_sources(page)
+        if len(sources) == 2 and all(sources):
+            pictures.add(sources)
+        time.sleep(0.2)
+    assert len(pictures) >= 2, "the before/after picture changes while the job runs"
+    assert text_of(page, "#status").startswith("Done in")
+    assert "Verification passed: walk_4x.mp4" in text_of(page, "#report")
+
+    with page.expect_download() as download:
+        page.locator("#download").click()
+    assert download.value.suggested_filename == "walk_4x.mp4"
+    saved = tmp_path / "downloaded.mp4"
+    download.value.save_as(saved)
+    with av.open(str(saved)) as result:
+        video = result.streams.video[0]
+        assert (video.width, video.height) == (256, 192)
+        assert video.average_rate == RATE
+        assert len(result.streams.audio) == 1
+        assert sum(1 for _ in result.decode(video=0)) == 8
+    assert page.locator("#result video").count() == 1  # the result plays in the page
+
+
+def test_cancel_in_the_browser_leaves_nothing(page, server, tmp_path):
+    clip = make_video(tmp_path / "long.mp4", 64, 48, RATE, 60)
+    before = set(server.job_dirs())
+    upload(page, clip, "256x192")
+    page.locator("#upscale").click()
+    wait_for_text(page, "#status", "Upscaling frame")
+    page.locator("#cancel").click()
+    wait_for_text(page, "#status", "Cancelled. Nothing was kept.", timeout_ms=60_000)
+    assert not page.locator("#download").is_visible()
+    assert set(server.job_dirs()) == before
+    assert server.leftovers() == []
+
+
+def test_example_bicubic_finished_page_screenshot(page, server):
+    """Pick the bundled example, trim it to one second, upscale with bicubic; save the finished page."""
+    page.locator("text=Or try an example").wait_for()
+    page.locator(".gallery-item, [data-testid='examples'] button, .examples button").first.click()
+    wait_for_text(page, "#plan", "480x270 → 1920x1080")
+    page.get_by_label("Bicubic: plain 4x resize, fast, for comparison").check()
+    page.get_by_label("End").fill("1")
+    page.get_by_label("End").press("Tab")
+    wait_for_text(page, "#plan", "30 frames")
+    page.locator("#upscale").click()
+    page.locator("#download").wait_for(state="visible")
+    assert "30 frames" in text_of(page, "#status")
+    assert "Verification passed" in text_of(page, "#report")
+    page.wait_for_function("document.querySelector('#result video')?.readyState >= 2")
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 50_000

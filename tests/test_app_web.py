@@ -1,0 +1,259 @@
+"""The web app's plain-Python logic (vsr/web.py): controls -> options, sizes, texts, job folders."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from vsr import web
+from vsr.job_errors import TargetTooLarge
+from vsr.options import OptionsError, build_options
+from vsr.progress import ProgressEvent
+from vsr.sizing import output_size
+
+
+# -- controls -> options ---------------------------------------------------------------------------
+
+
+def controls(**changes):
+    values = dict(engine="bicubic", size="4x", start="", end="", steps=4, seed="", codec="h264", crf=18,
+                  scene_cuts=True)
+    values.update(changes)
+    return web.control_overrides(**values)
+
+
+def test_empty_fields_mean_not_given_and_the_result_builds_options():
+    overrides = controls()
+    assert overrides["start"] is None and overrides["end"] is None and "seed" not in overrides
+    options = build_options({k: v for k, v in overrides.items() if v is not None}, env={})
+    assert options.engine == "bicubic" and options.height is None and options.seed is None
+    assert options.start is None and options.crf == 18 and options.steps == 4
+
+
+def test_typed_values_reach_the_options_exactly():
+    overrides = controls(size="1080", start="0:01.5", end="3", steps=6.0, seed=" 42 ", codec="hevc", crf=23.0,
+                         scene_cuts=False)
+    options = build_options({k: v for k, v in overrides.items() if v is not None}, env={})
+    assert options.height == 1080
+    assert options.start == Fraction(3, 2) and options.end == 3
+    assert options.steps == 6 and options.seed == 42 and options.crf == 23 and options.scene_cuts is False
+
+
+def test_quality_slider_is_ignored_for_codecs_without_crf():
+    overrides = controls(codec="prores", crf=18)
+    assert "crf" not in overrides
+    build_options({k: v for k, v in overrides.items() if v is not None}, env={})  # would raise with a crf
+
+
+def test_bad_typed_values_raise_options_error_naming_the_field():
+    overrides = controls(start="one minute")
+    with pytest.raises(OptionsError, match="start='one minute'"):
+        build_options({k: v for k, v in overrides.items() if v is not None}, env={})
+
+
+# -- output sizes ------------------------------------------------------------------------------------
+
+
+def test_tiny_input_only_allows_4x_and_says_why():
+    choices = web.size_choices(64, 48, 7680 * 4320)
+    assert choices.allowed == (("4x", "4x"),)
+    assert [label for label, _ in choices.refused] == ["720p", "1080p", "1440p", "4K"]
+    assert "exactly 4x" in choices.note and "at most 192p" in choices.note
+
+
+def test_presets_up_to_four_times_the_short_side_are_allowed():
+    choices = web.size_choices(320, 180, 7680 * 4320)
+    assert [value for _, value in choices.allowed] == ["4x", "720"]
+    portrait = web.size_choices(270, 480, 7680 * 4320)  # short side 270: up to 1080
+    assert [value for _, value in portrait.allowed] == ["4x", "720", "1080"]
+
+
+def test_output_pixel_limit_refuses_sizes_even_4x():
+    choices = web.size_choices(640, 360, 1280 * 720)
+    assert [value for _, value in choices.allowed] == ["720"]
+    assert "4x" in [label for label, _ in choices.refused]
+    assert "1,280x" not in choices.note and "921,600 output pixels" in choices.note
+
+
+@settings(max_examples=40, deadline=None)
+@given(width=st.integers(16, 4000), height=st.integers(16, 4000))
+def test_offered_sizes_agree_with_the_job_sizing(width, height):
+    """Every preset the page offers is one the job accepts; every preset refused for 4x, it refuses."""
+    choices = web.size_choices(width, height, 10**12)
+    for label, value in choices.allowed:
+        if value != "4x":
+            output_size(width, height, width, height, 0, int(value))  # must not raise
+    for label, reason in choices.refused:
+        target = int(dict(web.SIZE_LABELS)[label])
+        with pytest.raises(TargetTooLarge):
+            output_size(width, height, width, height, 0, target)
+        assert "4x" in reason
+
+
+# -- texts ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "unknown"), (3.25, "3.2 s"), (42, "42 s"), (75, "1 min 15 s"),
+                                               (3 * 3600 + 61, "3 h 01 min")])
+def test_duration_text(seconds, text):
+    assert web.duration_text(seconds) == text
+
+
+def test_size_text():
+    assert web.size_text(999) == "999 bytes"
+    assert web.size_text(1_536_000) == "1.5 MB"
+    assert web.size_text(2_500_000_000) == "2.5 GB"
+
+
+def test_progress_text_says_frames_rate_and_time_left():
+    text = web.progress_text("upscaling", 24, 120, 3.1, 31.0)
+    assert text == "Upscaling frame 24 of 120 · 3.10 frames/s · about 31 s left"
+    assert "measuring" in web.progress_text("upscaling", 1, 120, None, None)
+    assert web.progress_text("loading", 0, 120, None, None, "downloading").startswith("Loading the model")
+
+
+def test_limits_text_shows_every_limit():
+    options = build_options({"max_upload_mb": 100, "max_duration": 90, "max_input_pixels": 1000,
+                             "max_output_pixels": 16000}, env={})
+    text = web.limits_text(options, 16)
+    for part in ("100 MB", "1 min 30 s", "1,000 pixels", "16,000 pixels", "up to 16"):
+        assert part in text
+
+
+def test_report_markdown_lists_every_check():
+    check = SimpleNamespace
+    report = SimpleNamespace(ok=True, path=Path("/x/clip_4x.mp4"), checks=(
+        check(name="frames", ok=True, message="12 frames"), check(name="frame rate", ok=True, message="30000/1001 fps")))
+    text = web.report_markdown(SimpleNamespace(report=report, scene_cuts=(5,)))
+    assert text.splitlines()[0] == "### Verification passed: clip_4x.mp4"
+    assert "✓ **frames**: 12 frames" in text and "30000/1001 fps" in text and "frame): 5" in text
+
+
+# -- before / after ---------------------------------------------------------------------------------
+
+
+def test_before_is_the_bicubic_enlarged_input_at_the_output_size():
+    rng = np.random.default_rng(0)
+    low = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    high = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    before, after = web.before_after(low, high)
+    assert before.shape == after.shape == (48, 64, 3)
+    assert np.array_equal(after, high)
+    assert np.array_equal(before, np.asarray(Image.fromarray(low).resize((64, 48), Image.Resampling.BICUBIC)))
+
+
+def test_big_frames_are_scaled_down_alike():
+    low = np.zeros((540, 960, 3), np.uint8)
+    high = np.full((2160, 3840, 3), 200, np.uint8)
+    before, after = web.before_after(low, high, max_pixels=1920 * 1080)
+    assert before.shape == after.shape and before.shape[0] * before.shape[1] <= 1920 * 1080
+    assert abs(after.shape[1] / after.shape[0] - 16 / 9) < 0.01
+    assert int(after.mean()) == 200 and int(before.mean()) == 0
+
+
+# -- job folders ----------------------------------------------------------------------------------------
+
+
+def test_output_filename_is_safe_and_follows_the_plan():
+    options = build_options({"height": "1080"}, env={})
+    assert web.output_filename("my holiday (1).MOV", options, ".mov") == "my_holiday_1_1080p.mov"
+    assert web.output_filename("../../etc/passwd", build_options({}, env={}), ".mp4") == "passwd_4x.mp4"
+    assert web.output_filename("...", build_options({}, env={}), ".mkv") == "video_4x.mkv"
+
+
+def test_job_dirs_are_private_distinct_and_unguessable(tmp_path):
+    dirs = [web.new_job_dir(tmp_path / "out") for _ in range(50)]
+    assert len({d.name for d in dirs}) == 50
+    for d in dirs:
+        assert re.fullmatch(r"job-[A-Za-z0-9_-]{22}", d.name)  # 128 random bits
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+
+
+def test_remove_job_dir_refuses_other_folders(tmp_path):
+    other = tmp_path / "precious"
+    other.mkdir()
+    with pytest.raises(ValueError, match="not a job folder"):
+        web.remove_job_dir(other)
+    job = web.new_job_dir(tmp_path)
+    (job / "out.mp4").write_bytes(b"x")
+    web.remove_job_dir(job)
+    assert not job.exists() and other.exists()
+
+
+def test_prune_removes_only_old_job_folders(tmp_path):
+    old, fresh = web.new_job_dir(tmp_path), web.new_job_dir(tmp_path)
+    (old / "a.mp4").write_bytes(b"x")
+    (tmp_path / "job-notes").mkdir()  # not a job folder name: kept
+    past = time.time() - 7200
+    for path in (old, old / "a.mp4", tmp_path / "job-notes"):
+        os.utime(path, (past, past))
+    removed = web.prune_job_dirs(tmp_path, 3600)
+    assert removed == [old]
+    assert fresh.exists() and (tmp_path / "job-notes").exists() and not old.exists()
+    assert web.prune_job_dirs(tmp_path / "missing", 1) == []
+
+
+# -- cancel flags, progress hand-over, ZeroGPU reservation ------------------------------------------
+
+
+def test_cancel_reaches_only_its_own_session():
+    jobs = web.ActiveJobs()
+    mine, theirs = jobs.start("me"), jobs.start("them")
+    assert jobs.cancel("me") is True
+    assert mine.is_set() and not theirs.is_set()
+    assert jobs.cancel("nobody") is False
+    jobs.finish("me", mine)
+    assert jobs.flag("me") is None and jobs.running() == 1
+    newer = jobs.start("them")
+    jobs.finish("them", theirs)  # an older job's finish does not drop the newer one
+    assert jobs.flag("them") is newer
+
+
+def test_newest_event_coalesces_and_always_ends_on_the_last_frame():
+    newest = web.NewestEvent(min_interval=0.02)
+    frame = np.zeros((2, 2, 3), np.uint8)
+    total = 300
+
+    def produce():
+        for i in range(1, total + 1):
+            newest.put(ProgressEvent("upscaling", i, total, input_frame=frame, output_frame=frame))
+            if i % 50 == 0:
+                time.sleep(0.05)
+        newest.put(ProgressEvent("done", total, total))
+        newest.close()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    updates = list(newest.updates(frame_interval=0.5))
+    producer.join()
+    assert 1 <= len(updates) < total
+    done = [event.done for event, _ in updates]
+    assert done == sorted(done)
+    assert updates[-1][0].stage == "done"
+    with_frames = [frames for _, frames in updates if frames is not None]
+    assert with_frames and with_frames[-1].done == total  # the final upscaled frame is shown
+
+
+def test_newest_event_ends_when_closed_without_events():
+    newest = web.NewestEvent()
+    newest.close()
+    assert list(newest.updates(0.1)) == []
+
+
+def test_gpu_seconds():
+    assert web.gpu_seconds(None) == 120
+    assert web.gpu_seconds(1.0) == 62  # 1.5 s with the margin, plus 60 s of loading
+    assert web.gpu_seconds(100.0) == 210
+    assert web.gpu_seconds(100.0, loading_seconds=0, margin=1.0, minimum=10) == 100

@@ -1,0 +1,68 @@
+"""Time estimates: measured on the real engine, cached per device/engine, extrapolated by pixel count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vsr import calibration
+from vsr.bicubic import BicubicUpscaler
+from vsr.calibration import Calibration, calibrate
+
+
+def test_estimates_interpolate_and_extrapolate_linearly_in_pixels() -> None:
+    cal = Calibration("k", ((1000, 1.0), (2000, 1.5), (4000, 2.0)), cached=True)
+    assert cal.seconds_per_frame(50, 20) == 1.0  # measured point: exact
+    assert cal.seconds_per_frame(30, 50) == pytest.approx(1.25)  # between 1000 and 2000 px
+    assert cal.seconds_per_frame(100, 80) == pytest.approx(3.0)  # beyond: slope of the two largest (0.25 s/kpx)
+    assert cal.seconds_per_frame(10, 50) == pytest.approx(0.75)  # below: slope of the two smallest
+    assert cal.seconds_per_frame(1, 1) >= 0.0
+
+
+class CountingEngine(BicubicUpscaler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[tuple[int, int]] = []
+
+    def process(self, rgb):
+        self.sizes.append(rgb.shape[:2])
+        return super().process(rgb)
+
+
+def test_calibration_runs_the_engine_once_then_comes_from_the_cache(tmp_path: Path) -> None:
+    engine = CountingEngine()
+    first = calibrate(engine, tmp_path, 160, 120)
+    assert not first.cached
+    measured = {(h, w) for h, w in engine.sizes}
+    # Both base sizes, and the job's own size because bicubic is cheap there.
+    assert measured == {(24, 32), (48, 64), (120, 160)}
+    assert len(engine.sizes) == 3 * (1 + calibration.TIMED_FRAMES)
+    assert {p for p, _ in first.points} == {32 * 24, 64 * 48, 160 * 120}
+    assert all(s > 0 for _, s in first.points)
+
+    engine.sizes.clear()
+    again = calibrate(engine, tmp_path, 160, 120)
+    assert again.cached and engine.sizes == []
+    assert again.points == first.points
+    cache = json.loads((tmp_path / calibration.CACHE_FILE).read_text())
+    (key,) = cache
+    assert json.loads(key)["engine"] == "bicubic" and "hardware" in json.loads(key) and "seed" not in json.loads(key)
+    assert [p.name for p in tmp_path.iterdir()] == [calibration.CACHE_FILE]  # no temporary file left
+
+
+def test_an_expensive_real_size_is_extrapolated_not_measured(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(calibration, "REAL_SIZE_BUDGET", 0.0)
+    engine = CountingEngine()
+    cal = calibrate(engine, tmp_path, 1920, 1080)
+    assert {(h, w) for h, w in engine.sizes} == {(24, 32), (48, 64)}
+    assert cal.seconds_per_frame(1920, 1080) >= cal.seconds_per_frame(64, 48)
+
+
+def test_a_damaged_cache_is_measured_again(tmp_path: Path) -> None:
+    (tmp_path / calibration.CACHE_FILE).write_text("{not json")
+    engine = CountingEngine()
+    cal = calibrate(engine, tmp_path, 64, 48)
+    assert not cal.cached and engine.sizes
+    assert json.loads((tmp_path / calibration.CACHE_FILE).read_text())

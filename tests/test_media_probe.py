@@ -1,0 +1,181 @@
+"""probe(): exact rates and durations, rotation, aspect, colour, streams, and every refusal."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from media import (
+    MediaError,
+    MediaFileNotFound,
+    NotAVideo,
+    NoVideoStream,
+    SizeLimitExceeded,
+    TruncatedVideo,
+    UnsupportedSize,
+    ZeroFrames,
+    probe,
+)
+from media_factory import SUBTITLE_CUES, make_audio_only, make_video
+
+
+@pytest.mark.parametrize(
+    ("rate", "frames"),
+    [(Fraction(30000, 1001), 12), (Fraction(24000, 1001), 10), (Fraction(25), 10)],
+)
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_rate_duration_and_count_are_exact(tmp_path: Path, rate: Fraction, frames: int, suffix: str) -> None:
+    info = probe(make_video(tmp_path / f"clip{suffix}", 64, 48, rate, frames, audio=None))
+    v = info.video
+    assert v.avg_rate == rate and isinstance(v.avg_rate, Fraction)
+    assert v.frame_count == frames
+    assert not v.variable_rate
+    assert v.start_time == 0
+    # MP4 stores exact ticks; Matroska rounds to milliseconds.
+    tolerance = Fraction(0) if suffix == ".mp4" else Fraction(1, 1000)
+    assert abs(v.duration - frames / rate) <= tolerance
+
+
+def test_variable_rate_is_detected(tmp_path: Path) -> None:
+    times = [Fraction(0), Fraction(1, 30), Fraction(1, 10), Fraction(1, 5), Fraction(1, 4)]
+    v = probe(make_video(tmp_path / "vfr.mp4", frames=5, timestamps=times, audio=None)).video
+    assert v.variable_rate
+    assert v.frame_count == 5
+    assert v.avg_rate == 1 / (Fraction(1, 4) / 4)  # frames over the span of their timestamps
+
+
+def test_rotation_sar_and_display_size(tmp_path: Path) -> None:
+    v = probe(make_video(tmp_path / "rot.mp4", 64, 48, rotation=90, audio=None)).video
+    assert (v.width, v.height, v.rotation) == (64, 48, 90)
+    assert (v.display_width, v.display_height) == (48, 64)
+    v = probe(make_video(tmp_path / "sar.mp4", 64, 48, sample_aspect_ratio=Fraction(4, 3), audio=None)).video
+    assert v.sample_aspect_ratio == Fraction(4, 3)
+    assert v.display_aspect_ratio == Fraction(64 * 4, 48 * 3)
+    assert (v.display_width, v.display_height) == (85, 48)
+
+
+@pytest.mark.parametrize(("colour_range", "pix_fmt", "depth"), [("tv", "yuv420p", 8), ("pc", "yuv420p10le", 10)])
+def test_colour_tags_and_bit_depth(tmp_path: Path, colour_range: str, pix_fmt: str, depth: int) -> None:
+    v = probe(make_video(tmp_path / "c.mp4", pix_fmt=pix_fmt, color_range=colour_range, audio=None)).video
+    tags = (v.color_matrix, v.color_primaries, v.color_transfer, v.color_range)
+    assert tags == ("bt709", "bt709", "bt709", colour_range)
+    assert not v.colour.matrix_guessed
+    assert (v.pix_fmt, v.bit_depth, v.has_alpha) == (pix_fmt, depth, False)
+
+
+def test_alpha_is_reported(tmp_path: Path) -> None:
+    v = probe(make_video(tmp_path / "alpha.mkv", pix_fmt="yuva420p", audio=None)).video
+    assert v.has_alpha and v.pix_fmt == "yuva420p"
+
+
+def test_audio_and_subtitle_streams(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "all.mkv", frames=45, audio="opus", audio_tracks=2, subtitles="srt",
+                      languages=["eng", "fra"])
+    info = probe(path)
+    assert [(a.codec, a.channels, a.sample_rate, a.language) for a in info.audio] == [
+        ("opus", 2, 48000, "eng"), ("opus", 2, 48000, "fra")]
+    for a in info.audio:
+        assert abs(a.duration - info.video.duration) <= a.packet_duration * 2  # the tone lasts as long as the video
+    assert [(s.codec, s.packets) for s in info.subtitles] == [("subrip", len(SUBTITLE_CUES))]
+
+
+def test_pcm_and_mov_text(tmp_path: Path) -> None:
+    info = probe(make_video(tmp_path / "pcm.mov", audio="pcm", subtitles="mov_text"))
+    assert info.audio[0].codec == "pcm_s16le"
+    assert info.subtitles[0].codec == "mov_text"
+
+
+def test_to_dict_is_json_with_exact_fractions(tmp_path: Path) -> None:
+    d = json.loads(json.dumps(probe(make_video(tmp_path / "j.mp4", subtitles="mov_text")).to_dict()))
+    assert d["video"]["avg_rate"] == "30000/1001"
+    assert d["video"]["colour"]["matrix"] == "bt709"
+    assert d["audio"][0]["codec"] == "aac"
+    assert d["subtitles"][0]["codec"] == "mov_text"
+
+
+def test_awkward_file_name(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "my \"holiday\" 'clip' été 東京 #1.mp4", audio="aac")
+    info = probe(path)
+    assert info.path == path and info.video.frame_count == 12
+
+
+@pytest.mark.parametrize(
+    ("name", "clip"),
+    [("a.mp4", (1920, 1080, Fraction(30), 209, 1)), ("b.mp4", (480, 270, Fraction(30), 150, 1)),
+     ("muted_b.mp4", (480, 270, Fraction(30), 150, 0)), ("world.mp4", (480, 270, Fraction(30), 901, 1))],
+)
+def test_gradio_sample_videos(gradio_videos: Path, name: str, clip: tuple[int, int, Fraction, int, int]) -> None:
+    info = probe(gradio_videos / name)
+    v = info.video
+    assert (v.width, v.height, v.avg_rate, v.frame_count, len(info.audio)) == clip
+    assert v.duration == v.frame_count / v.avg_rate
+    # Untagged: the matrix is guessed as players guess it (BT.709 for HD, BT.601 below).
+    assert v.colour.matrix_guessed
+    assert v.color_matrix == ("bt709" if v.height >= 720 else "smpte170m")
+
+
+# -- refusals ------------------------------------------------------------------------------------
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(MediaFileNotFound, match="no such file"):
+        probe(tmp_path / "nope.mp4")
+
+
+def test_text_file_named_mp4(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 20)
+    with pytest.raises(NotAVideo, match="notes.mp4") as err:
+        probe(path)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, MediaError)
+
+
+def test_audio_only(tmp_path: Path) -> None:
+    with pytest.raises(NoVideoStream, match="audio-only"):
+        probe(make_audio_only(tmp_path / "song.m4a"))
+
+
+def test_zero_frames(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "empty.mkv", frames=0, audio="aac", audio_duration=Fraction(1))
+    with pytest.raises(ZeroFrames, match="no frames"):
+        probe(path)
+
+
+def test_one_pixel_video_is_refused(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "dot.mkv", 1, 1, codec="ffv1", pix_fmt="yuv444p", audio=None)
+    with pytest.raises(UnsupportedSize, match="1x1.*at least 8x8"):
+        probe(path)
+
+
+def test_odd_small_size_is_accepted(tmp_path: Path) -> None:
+    v = probe(make_video(tmp_path / "odd.mp4", 33, 17, pix_fmt="yuv444p", audio=None)).video
+    assert (v.width, v.height) == (33, 17)
+
+
+def test_size_limit(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "big.mp4", 64, 48, audio=None)
+    with pytest.raises(SizeLimitExceeded, match="64x48 = 3072 pixels.*limit of 3000"):
+        probe(path, max_pixels=3000)
+
+
+def _truncate(path: Path, fraction: float = 0.5) -> Path:
+    data = path.read_bytes()
+    cut = path.with_name("cut-" + path.name)
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    return cut
+
+
+def test_truncated_mkv_names_the_frame(tmp_path: Path) -> None:
+    cut = _truncate(make_video(tmp_path / "long.mkv", 128, 96, frames=60, audio="aac"))
+    with pytest.raises(TruncatedVideo, match=r"truncated") as err:
+        probe(cut)
+    assert err.value.frame_index is not None and 0 < err.value.frame_index < 60
+
+
+def test_truncated_mp4_without_index(tmp_path: Path) -> None:
+    # moov at the end (the default): a cut file has no index at all.
+    cut = _truncate(make_video(tmp_path / "long.mp4", 128, 96, frames=60, audio="aac"))
+    with pytest.raises(NotAVideo, match="index is missing"):
+        probe(cut)

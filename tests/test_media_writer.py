@@ -1,0 +1,273 @@
+"""VideoWriter: exact timing, audio/subtitles carried bit for bit (or transcoded and reported),
+rotation/aspect/colour kept, odd sizes, every codec, trims, and atomic output."""
+
+from __future__ import annotations
+
+import hashlib
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from media import (
+    EncodeSettings,
+    EncoderUnavailable,
+    ExpectedOutput,
+    FrameReader,
+    TimestampError,
+    UnsupportedContainer,
+    UnsupportedSize,
+    VideoWriter,
+    probe,
+    verify,
+)
+from media_factory import SUBTITLE_CUES, copy_through, make_video, pattern
+
+
+def packets(path: Path, kind: str, n: int = 0) -> list[tuple[int | None, bytes]]:
+    """(pts, payload) of every non-empty packet of the n-th ``kind`` stream."""
+    with av.open(str(path)) as c:
+        stream = getattr(c.streams, kind)[n]
+        return [(p.pts, bytes(p)) for p in c.demux(stream) if p.size]
+
+
+def pts_list(path: Path) -> list[Fraction]:
+    with FrameReader(path) as frames:
+        return [f.pts for f in frames]
+
+
+def assert_verified(source: Path, output: Path, frames: int, width: int, height: int, **trim: Fraction) -> None:
+    report = verify(probe(source), output, ExpectedOutput(frames, width, height, **trim))
+    assert report.ok, report.to_text()
+
+
+@pytest.mark.parametrize("rate", [Fraction(30000, 1001), Fraction(24000, 1001), Fraction(25)])
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_rate_and_every_timestamp_are_kept(tmp_path: Path, rate: Fraction, suffix: str) -> None:
+    src = make_video(tmp_path / f"src{suffix}", 48, 32, rate, 20, audio="aac")
+    out = tmp_path / "out.mp4"
+    _, report = copy_through(src, out, scale=2)
+    info = probe(out)
+    assert info.video.avg_rate == rate and not info.video.variable_rate
+    assert pts_list(out) == [i / rate for i in range(20)]  # exact, even from Matroska's rounded ms
+    assert (report.frames, report.width, report.height, report.rate) == (20, 96, 64, rate)
+    assert_verified(src, out, 20, 96, 64)
+
+
+def test_variable_rate_keeps_its_timestamps(tmp_path: Path) -> None:
+    times = [Fraction(0), Fraction(1, 30), Fraction(1, 10), Fraction(1, 5), Fraction(1, 4), Fraction(3, 10)]
+    src = make_video(tmp_path / "vfr.mp4", frames=6, timestamps=times, audio="aac")
+    out = tmp_path / "out.mp4"
+    copy_through(src, out)
+    assert pts_list(out) == times
+    assert probe(out).video.variable_rate
+    assert probe(out).video.duration == probe(src).video.duration
+    assert_verified(src, out, 6, 64, 48)
+
+
+@pytest.mark.parametrize(
+    ("name", "kw", "dest", "actions"),
+    [
+        ("none.mp4", {"audio": None}, "o.mp4", []),
+        ("aac.mp4", {"audio": "aac"}, "o.mp4", [("aac", "copied")]),
+        ("opus.mkv", {"audio": "opus"}, "o.mp4", [("opus", "copied")]),
+        ("two.mp4", {"audio": "aac", "audio_tracks": 2}, "o.mkv", [("aac", "copied"), ("aac", "copied")]),
+        ("pcm.mov", {"audio": "pcm"}, "o.mov", [("pcm_s16le", "copied")]),
+        ("pcm.mov", {"audio": "pcm"}, "o.mp4", [("aac", "transcoded")]),
+    ],
+)
+def test_audio_tracks(tmp_path: Path, name: str, kw: dict, dest: str, actions: list[tuple[str, str]]) -> None:
+    src = make_video(tmp_path / name, frames=20, **kw)
+    out = tmp_path / dest
+    _, report = copy_through(src, out, scale=2)
+    got = [(s.codec_out, s.action) for s in report.streams if s.kind == "audio"]
+    assert got == actions
+    info = probe(out)
+    assert [a.codec for a in info.audio] == [a for a, _ in actions]
+    for n, (_, action) in enumerate(actions):
+        if action == "copied":  # stream copy: every packet byte-identical
+            assert [p for _, p in packets(out, "audio", n)] == [p for _, p in packets(src, "audio", n)]
+    if any(a == "transcoded" for _, a in actions):
+        assert "MP4 players do not play PCM audio" in report.to_text()
+    assert_verified(src, out, 20, 128, 96)
+
+
+def test_two_tracks_keep_their_languages(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "two.mkv", audio="opus", audio_tracks=2, languages=["eng", "deu"])
+    out = tmp_path / "o.mkv"
+    copy_through(src, out)
+    assert [a.language for a in probe(out).audio] == ["eng", "deu"]
+    # The two tracks are different tones; they must not be swapped.
+    assert packets(out, "audio", 0) != packets(out, "audio", 1)
+    assert [p for _, p in packets(out, "audio", 1)] == [p for _, p in packets(src, "audio", 1)]
+
+
+def _texts(path: Path) -> list[str]:
+    out = []
+    for _, data in packets(path, "subtitles"):
+        if path.suffix in (".mp4", ".mov"):
+            data = data[2:]  # mov_text: 16-bit length, then the text
+        if data:
+            out.append(data.decode())
+    return out
+
+
+@pytest.mark.parametrize(
+    ("src_name", "subs", "dest", "codec", "action"),
+    [
+        ("s.mkv", "srt", "o.mkv", "subrip", "copied"),
+        ("s.mkv", "srt", "o.mp4", "mov_text", "transcoded"),
+        ("s.mp4", "mov_text", "o.mp4", "mov_text", "copied"),
+        ("s.mp4", "mov_text", "o.mkv", "subrip", "transcoded"),
+    ],
+)
+def test_subtitles(tmp_path: Path, src_name: str, subs: str, dest: str, codec: str, action: str) -> None:
+    src = make_video(tmp_path / src_name, frames=50, subtitles=subs)
+    out = tmp_path / dest
+    _, report = copy_through(src, out)
+    sub_actions = [s for s in report.streams if s.kind == "subtitle"]
+    assert [(s.codec_out, s.action) for s in sub_actions] == [(codec, action)]
+    assert _texts(out) == [text for _, _, text in SUBTITLE_CUES]
+    # Times relative to the first frame (Matroska shifts a file whose AAC priming starts below 0).
+    video_start = probe(out).video.start_time
+    cues = [pts for pts, data in packets(out, "subtitles") if data not in (b"", b"\x00\x00")]
+    starts = [Fraction(pts, 1000) - video_start for pts in cues]
+    assert starts == [start for start, _, _ in SUBTITLE_CUES]
+    assert_verified(src, out, 50, 64, 48)
+
+
+def test_rotation_and_aspect_display_as_the_source(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "rot.mp4", 64, 48, rotation=90, sample_aspect_ratio=Fraction(4, 3))
+    out = tmp_path / "o.mp4"
+    copy_through(src, out, scale=4)
+    v, ov = probe(src).video, probe(out).video
+    assert (ov.width, ov.height, ov.rotation) == (256, 192, 90)
+    assert ov.display_aspect_ratio == v.display_aspect_ratio
+    assert (v.display_width, v.display_height) == (48, 85)  # 64 * 4/3 = 85.3 wide, then turned
+    assert (ov.display_width, ov.display_height) == (192, 341)  # 256 * 4/3 = 341.3
+
+
+def test_colour_tags_and_pixels_survive(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "pc.mp4", 64, 48, frames=4, color_range="pc", pix_fmt="yuv444p")
+    out = tmp_path / "o.mp4"
+    copy_through(src, out, encode=EncodeSettings(crf=4))
+    v = probe(out).video
+    assert (v.color_matrix, v.color_primaries, v.color_transfer, v.color_range) == ("bt709", "bt709", "bt709", "pc")
+    with FrameReader(out) as frames:
+        err = np.mean([np.abs(f.rgb.astype(int) - pattern(64, 48, f.index)).mean() for f in frames])
+    assert err < 2.5  # two lossy generations at high quality; a range or matrix slip is > 5
+
+
+def test_odd_size_keeps_exact_size_with_444(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "odd.mp4", 33, 17, frames=6, pix_fmt="yuv444p")
+    out = tmp_path / "o.mp4"
+    _, report = copy_through(src, out)
+    v = probe(out).video
+    assert (v.width, v.height, v.display_width, v.display_height) == (33, 17, 33, 17)
+    assert report.pix_fmt == v.pix_fmt == "yuv444p"
+    _, report4 = copy_through(src, tmp_path / "o4.mp4", scale=4)
+    assert (report4.width, report4.height, report4.pix_fmt) == (132, 68, "yuv420p")
+
+
+def test_odd_size_with_explicit_420_is_refused(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "odd.mp4", 33, 17, frames=2, pix_fmt="yuv444p")
+    with pytest.raises(UnsupportedSize, match="33x17.*odd side.*yuv444p"):
+        VideoWriter(tmp_path / "o.mp4", probe(src), 33, 17, EncodeSettings(pix_fmt="yuv420p"))
+    assert list(tmp_path.iterdir()) == [src]
+
+
+@pytest.mark.parametrize(
+    ("codec", "dest", "codec_name", "pix_fmt"),
+    [("hevc", "o.mp4", "hevc", "yuv420p"), ("av1", "o.mkv", "av1", "yuv420p"),
+     ("prores", "o.mov", "prores", "yuv422p10le"), ("ffv1", "o.mkv", "ffv1", "bgr0")],
+)
+def test_codecs(tmp_path: Path, codec: str, dest: str, codec_name: str, pix_fmt: str) -> None:
+    src = make_video(tmp_path / "s.mp4", 64, 48, frames=8)
+    out = tmp_path / dest
+    copy_through(src, out, encode=EncodeSettings(codec))
+    v = probe(out).video
+    assert (v.codec, v.pix_fmt, v.frame_count, v.avg_rate) == (codec_name, pix_fmt, 8, Fraction(30000, 1001))
+    assert_verified(src, out, 8, 64, 48)
+    if codec == "hevc":
+        with av.open(str(out)) as c:
+            assert c.streams.video[0].codec_tag == "hvc1"  # plays in QuickTime/Safari
+
+
+def test_ffv1_is_lossless(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "s.mp4", 64, 48, frames=5, audio=None)
+    with FrameReader(src) as frames:
+        written = [f.rgb for f in frames]
+    out = tmp_path / "o.mkv"
+    copy_through(src, out, encode=EncodeSettings("ffv1"))
+    with FrameReader(out) as frames:
+        back = [f.rgb for f in frames]
+    assert all(np.array_equal(a, b) for a, b in zip(written, back, strict=True))
+
+
+def test_unavailable_or_mismatched_codec(tmp_path: Path) -> None:
+    src = probe(make_video(tmp_path / "s.mp4", frames=2))
+    with pytest.raises(EncoderUnavailable, match="choose one of"):
+        EncodeSettings("mpeg2")
+    with pytest.raises(UnsupportedContainer, match=r"\.mp4 file cannot hold ffv1"):
+        VideoWriter(tmp_path / "o.mp4", src, 64, 48, EncodeSettings("ffv1"))
+    with pytest.raises(UnsupportedContainer, match=r"\.avi"):
+        VideoWriter(tmp_path / "o.avi", src, 64, 48)
+
+
+def test_trim_cuts_and_rebases_every_stream_together(tmp_path: Path) -> None:
+    rate = Fraction(30000, 1001)
+    src = make_video(tmp_path / "s.mkv", 64, 48, rate, 60, audio="aac", subtitles="srt", gop=10)
+    out = tmp_path / "o.mkv"
+    start, end = Fraction(1, 2), Fraction(13, 10)
+    copy_through(src, out, start=start, end=end)
+    first = 15  # the first frame at or after 0.5 s
+    frames = pts_list(out)
+    assert len(frames) == 39 - first and frames[0] == 0  # frames 15..38, rebased to start at 0
+    # Audio: a run of the source's packets, byte-identical, shifted by the same offset.
+    src_audio, out_audio = packets(src, "audio"), packets(out, "audio")
+    k = [p for _, p in src_audio].index(out_audio[0][1])
+    assert [p for _, p in out_audio] == [p for _, p in src_audio[k : k + len(out_audio)]]
+    assert {(s - o) for (s, _), (o, _) in zip(src_audio[k:], out_audio)} == {500}  # ms, same shift
+    # Subtitles: the cues overlapping 0.5..1.3 s, shifted by 0.5 s (the first one clipped at the start).
+    subs = [(Fraction(p, 1000), d.decode()) for p, d in packets(out, "subtitles")]
+    assert subs == [(Fraction(0), SUBTITLE_CUES[1][2]), (SUBTITLE_CUES[2][0] - start, SUBTITLE_CUES[2][2])]
+    assert_verified(src, out, 24, 64, 48, start=start, end=end)
+
+
+def test_gradio_clip_trimmed_keeps_audio_bytes(gradio_videos: Path, tmp_path: Path) -> None:
+    src = gradio_videos / "b.mp4"
+    out = tmp_path / "b-up.mp4"
+    copy_through(src, out, start=Fraction(1), end=Fraction(2))
+    src_audio, out_audio = [p for _, p in packets(src, "audio")], [p for _, p in packets(out, "audio")]
+    k = src_audio.index(out_audio[0])
+    assert out_audio == src_audio[k : k + len(out_audio)]
+    assert_verified(src, out, 30, 480, 270, start=Fraction(1), end=Fraction(2))
+
+
+def test_source_is_never_modified(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "s.mp4", subtitles="mov_text")
+    before = hashlib.sha256(src.read_bytes()).hexdigest(), src.stat().st_mtime_ns
+    copy_through(src, tmp_path / "o.mp4")
+    assert (hashlib.sha256(src.read_bytes()).hexdigest(), src.stat().st_mtime_ns) == before
+
+
+def test_frames_must_advance_and_fit(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "s.mp4")
+    with VideoWriter(tmp_path / "o.mp4", probe(src), 64, 48) as writer:
+        writer.write(pattern(64, 48, 0), Fraction(0))
+        with pytest.raises(TimestampError, match="not after the previous"):
+            writer.write(pattern(64, 48, 1), Fraction(0))
+        with pytest.raises(UnsupportedSize, match=r"expected \(48, 64, 3\)"):
+            writer.write(pattern(32, 48, 1), Fraction(1, 30))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.mp4"]
+
+
+def test_awkward_names_in_and_out(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "l'été \"chaud\" 東京.mkv", frames=6, audio="opus", subtitles="srt")
+    out = tmp_path / "out dir ü" / "résultat 'final' \"v2\".mp4"
+    out.parent.mkdir()
+    copy_through(src, out, scale=2)
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+    assert_verified(src, out, 6, 128, 96)

@@ -1,0 +1,285 @@
+"""``vsr``: the command line (``python -m vsr`` or the ``vsr`` console script).
+
+- ``vsr upscale INPUT -o OUTPUT [...]``: plan (printed first), one streaming job with a tqdm bar,
+  then the verification report.
+- ``vsr frames --in_path DIR --out_path DIR [...]``: the reference implementation's frame-folder
+  interface (its flag names kept).
+- ``vsr probe INPUT``: everything about a video, as JSON.
+
+This is one of the two places where errors are translated for people: every error becomes one line
+on stderr naming the problem and the fix, and an exit code from ``EXIT_CODES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from vsr import environment
+from vsr.options import CODECS, DEVICES, ENGINES, HEIGHT_PRESETS, PRECISIONS, OptionsError, build_options
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_MODEL = 4
+EXIT_JOB = 5
+EXIT_CANCELLED = 130
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_INTERNAL: "unexpected internal error (a bug: run again with --log-level DEBUG and report it)",
+    EXIT_USAGE: "bad command line: unknown flag, bad option value, output exists without --overwrite",
+    EXIT_INPUT: "the input or output cannot be used: missing, unreadable, not a video, over a limit, "
+    "a size above 4x, a trim outside the video, an unwritable output folder",
+    EXIT_MODEL: "the model cannot be loaded: unknown model id, missing or corrupt weights, device unavailable",
+    EXIT_JOB: "the job failed while running (engine or encoder error) or the output failed verification",
+    EXIT_CANCELLED: "cancelled with Ctrl-C; partial output and temporary files were removed",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}. Run `{self.prog} --help` for the flags.\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vsr`` argument parser with its ``upscale``, ``frames`` and ``probe`` sub-commands."""
+    parser = _Parser(
+        prog="vsr",
+        description="Make a video 4x sharper with Stream-DiffVSR, streamed frame by frame.",
+        epilog="exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{upscale,frames,probe}",
+                                     parser_class=_Parser)
+
+    up = commands.add_parser("upscale", help="upscale a video into a new video (with its audio and subtitles)",
+                             description="Upscale INPUT into OUTPUT in one streaming pass, then verify it.")
+    up.add_argument("input", metavar="INPUT", help="the video to upscale")
+    up.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                    help="the file to write (.mp4, .mov, .mkv, .webm); written atomically")
+    up.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    up.add_argument("--engine", metavar="|".join(ENGINES), help="upscaling engine (default stream-diffvsr)")
+    up.add_argument("--model-id", metavar="ID", help="Hugging Face model id or local folder")
+    up.add_argument("--flow-weights", metavar="FILE", help="local RAFT large weights (.pth/.safetensors)")
+    up.add_argument("--steps", metavar="N", help="denoising steps (default 4)")
+    up.add_argument("--seed", metavar="S", help="noise seed (default: random; the seed used is printed)")
+    up.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
+    up.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
+    up.add_argument("--attention", metavar="sdpa|xformers|sliced", help="attention implementation (default sdpa)")
+    up.add_argument("--height", metavar="4x|" + "|".join(str(h) for h in HEIGHT_PRESETS),
+                    help="output size: 4x (default) or the output's short side as displayed")
+    up.add_argument("--start", metavar="T", help="start time (seconds or HH:MM:SS.ff)")
+    up.add_argument("--end", metavar="T", help="end time (seconds or HH:MM:SS.ff)")
+    up.add_argument("--codec", metavar="|".join(CODECS), help="video codec (default h264)")
+    up.add_argument("--crf", metavar="N", help="constant rate factor (default per codec; lower is better)")
+    up.add_argument("--preset", metavar="NAME", help="encoder speed preset (x264/x265 names, SVT-AV1 0-13)")
+    up.add_argument("--scene-cuts", metavar="on|off", help="reset temporal context at detected cuts (default on)")
+    up.add_argument("--scene-threshold", metavar="X", help="content detector threshold (default 27)")
+    _add_log_level(up)
+    up.set_defaults(handler=_upscale)
+
+    fr = commands.add_parser("frames", help="upscale folders of frames into PNGs (the reference's interface)",
+                             description="Upscale image sequences; each sub-folder of --in_path is one sequence.")
+    fr.add_argument("--in_path", required=True, metavar="DIR", help="folder of sequence folders (or of frames)")
+    fr.add_argument("--out_path", required=True, metavar="DIR", help="PNGs go to DIR/<sequence>/<name>.png")
+    fr.add_argument("--model_id", metavar="ID", help="Hugging Face model id or local folder")
+    fr.add_argument("--num_inference_steps", metavar="N", help="denoising steps (default 4)")
+    fr.add_argument("--seed", metavar="S", help="noise seed (default: random; the seed used is printed)")
+    fr.add_argument("--flow-weights", metavar="FILE", help="local RAFT large weights (.pth/.safetensors)")
+    fr.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
+    fr.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
+    _add_log_level(fr)
+    fr.set_defaults(handler=_frames)
+
+    pr = commands.add_parser("probe", help="print everything about a video as JSON")
+    pr.add_argument("input", metavar="INPUT", help="the video to describe")
+    _add_log_level(pr)
+    pr.set_defaults(handler=_probe)
+    return parser
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", metavar="LEVEL",
+                        help="DEBUG, INFO, WARNING or ERROR (default WARNING, or STREAM_DIFFVSR_LOG_LEVEL)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see ``EXIT_CODES``)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed by argparse
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    try:
+        _configure_logging(args.log_level)
+        return int(args.handler(args))
+    except BaseException as exc:  # noqa: BLE001 - the one place errors become a line and an exit code
+        code, message = describe_error(exc)
+        if code == EXIT_INTERNAL:
+            logger.error("unexpected error", exc_info=exc)
+        else:
+            logger.debug("error details", exc_info=exc)
+        print(f"vsr: error: {message}", file=sys.stderr, flush=True)
+        return code
+
+
+def describe_error(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) for an error that reached the command line."""
+    import media
+    from vsr.errors import ModelLoadError
+    from vsr.job_errors import JobCancelled, JobFailed, JobRefused
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (JobCancelled, KeyboardInterrupt)):
+        return EXIT_CANCELLED, "cancelled; partial output and temporary files were removed."
+    if isinstance(exc, OptionsError):
+        return EXIT_USAGE, text
+    if isinstance(exc, ModelLoadError):
+        return EXIT_MODEL, text
+    if isinstance(exc, JobFailed) or isinstance(exc, media.VerificationFailed):
+        return EXIT_JOB, text
+    if isinstance(exc, (JobRefused, media.MediaError)):
+        return EXIT_INPUT, text
+    if isinstance(exc, _UsageError):
+        return EXIT_USAGE, text
+    if isinstance(exc, OSError):
+        return EXIT_INPUT, f"{text}. Check the path and its permissions."
+    return EXIT_INTERNAL, f"unexpected {type(exc).__name__}: {text}. This is a bug; rerun with --log-level DEBUG and report it."
+
+
+class _UsageError(ValueError):
+    """A command-line mistake found after parsing (e.g. the output exists without --overwrite)."""
+
+
+def _configure_logging(level: str | None) -> None:
+    from vsr.logs import configure_logging
+
+    if level is None and "STREAM_DIFFVSR_LOG_LEVEL" not in environment.read():
+        level = "WARNING"
+    try:
+        configure_logging(level)
+    except ValueError as exc:
+        raise OptionsError(f"--log-level: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sub-commands.
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from vsr.job import plan, run
+
+    options = build_options({
+        "engine": args.engine, "model_id": args.model_id, "flow_weights": args.flow_weights,
+        "steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
+        "attention": args.attention, "height": args.height, "start": args.start, "end": args.end,
+        "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
+        "scene_threshold": args.scene_threshold,
+    })
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise _UsageError(f"{output} already exists. Pass --overwrite to replace it, or choose another name.")
+    job = plan(Path(args.input), options, output=output)
+    print(job.to_text(), flush=True)
+    with _ProgressBar(job.frames) as bar, _CtrlC() as cancel:
+        result = run(job, output, on_progress=bar.update, cancel=cancel)
+    cuts = ", ".join(str(c) for c in result.scene_cuts) or "none"
+    print(f"Done:     {result.frames} frames in {result.seconds:.1f} s ({result.frames / max(result.seconds, 1e-9):.2f} "
+          f"fps); seed {result.seed}; scene cuts at frames: {cuts}", flush=True)
+    print(result.report.to_text(), flush=True)
+    return EXIT_OK
+
+
+def _frames(args: argparse.Namespace) -> int:
+    from vsr.frames import find_sequences, upscale_sequences
+    from vsr.job import get_processor
+
+    options = build_options({
+        "model_id": args.model_id, "steps": args.num_inference_steps, "seed": args.seed,
+        "flow_weights": args.flow_weights, "device": args.device, "precision": args.precision,
+    })
+    in_path, out_path = Path(args.in_path), Path(args.out_path)
+    total = sum(len(s.frames) for s in find_sequences(in_path))  # check the layout before loading the model
+    processor = get_processor(options)
+    print(f"Engine:   {processor.describe()}", flush=True)
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr) as bar, _CtrlC() as cancel:
+        results = upscale_sequences(in_path, out_path, processor, options.seed,
+                                    on_frame=lambda name, done, total: bar.update(1), cancel=cancel)
+    for result in results:
+        print(f"Sequence: {result.name}: {result.frames} frames -> {result.out_dir} (seed {result.seed})", flush=True)
+    return EXIT_OK
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import media
+
+    info = media.probe(Path(args.input))
+    print(json.dumps(info.to_dict(), indent=2, ensure_ascii=False), flush=True)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminal plumbing: the progress bar and Ctrl-C.
+
+
+class _ProgressBar:
+    """Render ``ProgressEvent``s with tqdm on stderr."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, desc="loading")
+        self._stage = "loading"
+
+    def update(self, event: Any) -> None:
+        if event.stage != self._stage:
+            self._stage = event.stage
+            self._bar.set_description(event.stage)
+        if event.total != self._bar.total:
+            self._bar.total = event.total
+        if event.done > self._bar.n:
+            self._bar.update(event.done - self._bar.n)
+        if event.scene_cut is not None:
+            self._bar.write(f"scene cut at frame {event.scene_cut}: temporal context reset", file=sys.stderr)
+
+    def __enter__(self) -> "_ProgressBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
+
+
+class _CtrlC:
+    """The first Ctrl-C asks the job to stop cleanly (a ``threading.Event``); a second one interrupts."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self._previous: Callable | int | None = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.cancel.is_set():
+            raise KeyboardInterrupt
+        self.cancel.set()
+        print("\nvsr: stopping after the current frame (Ctrl-C again to interrupt at once)...", file=sys.stderr,
+              flush=True)
+
+    def __enter__(self) -> threading.Event:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self.cancel
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
