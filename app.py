@@ -311,7 +311,7 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
                 video = gr.Video(label="Your video", sources=["upload"], elem_id="input-video")
                 examples = web.example_videos()
                 if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=[video], label="Or try an example")
+                    gr.Examples([[str(p)] for p in examples], inputs=[video], label="Or try an example", elem_id="examples")
                 plan = gr.Markdown(PLAN_HINT, elem_id="plan")
                 with gr.Row():
                     sample_btn = gr.Button("Try a 2-second sample", elem_id="sample")
@@ -322,8 +322,10 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
                     size = gr.Radio(list(web.SIZE_LABELS), value=settings.height_label.removesuffix("p"),
                                     label="Output size", info="4x keeps the exact shape; presets set the height.")
                     with gr.Row():
-                        start = gr.Textbox(label="Start", placeholder="0", info="seconds or m:ss; empty = beginning")
-                        end = gr.Textbox(label="End", placeholder="end", info="seconds or m:ss; empty = the end")
+                        start = gr.Textbox(label="Start", placeholder="0", info="seconds or m:ss; empty = beginning",
+                                           elem_id="start")
+                        end = gr.Textbox(label="End", placeholder="end", info="seconds or m:ss; empty = the end",
+                                         elem_id="end")
                     with gr.Row():
                         steps = gr.Slider(1, 50, value=settings.steps, step=1, label="Denoising steps",
                                           info="4 is what the model was trained for; more is slower.")
@@ -398,9 +400,11 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
         job_outputs = [status, slider, result, download, report, notice, engine]
         video.change(show_plan, [video, *controls], plan_outputs, concurrency_limit=4, concurrency_id="plan",
                      show_progress_on=[plan], api_name="plan")
-        for control in (engine, size, start, end, codec, steps, crf):
-            control.input(show_plan, [video, *controls], plan_outputs, concurrency_limit=4, concurrency_id="plan",
-                          show_progress_on=[plan], trigger_mode="always_last", api_visibility="private")
+        # A changed control plans again: choices at once, sliders when let go, times when left or submitted.
+        triggers = [engine.input, size.input, codec.input, steps.release, crf.release, start.blur, start.submit,
+                    end.blur, end.submit]
+        gr.on(triggers, show_plan, [video, *controls], plan_outputs, concurrency_limit=4, concurrency_id="plan",
+              show_progress_on=[plan], trigger_mode="always_last", api_visibility="private")
         codec.input(_crf_control, codec, crf, queue=False, api_visibility="private")
         for button, is_sample in ((run_btn, False), (sample_btn, True)):
             button.click(job_handler(is_sample), [video, *controls], job_outputs, concurrency_limit=1,

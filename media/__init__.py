@@ -31,13 +31,21 @@ from media.errors import (
 from media.mux import StreamAction, plan_stream_actions
 from media.naming import unique_output_path
 from media.preview import make_browser_preview, plays_in_browser
-from media.probe import MIN_SIDE, AudioStreamInfo, MediaInfo, SubtitleStreamInfo, VideoStreamInfo, probe
+from media.probe import (
+    MIN_SIDE,
+    AudioStreamInfo,
+    MediaInfo,
+    OtherStreamInfo,
+    SubtitleStreamInfo,
+    VideoStreamInfo,
+    probe,
+)
 from media.reader import Frame, FrameReader
 from media.verify import Check, ExpectedOutput, VerifyReport, verify
 from media.writer import VideoWriter, WriteReport
 
 __all__ = [
-    "probe", "MediaInfo", "VideoStreamInfo", "AudioStreamInfo", "SubtitleStreamInfo", "MIN_SIDE",
+    "probe", "MediaInfo", "VideoStreamInfo", "AudioStreamInfo", "SubtitleStreamInfo", "OtherStreamInfo", "MIN_SIDE",
     "FrameReader", "Frame",
     "EncodeSettings", "CODEC_SPECS", "VideoWriter", "WriteReport", "StreamAction", "plan_stream_actions",
     "verify", "ExpectedOutput", "VerifyReport", "Check",

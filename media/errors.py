@@ -112,6 +112,9 @@ class DiskFull(MediaError, OSError):
         self.errno = errno.ENOSPC
         self.strerror = message
 
+    def __str__(self) -> str:
+        return str(self.args[0])  # the sentence, without OSError's "[Errno 28]" prefix
+
 
 class WriteAborted(MediaError, RuntimeError):
     """The writer was used after ``abort()`` (or after a failed ``finish()``)."""

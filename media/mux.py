@@ -23,7 +23,7 @@ from typing import Any
 import av
 
 from media.errors import UnsupportedContainer
-from media.probe import AudioStreamInfo, MediaInfo, SubtitleStreamInfo
+from media.probe import AudioStreamInfo, MediaInfo, OtherStreamInfo, SubtitleStreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ _AUDIO_TARGET = {"mp4": "aac", "mov": "aac", "matroska": "aac", "webm": "libopus
 @dataclass(frozen=True)
 class StreamAction:
     """What happens to one source stream: ``action`` is ``"encoded"`` (the upscaled video),
-    ``"copied"`` (stream copy, packets untouched) or ``"transcoded"`` (with ``reason``)."""
+    ``"copied"`` (stream copy, packets untouched), ``"transcoded"`` (with ``reason``) or, only for
+    attachments and data streams the container cannot hold, ``"dropped"`` (with ``reason``)."""
 
     source_index: int
     kind: str
@@ -54,6 +55,8 @@ class StreamAction:
         lang = f" [{self.language}]" if self.language else ""
         if self.action == "copied":
             return f"{self.kind} #{self.source_index}{lang}: {self.codec_in}, copied unchanged"
+        if self.action == "dropped":
+            return f"{self.kind} #{self.source_index} ({self.codec_in}): not carried ({self.reason})"
         if self.action == "encoded":
             return f"{self.kind} #{self.source_index}: {self.codec_in} -> {self.codec_out}, upscaled and encoded"
         return (f"{self.kind} #{self.source_index}{lang}: {self.codec_in} -> {self.codec_out}, "
@@ -112,6 +115,17 @@ def _subtitle_action(s: SubtitleStreamInfo, fmt: str, dest: Path) -> StreamActio
     )
 
 
+def _other_action(o: OtherStreamInfo, fmt: str) -> StreamAction:
+    name = o.name or "unnamed"
+    if o.kind == "attachment" and fmt == "matroska":
+        return StreamAction(o.index, "attachment", name, name, "copied")
+    if o.kind == "attachment":
+        reason = f"a {fmt} file cannot hold attachments such as fonts for styled subtitles; write .mkv to keep it"
+    else:
+        reason = f"{o.kind} streams (timecode, metadata) are not part of the picture or sound"
+    return StreamAction(o.index, o.kind, name, "", "dropped", reason)
+
+
 def plan_stream_actions(source: MediaInfo, dest: str | Path, *, browser: bool = False) -> tuple[StreamAction, ...]:
     """The action for every audio and subtitle stream of ``source`` written to ``dest`` (by suffix);
     ``browser``: also transcode audio that Chromium cannot play (for previews)."""
@@ -119,6 +133,7 @@ def plan_stream_actions(source: MediaInfo, dest: str | Path, *, browser: bool = 
     fmt = container_format(dest)
     actions = [_audio_action(a, fmt, browser) for a in source.audio]
     actions += [_subtitle_action(s, fmt, dest) for s in source.subtitles]
+    actions += [_other_action(o, fmt) for o in source.other]
     return tuple(actions)
 
 
@@ -188,9 +203,20 @@ class SideStreams:
         self._packets: Any = None
         self._pending: av.Packet | None = None
         self._out = out
-        if not actions:
+        self.other = [a for a in actions if a.kind not in ("audio", "subtitle")]
+        actions = tuple(a for a in actions if a.kind in ("audio", "subtitle"))
+        for action in self.other:
+            if action.action == "dropped":
+                log.warning("%s: %s", source.path, action.to_text())
+        attachments = [a for a in self.other if a.action == "copied"]
+        if not actions and not attachments:
             return
         self._input = av.open(str(source.path), metadata_errors="replace")
+        for action in attachments:
+            src = self._input.streams[action.source_index]
+            out.add_attachment(src.name, src.mimetype, src.data)
+        if not actions:
+            return
         for action in actions:
             src = self._input.streams[action.source_index]
             self.tracks[action.source_index] = _Track(action, src, out)
@@ -201,7 +227,7 @@ class SideStreams:
 
     @property
     def actions(self) -> list[StreamAction]:
-        return [t.action for t in self.tracks.values()]
+        return [t.action for t in self.tracks.values()] + self.other
 
     def pump(self, until: Fraction | None) -> None:
         """Mux every pending packet that starts before ``until`` (source seconds; None: all)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import av
 
-from media.colour import ColourTags, bit_depth, has_alpha, resolve_tags
+from media.colour import ColourTags, bit_depth, has_alpha, resolve_tags, sws_matrix
 from media.errors import (
     MediaFileNotFound,
     NotAVideo,
@@ -31,7 +31,8 @@ from media.errors import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MediaInfo", "VideoStreamInfo", "AudioStreamInfo", "SubtitleStreamInfo", "probe", "MIN_SIDE"]
+__all__ = ["MediaInfo", "VideoStreamInfo", "AudioStreamInfo", "SubtitleStreamInfo", "OtherStreamInfo", "probe",
+           "MIN_SIDE"]
 
 # The smallest picture side we accept: Stream-DiffVSR's VAE works on 8x8 blocks, so a smaller
 # picture has no latent pixel at all (and most encoders refuse 1-pixel pictures).
@@ -115,6 +116,18 @@ class SubtitleStreamInfo:
 
 
 @dataclass(frozen=True)
+class OtherStreamInfo:
+    """A stream that is neither picture, sound nor subtitles: an attachment (e.g. a font for styled
+    subtitles in Matroska; ``name`` is its file name) or a data stream (e.g. a camera's timecode)."""
+
+    index: int
+    kind: str
+    name: str | None
+    mimetype: str | None
+    size_bytes: int | None
+
+
+@dataclass(frozen=True)
 class MediaInfo:
     """A probed file: the container, its video stream and every audio and subtitle stream."""
 
@@ -125,6 +138,7 @@ class MediaInfo:
     video: VideoStreamInfo
     audio: tuple[AudioStreamInfo, ...]
     subtitles: tuple[SubtitleStreamInfo, ...]
+    other: tuple[OtherStreamInfo, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: ``Fraction`` -> ``"30000/1001"``, ``Path`` -> str, colour tags -> names."""
@@ -201,7 +215,8 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
         audio = tuple(_audio_info(s, scans[s.index]) for s in container.streams.audio)
         subs = tuple(_subtitle_info(s, scans[s.index]) for s in container.streams.subtitles)
         duration = Fraction(container.duration, av.time_base) if container.duration else None
-        info = MediaInfo(path, container.format.name, path.stat().st_size, duration, vinfo, audio, subs)
+        other = tuple(_other_info(s) for s in container.streams if s.type not in ("video", "audio", "subtitle"))
+        info = MediaInfo(path, container.format.name, path.stat().st_size, duration, vinfo, audio, subs, other)
 
     if vinfo.width < MIN_SIDE or vinfo.height < MIN_SIDE:
         raise UnsupportedSize(
@@ -277,10 +292,15 @@ def _video_info(
     if len(deltas) >= 2:
         spread = max(deltas) - min(deltas)
         mean = Fraction(sum(deltas), len(deltas))
-        variable = spread > 1 and spread > mean / 200
+        # One tick of spread is the container's rounding (Matroska's ms) when a tick is much
+        # shorter than a frame; when a tick is a whole frame (AVI), any spread is a real gap.
+        rounding = 1 if mean >= 10 else 0
+        variable = spread > rounding and spread > mean / 200
     avg_rate = Fraction(stream.average_rate) if stream.average_rate else None
-    if (avg_rate is None or variable) and deltas:
+    if variable and deltas:
         avg_rate = 1 / (Fraction(sum(deltas), len(deltas)) * tb)
+    elif deltas:
+        avg_rate = _constant_rate(stream, Fraction(sum(deltas), len(deltas)) * tb, tb / len(deltas)) or avg_rate
     if avg_rate is None:
         base = stream.base_rate or stream.guessed_rate
         avg_rate = Fraction(base) if base else Fraction(25)
@@ -295,7 +315,7 @@ def _video_info(
         duration = (Fraction(pts[-1] - pts[0]) + last_dur) * tb
     else:
         duration = max(Fraction(scan.total_duration), span) * tb
-    if not variable and abs(duration - len(pts) / avg_rate) <= 2 * tb:
+    if not variable and abs(duration - len(pts) / avg_rate) <= min(2 * tb, 1 / (4 * avg_rate)):
         duration = len(pts) / avg_rate  # a constant rate stored with rounded ticks (Matroska: ms)
     tag_duration = _tag_duration(stream)
     if tag_duration is not None and duration + 2 / avg_rate < tag_duration:
@@ -320,6 +340,8 @@ def _video_info(
         disp_w, disp_h = disp_h, disp_w
     src = first if first is not None else ctx
     tags = resolve_tags(src.color_primaries, src.color_trc, src.colorspace, src.color_range, height, pix_fmt)
+    if first is not None and not first.format.is_rgb:
+        sws_matrix(tags, str(path))  # refuse now a matrix we could not convert correctly later
     names = tags.names
     return VideoStreamInfo(
         index=stream.index,
@@ -349,6 +371,26 @@ def _video_info(
         variable_rate=variable,
         bit_rate=stream.bit_rate or None,
     )
+
+
+# Frame rates cameras, films and TV use; a constant-rate stream whose timestamps match one of them
+# (within the container's rounding) has that rate exactly.
+STANDARD_RATES = tuple(
+    Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60", "12",
+                          "25/2", "15", "90", "100", "120000/1001", "120", "144", "240")
+)
+
+
+def _constant_rate(stream: av.VideoStream, mean_step: Fraction, tolerance: Fraction) -> Fraction | None:
+    """The exact rate of a constant-rate stream whose mean frame step is ``mean_step`` seconds, known
+    to ``tolerance`` (one tick spread over the frames): the rate in the bitstream (H.264/HEVC timing
+    info) if it fits, else the closest standard rate that fits, else None (keep FFmpeg's estimate).
+    Matroska rounds timestamps to ms, so FFmpeg's own estimate of a short clip can be 19001/317."""
+    coded = stream.codec_context.framerate
+    if coded and abs(1 / Fraction(coded) - mean_step) <= tolerance:
+        return Fraction(coded)
+    fits = [r for r in STANDARD_RATES if abs(1 / r - mean_step) <= tolerance]
+    return min(fits, key=lambda r: abs(1 / r - mean_step)) if fits else None
 
 
 def _first_frame(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> av.VideoFrame | None:
@@ -402,6 +444,15 @@ def _subtitle_info(stream: av.stream.Stream, scan: _Scan) -> SubtitleStreamInfo:
         start_time=Fraction(scan.first_pts) * tb if scan.first_pts is not None else None,
         packets=scan.count,
     )
+
+
+def _other_info(stream: av.stream.Stream) -> OtherStreamInfo:
+    if stream.type == "attachment":
+        data = stream.data
+        return OtherStreamInfo(stream.index, "attachment", stream.name, stream.mimetype, len(data) if data else 0)
+    meta = stream.metadata or {}
+    name = meta.get("handler_name") or meta.get("title") or getattr(stream, "name", None)
+    return OtherStreamInfo(stream.index, stream.type, name, None, None)
 
 
 def _language(stream: av.stream.Stream) -> str | None:

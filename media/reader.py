@@ -88,6 +88,7 @@ class FrameReader:
         self.path = Path(path)
         self.info = info if info is not None else probe(self.path)
         self.abs_start, self.abs_end = resolve_trim(self.info, start, end)
+        self._has_end = end is not None  # without an end, read to the last frame whatever the header says
         self._seek = start is not None and start > 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
@@ -213,7 +214,7 @@ class FrameReader:
                     frames = container.decode(stream)
                     self._seek = False
                     continue
-                if pts >= self.abs_end:
+                if self._has_end and pts >= self.abs_end:
                     break
                 if frame.is_corrupt:
                     raise DecodeError(

@@ -115,6 +115,7 @@ class VideoWriter:
         self.encode = encode or EncodeSettings()
         self.abs_start, self.abs_end = resolve_trim(source, start, end)
         self.trimmed = start is not None or end is not None
+        self._has_end = end is not None
         v = source.video
         # Shift every stream by the trim start, rounded down to a whole video tick.
         self.offset = (self.abs_start // v.time_base) * v.time_base if start is not None else Fraction(0)
@@ -174,11 +175,12 @@ class VideoWriter:
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = self.pix_fmt
         ctx = stream.codec_context
-        # Constant rate: timestamps on the exact frame grid (1/rate.numerator ticks; 30000/1001 ->
-        # 1001 ticks of 1/30000 s), which is where the source's own (possibly ms-rounded) ones
-        # belong. Variable rate: the source's time base and timestamps, unchanged.
+        # Constant rate: timestamps on the exact frame grid, one tick per frame (time base 1/rate,
+        # so the bitstream's timing info says 30000/1001 too), which is where the source's own
+        # (possibly ms-rounded) timestamps belong. Variable rate: the source's time base and
+        # timestamps, unchanged.
         self._cfr = not v.variable_rate and v.avg_rate.numerator < 2**31
-        self.time_base = Fraction(1, v.avg_rate.numerator) if self._cfr else v.time_base
+        self.time_base = 1 / v.avg_rate if self._cfr else v.time_base
         ctx.time_base = self.time_base
         stream.time_base = self.time_base
         ctx.framerate = v.avg_rate
@@ -238,7 +240,7 @@ class VideoWriter:
                 "Pass each frame's source Frame.pts, in order.",
                 self.dest,
             )
-        if not self.abs_start <= pts < self.abs_end:
+        if pts < self.abs_start or (self._has_end and pts >= self.abs_end):
             raise TimestampError(
                 f"{self.dest}: frame {self._frames} has pts {float(pts):.4f} s, outside the range "
                 f"[{float(self.abs_start):.4f}, {float(self.abs_end):.4f}) s. Pass the frames the reader gave.",
@@ -247,6 +249,13 @@ class VideoWriter:
         v = self.source.video
         frame = rgb_to_frame(rgb, self.pix_fmt, self.tags, str(self.dest))
         frame.time_base = self.time_base
+        if self._cfr and self._first_pts is None:
+            # Put the first frame exactly on the output's frame grid and shift every other stream
+            # by the very same amount, so the audio/video offset stays the source's to the sample.
+            slot = round((pts - self.offset) / v.frame_duration)
+            self.offset = pts - slot * v.frame_duration
+            assert self._side is not None
+            self._side.offset = self.offset
         if self._cfr:
             index = round((pts - self.offset) / v.frame_duration)
             if self._last_index is not None and index <= self._last_index:
@@ -256,8 +265,8 @@ class VideoWriter:
                     self.dest,
                 )
             self._last_index = index
-            frame.pts = index * v.avg_rate.denominator
-            frame.duration = v.avg_rate.denominator
+            frame.pts = index
+            frame.duration = 1
         else:
             frame.pts = round((pts - self.offset) / self.time_base)
             frame.duration = max(1, round((duration or v.frame_duration) / self.time_base))
@@ -385,7 +394,7 @@ class VideoWriter:
         except (av.FFmpegError, IndexError) as exc:
             self._remove_tmp()
             raise MediaError(f"{self.dest}: the finished file cannot be read back ({exc}).", self.dest) from exc
-        want = 1 + len(self.actions)
+        want = 1 + sum(1 for a in self.actions if a.action != "dropped")
         if packets != report.frames or streams < want:
             self._remove_tmp()
             raise VerificationFailed(

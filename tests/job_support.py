@@ -68,6 +68,10 @@ class CancellingEngine(BicubicUpscaler):
         self.cancel_at = cancel_at
         self.processed = 0
 
+    def start_stream(self, seed: int | None = None) -> int:
+        self.processed = 0
+        return super().start_stream(seed)
+
     def process(self, rgb: np.ndarray) -> np.ndarray:
         if self.processed == self.cancel_at:
             self.cancel.set()

@@ -67,7 +67,7 @@ def _one_line(capsys, *argv: str) -> tuple[int, str]:
          r"start 5 s is at or past the end of the video \(0\.400 s\)\. Give a start time inside the video\."),
         (["upscale", "{clip}", "-o", "{tmp}/o.avi"], 3, r"A \.avi file cannot hold h264 video here; use \.mp4"),
         (["upscale", "{clip}", "-o", "{tmp}/no/such/dir/o.mp4"], 3,
-         r"dir: the output directory does not exist or is not writable\. Create it"),
+         r"dir: the output folder does not exist\. Create it or choose another output path\."),
         (["probe", "{tmp}/missing.mp4"], 3, r"missing\.mp4: no such file"),
     ],
 )

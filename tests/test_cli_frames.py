@@ -15,7 +15,7 @@ from job_support import RecordingEngine, decode, files_under, isolate_environmen
 from media_factory import make_video
 from vsr.bicubic import BicubicUpscaler
 from vsr.cli import main
-from vsr.engines import load_engine
+from vsr.options import build_options
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +98,7 @@ def test_frames_on_the_fixture_reproduces_the_reference(tmp_path: Path, fixture_
 def test_upscale_a_clip_with_the_fixture_model(tmp_path: Path, fixture_dir: Path, monkeypatch, capsys) -> None:
     isolate_environment(monkeypatch, tmp_path)
     vsr.job.clear_processors()
-    src = make_video(tmp_path / "in.mkv", 48, 32, 24, 4, audio="aac")
+    src = make_video(tmp_path / "in.mkv", 32, 24, 24, 3, audio="aac")
     out = tmp_path / "out.mkv"
     model = ["--model-id", str(fixture_dir / "model"), "--flow-weights", str(fixture_dir / "raft_large.safetensors")]
     code = main(["upscale", str(src), "-o", str(out), "--engine", "stream-diffvsr", *model, "--device", "cpu",
@@ -107,11 +107,15 @@ def test_upscale_a_clip_with_the_fixture_model(tmp_path: Path, fixture_dir: Path
     assert code == 0, captured.err
     assert "Engine:   stream-diffvsr on cpu (fp32, 4 steps)" in captured.out and "seed 1234" in captured.out
     info = media.probe(out)
-    assert (info.video.width, info.video.height, info.video.frame_count) == (192, 128, 4)
+    assert (info.video.width, info.video.height, info.video.frame_count) == (128, 96, 3)
     assert [a.codec for a in info.audio] == ["aac"]
-    # The job streams the frames through the model exactly as one continuous stream would.
-    engine = load_engine("stream-diffvsr", model_id=str(fixture_dir / "model"),
-                         flow_weights=fixture_dir / "raft_large.safetensors", device="cpu", precision="fp32", seed=1234)
+    # The job streams the frames through the model exactly as one continuous stream would. The engine
+    # is the one the job used (loaded once per process), started again on a fresh stream.
+    engine = vsr.job.get_processor(build_options({
+        "engine": "stream-diffvsr", "model_id": str(fixture_dir / "model"), "device": "cpu", "precision": "fp32",
+        "flow_weights": str(fixture_dir / "raft_large.safetensors")}))
+    assert engine.describe()["model"] == str(fixture_dir / "model")
+    engine.start_stream(1234)
     for lo, hi in zip(decode(src), decode(out), strict=True):
         assert np.array_equal(hi.rgb, engine.process(lo.rgb))
     assert files_under(tmp_path / "tmp") == []

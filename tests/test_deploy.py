@@ -569,6 +569,7 @@ def test_fresh_venv_from_requirements_app_runs_the_image_command_and_a_bicubic_j
         assert "pytest" not in frozen and "gradio-client" in frozen  # only the app's requirements (and theirs)
 
         # --- runtime stage: the image's ENV and CMD; only host paths and the address differ ---
+        (tmp_path / "data" / "outputs").mkdir(parents=True)  # /data/outputs, made by the runtime stage
         port = _free_port()
         env = _final_env()
         env.update({
@@ -604,7 +605,10 @@ def test_fresh_venv_from_requirements_app_runs_the_image_command_and_a_bicubic_j
 
             clip = make_video(tmp_path / "data" / "in.mp4", 64, 48, Fraction(30000, 1001), 12)
             client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "downloads"))
-            outputs = client.predict({"video": handle_file(str(clip)), "subtitles": None}, api_name="/upscale")
+            # The video; start/end empty (the whole clip); every other control at its default, and the
+            # engine's default is bicubic through STREAM_DIFFVSR_ENGINE, as `docker run -e` would set it.
+            outputs = client.predict(handle_file(str(clip)), start="", end="", api_name="/upscale")
+            assert str(outputs[0]).startswith("Done"), outputs[0]
             download = outputs[3]
             path = Path(download["value"] if isinstance(download, dict) else download)
             with av.open(str(path)) as container:

@@ -38,7 +38,7 @@ def test_calibration_runs_the_engine_once_then_comes_from_the_cache(tmp_path: Pa
     measured = {(h, w) for h, w in engine.sizes}
     # Both base sizes, and the job's own size because bicubic is cheap there.
     assert measured == {(24, 32), (48, 64), (120, 160)}
-    assert len(engine.sizes) == 3 * (1 + calibration.TIMED_FRAMES)
+    assert len(engine.sizes) == 2 + 3 * (1 + calibration.TIMED_FRAMES)  # a warm-up, then 3 sizes
     assert {p for p, _ in first.points} == {32 * 24, 64 * 48, 160 * 120}
     assert all(s > 0 for _, s in first.points)
 
@@ -66,3 +66,18 @@ def test_a_damaged_cache_is_measured_again(tmp_path: Path) -> None:
     cal = calibrate(engine, tmp_path, 64, 48)
     assert not cal.cached and engine.sizes
     assert json.loads((tmp_path / calibration.CACHE_FILE).read_text())
+
+
+def test_calibration_waits_for_a_job_using_the_same_engine(tmp_path: Path) -> None:
+    import threading
+
+    from vsr.engine_lock import engine_lock
+
+    engine = CountingEngine()
+    done = threading.Event()
+    with engine_lock(engine):  # a job is streaming through this engine
+        worker = threading.Thread(target=lambda: (calibrate(engine, tmp_path, 32, 24), done.set()))
+        worker.start()
+        assert not done.wait(0.5) and engine.sizes == []  # it did not touch the engine's temporal state
+    worker.join(30)
+    assert done.is_set() and engine.sizes

@@ -136,6 +136,7 @@ def test_cancel_stops_within_one_frame_and_leaves_nothing(tmp_path: Path, option
     cancel = threading.Event()
     engine = CancellingEngine(cancel, cancel_at=6)
     job = plan(src, options(preset="ultrafast"), processor=engine)
+    assert not cancel.is_set()
     with pytest.raises(JobCancelled):
         run(job, out_dir / "up.mp4", cancel=cancel, processor=engine)
     assert engine.processed == 7  # the frame during which Stop was pressed, and not one more

@@ -6,6 +6,8 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from media import (
@@ -15,6 +17,7 @@ from media import (
     NoVideoStream,
     SizeLimitExceeded,
     TruncatedVideo,
+    UnsupportedPixelFormat,
     UnsupportedSize,
     ZeroFrames,
     probe,
@@ -179,3 +182,17 @@ def test_truncated_mp4_without_index(tmp_path: Path) -> None:
     cut = _truncate(make_video(tmp_path / "long.mp4", 128, 96, frames=60, audio="aac"))
     with pytest.raises(NotAVideo, match="index is missing"):
         probe(cut)
+
+
+def test_colour_matrix_we_cannot_convert_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ycgco.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv444p"
+        stream.codec_context.colorspace = 8  # YCgCo: swscale has no matrix for it
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24").reformat(format="yuv444p")
+        frame.colorspace, frame.pts = 8, 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with pytest.raises(UnsupportedPixelFormat, match="ycgco.*Convert the video"):
+        probe(path)

@@ -1,8 +1,8 @@
 """Honest time estimates: time the real engine on this device, cache the result, extrapolate.
 
 A calibration runs the loaded ``FrameProcessor`` on synthetic frames (content does not change the
-cost of either engine) and records *steady-state* seconds per frame: each measurement starts a
-stream, processes one first frame untimed (the first frame takes a different, cheaper path through
+cost of either engine) and records *steady-state* seconds per frame: after one untimed warm-up
+pass, each measurement starts a stream, processes one first frame untimed (the first frame takes a different, cheaper path through
 the diffusion model and absorbs warm-up), then times ``TIMED_FRAMES`` following frames and keeps
 their mean. Two small sizes are always measured (``BASE_SIZES``, low-resolution input pixels);
 seconds per frame is then a line in the input pixel count (fixed cost + cost per pixel), which is how
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vsr.engine_lock import engine_lock
 from vsr.engines import FrameProcessor
 
 logger = logging.getLogger(__name__)
@@ -107,15 +108,18 @@ def calibrate(processor: FrameProcessor, cache_dir: Path, width: int, height: in
     """Calibration for ``processor``, measuring what the cache in ``cache_dir`` does not have yet.
 
     ``width`` x ``height`` is the job's input frame size (measured too when cheap, see module doc).
-    The processor's stream state is left reset; callers start their own stream afterwards.
+    The processor's stream state is left reset; callers start their own stream afterwards. Holds
+    the engine's lock (``vsr.engine_lock``) meanwhile, so it never runs inside another job's stream.
     """
     key = cache_key(processor)
-    with _LOCK:
+    with _LOCK, engine_lock(processor):
         cache = _read_cache(cache_dir)
         points: dict[int, float] = {int(p): float(s) for p, s in cache.get(key, {}).items()}
         measured = False
         for w, h in BASE_SIZES:
             if w * h not in points:
+                if not measured:
+                    _warm_up(processor)
                 points[w * h] = measure(processor, w, h)
                 measured = True
         guess = Calibration(key, tuple(points.items()), cached=not measured)
@@ -142,6 +146,18 @@ def measure(processor: FrameProcessor, width: int, height: int) -> float:
         processor.reset()
     logger.info("calibration: %dx%d input takes %.4f s per frame", width, height, seconds)
     return seconds
+
+
+def _warm_up(processor: FrameProcessor) -> None:
+    """One untimed first frame and one following frame at the smallest size: lazy initialisation
+    (kernels, the optical-flow model's first call) must not count as steady-state time."""
+    width, height = BASE_SIZES[0]
+    processor.start_stream(0)
+    try:
+        for frame in _frames(width, height, 2):
+            processor.process(frame)
+    finally:
+        processor.reset()
 
 
 def _frames(width: int, height: int, count: int) -> list[np.ndarray]:

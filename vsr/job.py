@@ -19,7 +19,6 @@ import shutil
 import tempfile
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import media
+from vsr.engine_lock import engine_lock
 from vsr.engines import FrameProcessor, load_engine
 from vsr.job_errors import (
     InputNotFound,
@@ -96,7 +96,6 @@ class JobResult:
 
 _PROCESSORS: OrderedDict[tuple, FrameProcessor] = OrderedDict()
 _PROCESSORS_LOCK = threading.Lock()
-_RUN_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
 
 
 def processor_key(options: UpscaleOptions) -> tuple:
@@ -197,7 +196,7 @@ def run(
         processor = get_processor(options)
     options.tmp_dir.mkdir(parents=True, exist_ok=True)
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=options.tmp_dir))
-    lock = _RUN_LOCKS.setdefault(processor, threading.Lock())
+    lock = engine_lock(processor)
     if not lock.acquire(blocking=False):
         logger.info("waiting for another job to finish with the same engine")
         lock.acquire()

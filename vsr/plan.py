@@ -164,6 +164,11 @@ def plan(
     path = Path(input)
     if not path.is_file():
         raise InputNotFound(f"{path}: no such file. Check the path.")
+    if output is not None and not Path(output).parent.is_dir():
+        raise media.OutputNotWritable(
+            f"{Path(output).parent}: the output folder does not exist. Create it or choose another output path.",
+            output,
+        )
     info = media.probe(path)
     _check_input_limits(path, info, options)
     if processor is None:

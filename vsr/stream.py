@@ -72,6 +72,16 @@ def postprocess(image: torch.Tensor) -> np.ndarray:
     return (x * 255).round().astype(np.uint8)
 
 
+def _require_xformers() -> None:
+    try:
+        import xformers  # noqa: F401
+    except ImportError as exc:
+        raise DeviceError(
+            "attention='xformers' needs the xformers package. Fix: pip install xformers (CUDA only), or use attention "
+            "'sdpa' (the default) or 'sliced'."
+        ) from exc
+
+
 class StreamDiffVSRUpscaler:
     """Stream-DiffVSR as a ``FrameProcessor``: HWC uint8 RGB frame in, exactly 4x frame out, one call each.
 
@@ -140,6 +150,8 @@ class StreamDiffVSRUpscaler:
         dtype = resolve_precision(precision, torch_device)  # refuse a bad combination before loading gigabytes
         if attention not in ATTENTIONS:
             raise DeviceError(f"Unknown attention {attention!r}. Use one of: {', '.join(ATTENTIONS)}.")
+        if attention == "xformers":
+            _require_xformers()
         ckpt = load_checkpoint(model_id, dtype=dtype)
         raft = load_raft(flow_weights)
         return cls(
@@ -162,11 +174,7 @@ class StreamDiffVSRUpscaler:
             if attention == "sdpa":
                 model.set_attn_processor(AttnProcessor2_0())
             elif attention == "xformers":
-                try:
-                    import xformers  # noqa: F401
-                except ImportError as exc:
-                    raise DeviceError("attention='xformers' needs the xformers package. Fix: pip install xformers, "
-                                      "or use attention 'sdpa'.") from exc
+                _require_xformers()
                 model.enable_xformers_memory_efficient_attention()
             elif attention == "sliced":
                 model.set_attention_slice("auto")
