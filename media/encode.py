@@ -19,6 +19,7 @@ size is an error naming the fix.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 
@@ -104,11 +105,17 @@ class EncodeSettings:
                 f"Choose another codec: {', '.join(c for c in CODEC_SPECS if c != self.codec)}."
             ) from None
 
-    def check_container(self, suffix: str) -> None:
+    def check_container(self, dest: str | Path) -> None:
+        """Raise ``UnsupportedContainer`` unless ``dest`` (a path, or just its suffix such as ``".mp4"``)
+        can hold this codec."""
+        named = not (isinstance(dest, str) and dest.startswith("."))
+        suffix = Path(dest).suffix if named else str(dest)
         if suffix.lower() not in self.spec.containers:
+            where = f"{dest}: a" if named else "A"
             raise UnsupportedContainer(
-                f"A {suffix} file cannot hold {self.codec} video here; use {' or '.join(self.spec.containers)} "
-                f"(or choose another codec)."
+                f"{where} {suffix or 'suffix-less'} file cannot hold {self.codec} video here; use "
+                f"{' or '.join(self.spec.containers)} (or choose another codec).",
+                dest if named else None,
             )
 
     def pix_fmt_for(self, width: int, height: int) -> str:

@@ -81,16 +81,17 @@ def supported_codecs(fmt: str) -> frozenset[str]:
         return frozenset(probe_out.supported_codecs)
 
 
-# Audio codecs Chromium's <video> plays (for browser previews).
+# Audio codecs Chromium's <video> plays; previews keep only the first two (every browser plays them).
 BROWSER_AUDIO = {"aac", "mp3", "opus", "vorbis", "flac"}
+PREVIEW_AUDIO = {"aac", "mp3"}
 
 
 def _audio_action(a: AudioStreamInfo, fmt: str, browser: bool = False) -> StreamAction:
     ok = supported_codecs(fmt)
     if fmt == "mp4" and a.codec.startswith("pcm_"):
         reason = "MP4 players do not play PCM audio"
-    elif browser and a.codec not in BROWSER_AUDIO:
-        reason = f"browsers do not play {a.codec} audio"
+    elif browser and a.codec not in PREVIEW_AUDIO:
+        reason = f"the browser preview uses AAC audio, which every browser plays (the source has {a.codec})"
     elif a.codec not in ok:
         reason = f"the {fmt} container cannot hold {a.codec}"
     else:

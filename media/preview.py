@@ -2,7 +2,7 @@
 
 HEVC, ProRes, FFV1 and 4:4:4 or 10-bit H.264 do not play in Chromium's <video>; the web app shows
 the preview and offers the real output for download. The preview keeps timing, rotation and aspect
-(it is written by ``VideoWriter``), is at most ``max_height`` lines, and has AAC/Opus audio.
+(it is written by ``VideoWriter``), is at most ``max_height`` lines, and has AAC (or MP3) audio.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def plays_in_browser(info: MediaInfo) -> bool:
 
 def make_browser_preview(path: str | Path, dest_dir: str | Path, *, max_height: int = 720) -> Path | None:
     """Write ``dest_dir/<stem>.preview.mp4`` (H.264 yuv420p CRF 23, at most ``max_height`` lines, AAC
-    or Opus audio) and return it; None when ``path`` already plays in Chromium."""
+    audio, or MP3 copied) and return it; None when ``path`` already plays in Chromium."""
     path, dest_dir = Path(path), Path(dest_dir)
     info = probe(path)
     if plays_in_browser(info):

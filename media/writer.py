@@ -134,7 +134,7 @@ class VideoWriter:
         self._side: SideStreams | None = None
 
         self.encode.check_available()
-        self.encode.check_container(self.dest.suffix)
+        self.encode.check_container(self.dest)
         self.format = container_format(self.dest)
         self.pix_fmt = self.encode.pix_fmt_for(width, height)
         self.actions = plan_stream_actions(source, self.dest, browser=browser)

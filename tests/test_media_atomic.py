@@ -48,12 +48,16 @@ def test_exception_inside_with_leaves_nothing(tmp_path: Path) -> None:
     src = make_video(tmp_path / "s.mkv", frames=30, audio="aac", subtitles="srt")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    with pytest.raises(RuntimeError, match="cancelled"), VideoWriter(out_dir / "o.mkv", probe(src), 64, 48) as writer:
+    info = probe(src)
+    fds_before = psutil.Process().num_fds()
+    with pytest.raises(RuntimeError, match="cancelled"), VideoWriter(out_dir / "o.mkv", info, 64, 48) as writer:
         for i in range(5):
             writer.write(pattern(64, 48, i), i * Fraction(1001, 30000))
+        assert open_paths(tmp_path)  # the partial output and the source (for its audio) are open
         raise RuntimeError("cancelled by the user")
     assert list(out_dir.iterdir()) == []
     assert open_paths(tmp_path) == []
+    assert psutil.Process().num_fds() == fds_before
 
 
 def test_abort_and_leaving_without_finish(tmp_path: Path) -> None:

@@ -47,3 +47,12 @@ def test_preview_is_small_and_keeps_rotation(tmp_path: Path) -> None:
     assert preview is not None
     v = probe(preview).video
     assert (v.width, v.height, v.pix_fmt, v.rotation) == (16, 8, "yuv420p", 90)
+
+
+def test_preview_audio_is_aac_for_every_browser(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "s.mkv", 64, 48, frames=6, audio="opus", audio_tracks=2)
+    out = tmp_path / "o.mkv"
+    copy_through(src, out, encode=EncodeSettings("hevc"))
+    preview = make_browser_preview(out, tmp_path)
+    assert preview is not None
+    assert [a.codec for a in probe(preview).audio] == ["aac", "aac"]  # both tracks kept, never dropped

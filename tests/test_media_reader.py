@@ -10,6 +10,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import psutil
 import pytest
 
 from media import DecodeError, FrameReader, InvalidTrim, TruncatedVideo, ZeroFrames, probe
@@ -130,6 +131,7 @@ def test_leaving_early_stops_the_thread(tmp_path: Path) -> None:
             if frame.index == 3:
                 break
     assert threading.active_count() == before
+    assert not [f for f in psutil.Process().open_files() if f.path == str(path)]  # the file is closed too
 
 
 def test_gradio_sample_frames(gradio_videos: Path) -> None:
