@@ -15,6 +15,7 @@ try:  # ZeroGPU needs ``spaces`` imported before torch initialises CUDA.
 except ImportError:
     spaces = None
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -250,18 +251,26 @@ def _run_job(settings: UpscaleOptions, ui: dict, video: str | None, sample: bool
         yield {ui["status"]: "Starting…", ui["slider"]: None, ui["result"]: None,
                ui["download"]: gr.update(value=None, visible=False), ui["report"]: ""}
         result = None
-        for kind, payload in _job_events(plan, str(output), session):
-            if kind == "result":
-                result = payload
-                continue
-            event, frames = payload
-            if event.stage == "upscaling" and event.total:
-                progress((event.done, event.total), desc="Upscaling", unit="frames")
-            update = {ui["status"]: web.progress_text(event.stage, event.done, event.total, event.fps,
-                                                      event.eta_seconds, event.message)}
-            if frames is not None:
-                update[ui["slider"]] = web.before_after(frames.input_frame, frames.output_frame)
-            yield update
+        # Closing the events stops the job (its thread, or ZeroGPU's worker process, which cannot see
+        # ``flag``) and waits for it, before the job folder is cleaned up: on Cancel, and when the
+        # visitor leaves (gradio closes this generator).
+        with contextlib.closing(_job_events(plan, str(output), session)) as events:
+            for kind, payload in events:
+                if flag.is_set():
+                    break
+                if kind == "result":
+                    result = payload
+                    continue
+                event, frames = payload
+                if event.stage == "upscaling" and event.total:
+                    progress((event.done, event.total), desc="Upscaling", unit="frames")
+                update = {ui["status"]: web.progress_text(event.stage, event.done, event.total, event.fps,
+                                                          event.eta_seconds, event.message)}
+                if frames is not None:
+                    update[ui["slider"]] = web.before_after(frames.input_frame, frames.output_frame)
+                yield update
+        if result is None:
+            raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")
         keep = True
         yield {ui["status"]: web.done_text(result), ui["result"]: str(result.preview or result.output),
                ui["download"]: gr.update(value=str(result.output), visible=True,
@@ -309,9 +318,10 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1):
                 video = gr.Video(label="Your video", sources=["upload"], elem_id="input-video")
-                examples = web.example_videos()
+                examples = example_videos()
                 if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=[video], label="Or try an example", elem_id="examples")
+                    gr.Examples([[str(p)] for p in examples], inputs=[video], label="Or try an example",
+                                elem_id="examples")
                 plan = gr.Markdown(PLAN_HINT, elem_id="plan")
                 with gr.Row():
                     sample_btn = gr.Button("Try a 2-second sample", elem_id="sample")
@@ -417,6 +427,17 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
     return demo
 
 
+def example_videos() -> list[Path]:
+    """The bundled examples: two short clips with sound (480x270, 30 fps) that ship in the gradio wheel."""
+    folder = Path(gr.__file__).resolve().parent / "media_assets" / "videos"
+    return [folder / name for name in ("b.mp4", "world.mp4") if (folder / name).is_file()]
+
+
+def example_dirs() -> list[Path]:
+    """Folders holding the example videos (the server must be allowed to serve them)."""
+    return sorted({path.parent for path in example_videos()})
+
+
 def launch_arguments(settings: UpscaleOptions) -> dict[str, Any]:
     """``demo.launch`` keyword arguments from the environment and the settings."""
     env = environment.read()
@@ -424,7 +445,7 @@ def launch_arguments(settings: UpscaleOptions) -> dict[str, Any]:
         "server_name": env.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         "server_port": int(env.get("GRADIO_SERVER_PORT", "7860")),
         "max_file_size": f"{settings.max_upload_mb}mb",
-        "allowed_paths": [str(settings.output_dir.resolve()), *(str(p) for p in web.example_dirs())],
+        "allowed_paths": [str(settings.output_dir.resolve()), *(str(p) for p in example_dirs())],
         "show_error": False,
         "ssr_mode": False,
         "footer_links": ["gradio"],

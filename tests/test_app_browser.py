@@ -125,6 +125,24 @@ def test_cancel_in_the_browser_leaves_nothing(page, server, tmp_path):
     assert server.leftovers() == []
 
 
+def test_closing_the_tab_stops_the_job(browser, server, tmp_path):
+    clip = make_video(tmp_path / "left.mp4", 64, 48, RATE, 60)
+    before = set(server.job_dirs())
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(server.url)
+    upload(page, clip, "256x192")
+    page.locator("#upscale").click()
+    wait_for_text(page, "#status", "Upscaling frame")
+    context.close()  # the visitor leaves in the middle of the job
+    deadline = time.monotonic() + 60
+    while set(server.job_dirs()) != before or server.leftovers():
+        assert time.monotonic() < deadline, f"the job went on after the tab closed:\n{server.log()[-3000:]}"
+        time.sleep(0.5)
+    assert "cancelled" in server.log().lower()
+
+
 def test_example_bicubic_finished_page_screenshot(page, server):
     """Pick the bundled example, trim it to one second, upscale with bicubic; save the finished page."""
     page.get_by_label("Bicubic: plain 4x resize, fast, for comparison").check()

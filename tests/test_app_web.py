@@ -135,7 +135,8 @@ def test_limits_text_shows_every_limit():
 def test_report_markdown_lists_every_check():
     check = SimpleNamespace
     report = SimpleNamespace(ok=True, path=Path("/x/clip_4x.mp4"), checks=(
-        check(name="frames", ok=True, message="12 frames"), check(name="frame rate", ok=True, message="30000/1001 fps")))
+        check(name="frames", ok=True, message="12 frames"),
+        check(name="frame rate", ok=True, message="30000/1001 fps")))
     text = web.report_markdown(SimpleNamespace(report=report, scene_cuts=(5,)))
     assert text.splitlines()[0] == "### Verification passed: clip_4x.mp4"
     assert "✓ **frames**: 12 frames" in text and "30000/1001 fps" in text and "frame): 5" in text

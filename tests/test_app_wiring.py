@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import subprocess
 import sys
@@ -94,6 +95,7 @@ def test_gpu_reservation_follows_the_plan_estimate():
     assert app._gpu_duration(Plan(), "out.mp4", "s") == 210
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and gradio: about 10 s each
 @pytest.mark.parametrize("blocked", [True, False])
 def test_app_imports_with_and_without_the_spaces_package(blocked):
     code = ("import sys\n"
@@ -128,7 +130,11 @@ def test_launch_defaults(monkeypatch):
 
 def test_the_page_has_one_job_at_a_time_and_a_bounded_line(tmp_path):
     settings = build_options({"output_dir": str(tmp_path)}, env={})
-    demo = app.build_demo(settings)
+
+    async def build() -> gr.Blocks:  # inside a running loop gradio makes no event loops of its own to leak
+        return app.build_demo(settings)
+
+    demo = asyncio.run(build())
     assert demo.analytics_enabled is False
     assert demo._queue.max_size == app.QUEUE_SIZE
     jobs = [fn for fn in demo.fns.values() if fn.api_name in ("upscale", "sample")]

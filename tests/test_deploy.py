@@ -1,23 +1,20 @@
-"""Deploy files: the Docker image, the Hugging Face Space, the conda environment.
+"""Deploy files: the Docker image, the Hugging Face Space, the conda environment (static checks).
 
 This machine has no Docker engine and cannot pull base images, so the image is proven piece by
 piece: hadolint on the Dockerfile, its contract (ports, user, volume, health check), the build
-context against .dockerignore, every requirements file against requirements-app.txt, and (slow) a
-fresh virtual environment made from requirements-app.txt alone that is laid out like the image,
-started with the image's command and environment, and completes a bicubic job through gradio_client.
+context against .dockerignore, every requirements file against requirements-app.txt, the health
+check script, the weight-baking script, and the app module with and without ``spaces``.
+tests/test_deploy_runtime.py runs the image's runtime for real in a fresh venv.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
@@ -25,189 +22,17 @@ from threading import Thread
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILE = ROOT / "Dockerfile"
-APP_MODEL_ID = "Jamichsu/Stream-DiffVSR"
-PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[0-9][^\s;#]*)$")
+from tests.deploy_files import (
+    APP_MODEL_ID, DOCKERFILE, PIN, ROOT, app_pins, build_context, conda_env, conda_pip_section, copies,
+    dockerignore_patterns, final, final_env, front_matter, ignored, instructions, pin_lines, requirements, stages,
+)
+
 # Hardware flavours a Space can suggest that have a GPU (Hugging Face Spaces config reference).
 SPACE_GPU_HARDWARE = {
     "t4-small", "t4-medium", "l4x1", "l4x4", "l40sx1", "l40sx4", "l40sx8", "a10g-small", "a10g-large",
     "a10g-largex2", "a10g-largex4", "a100-large", "a100x4", "a100x8", "h100", "h100x8", "zero-a10g",
 }
 SPACE_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
-
-
-# ----------------------------------------------------------------------------- helpers: pins
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _pin_lines(lines: list[str], source: str, *, allowed: tuple[str, ...] = ()) -> dict[str, str]:
-    """name -> version for pin lines; every other non-comment line must be in ``allowed``."""
-    pins: dict[str, str] = {}
-    for raw in lines:
-        line = raw.split("#", 1)[0].strip()
-        if not line or line in allowed:
-            continue
-        match = PIN.match(line)
-        assert match, f"{source}: {line!r} is not an exact name==version pin"
-        name = _normalize(match["name"])
-        assert name not in pins, f"{source}: {name} is pinned twice"
-        pins[name] = match["version"]
-    return pins
-
-
-def _requirements(name: str, *, allowed: tuple[str, ...] = ()) -> dict[str, str]:
-    return _pin_lines((ROOT / name).read_text(encoding="utf-8").splitlines(), name, allowed=allowed)
-
-
-def _app_pins() -> dict[str, str]:
-    return _requirements("requirements-app.txt")
-
-
-def _conda_env() -> dict:
-    return yaml.safe_load((ROOT / "requirements.yml").read_text(encoding="utf-8"))
-
-
-def _conda_pip_section() -> list[str]:
-    sections = [d["pip"] for d in _conda_env()["dependencies"] if isinstance(d, dict) and "pip" in d]
-    assert len(sections) == 1, "requirements.yml must have exactly one pip: section"
-    return [str(line) for line in sections[0]]
-
-
-def _front_matter() -> dict:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.match(r"\A---\n(.*?)\n---\n", text, flags=re.S)
-    assert match, "README.md must start with a YAML front matter block between two '---' lines"
-    data = yaml.safe_load(match.group(1))
-    assert isinstance(data, dict), "README front matter is not a YAML mapping"
-    return data
-
-
-# ----------------------------------------------------------------------------- helpers: Dockerfile
-
-
-@dataclass(frozen=True)
-class Instruction:
-    stage: str
-    keyword: str
-    args: str
-
-
-def _instructions(text: str | None = None) -> list[Instruction]:
-    """The Dockerfile's instructions, continuation lines joined, comments dropped, tagged by stage name."""
-    text = DOCKERFILE.read_text(encoding="utf-8") if text is None else text
-    logical: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        logical.append(pending + stripped)
-        pending = ""
-    result: list[Instruction] = []
-    stage = ""
-    for line in logical:
-        keyword, _, args = line.partition(" ")
-        keyword = keyword.upper()
-        if keyword == "FROM":
-            parts = args.split()
-            stage = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else str(len(result))
-        result.append(Instruction(stage, keyword, args.strip()))
-    return result
-
-
-def _stages() -> list[str]:
-    return [i.stage for i in _instructions() if i.keyword == "FROM"]
-
-
-def _final(keyword: str) -> list[Instruction]:
-    final = _stages()[-1]
-    return [i for i in _instructions() if i.stage == final and i.keyword == keyword]
-
-
-def _env_of(instructions: list[Instruction]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for instruction in instructions:
-        for item in shlex.split(instruction.args):
-            key, sep, value = item.partition("=")
-            assert sep, f"ENV {instruction.args!r}: use the KEY=value form"
-            env[key] = value
-    return env
-
-
-def _final_env() -> dict[str, str]:
-    """The runtime stage's ENV with ${ARG} defaults substituted (ARG defaults of the same stage)."""
-    final = _stages()[-1]
-    args = {}
-    for instruction in _instructions():
-        if instruction.stage == final and instruction.keyword == "ARG" and "=" in instruction.args:
-            key, _, value = instruction.args.partition("=")
-            args[key] = value
-    env = _env_of(_final("ENV"))
-    return {k: re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), v) for k, v in env.items()}
-
-
-def _copies(stage: str) -> list[tuple[list[str], str, str]]:
-    """(sources, destination, workdir) of each COPY from the build context in ``stage``."""
-    result = []
-    workdir = "/"
-    for instruction in _instructions():
-        if instruction.stage != stage:
-            continue
-        if instruction.keyword == "WORKDIR":
-            workdir = str(Path(workdir) / instruction.args)
-        if instruction.keyword == "COPY" and "--from=" not in instruction.args:
-            parts = [p for p in shlex.split(instruction.args) if not p.startswith("--")]
-            result.append((parts[:-1], parts[-1], workdir))
-    return result
-
-
-# ----------------------------------------------------------------------------- helpers: .dockerignore
-
-
-def _dockerignore_patterns() -> list[str]:
-    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-
-
-def _match_parts(path: list[str], pattern: list[str]) -> bool:
-    """Docker's rule: components match one by one (``*`` never crosses '/'), ``**`` spans any number."""
-    if not pattern:
-        return not path
-    if pattern[0] == "**":
-        return any(_match_parts(path[i:], pattern[1:]) for i in range(len(path) + 1))
-    return bool(path) and fnmatch.fnmatchcase(path[0], pattern[0]) and _match_parts(path[1:], pattern[1:])
-
-
-def _ignored(relative: str, patterns: list[str]) -> bool:
-    """Whether the build context leaves out ``relative``: it or a parent matches, the last rule wins."""
-    parts = relative.split("/")
-    ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        body = pattern[1:] if negate else pattern
-        body_parts = [p for p in body.strip("/").split("/") if p not in ("", ".")]
-        if any(_match_parts(parts[:depth], body_parts) for depth in range(1, len(parts) + 1)):
-            ignored = not negate
-    return ignored
-
-
-def _build_context() -> set[str]:
-    """Relative paths of the files `docker build .` would send, as far as .dockerignore decides."""
-    patterns = _dockerignore_patterns()
-    files: set[str] = set()
-    for folder, dirs, names in os.walk(ROOT):
-        rel_folder = Path(folder).relative_to(ROOT).as_posix()
-        prefix = "" if rel_folder == "." else rel_folder + "/"
-        dirs[:] = [d for d in dirs if not _ignored(prefix + d, patterns)]
-        files |= {prefix + n for n in names if not _ignored(prefix + n, patterns)}
-    return files
 
 
 # ============================================================================= Dockerfile
@@ -231,14 +56,14 @@ def test_hadolint_passes_on_the_dockerfile(tmp_path: Path) -> None:
 
 
 def test_dockerfile_is_multi_stage_with_python_311_and_the_app_requirements_only() -> None:
-    froms = [i.args for i in _instructions() if i.keyword == "FROM"]
+    froms = [i.args for i in instructions() if i.keyword == "FROM"]
     assert len(froms) >= 2, "the Dockerfile must be multi-stage (a builder and a slim runtime)"
     final_base = froms[-1].split()[0]
     assert final_base == froms[0].split()[0], "runtime and builder need one base: /opt/venv's python links into it"
-    assert final_base.startswith(f"python:{_front_matter()['python_version']}-"), (
-        f"runtime base {final_base} must be the Python the Space and conda use ({_front_matter()['python_version']})"
+    assert final_base.startswith(f"python:{front_matter()['python_version']}-"), (
+        f"runtime base {final_base} must be the Python the Space and conda use ({front_matter()['python_version']})"
     )
-    runs = [i.args for i in _instructions() if i.keyword == "RUN"]
+    runs = [i.args for i in instructions() if i.keyword == "RUN"]
     assert not any("ffmpeg" in run for run in runs), "no system ffmpeg: PyAV's wheel carries its own"
     installs = [cmd for run in runs for cmd in re.findall(r"pip install ([^&;|]*)", run)]
     assert any("-r requirements-app.txt" in cmd for cmd in installs), "the image must install requirements-app.txt"
@@ -251,30 +76,30 @@ def test_dockerfile_is_multi_stage_with_python_311_and_the_app_requirements_only
 
 
 def test_runtime_stage_serves_port_8000_as_non_root_with_a_cache_volume() -> None:
-    env = _final_env()
+    env = final_env()
     assert env["GRADIO_SERVER_NAME"] == "0.0.0.0" and env["GRADIO_SERVER_PORT"] == "8000"
-    assert [i.args for i in _final("EXPOSE")] == ["8000"]
-    users = _final("USER")
+    assert [i.args for i in final("EXPOSE")] == ["8000"]
+    users = final("USER")
     assert users, "the runtime stage must switch to a non-root USER"
     assert users[-1].args.split(":")[0] not in ("root", "0"), f"USER {users[-1].args} is root"
     assert env["STREAM_DIFFVSR_MODEL_ID"] == APP_MODEL_ID
-    volumes = [v for i in _final("VOLUME") for v in yaml.safe_load(i.args)]
+    volumes = [v for i in final("VOLUME") for v in yaml.safe_load(i.args)]
     for cache in ("HF_HOME", "TORCH_HOME", "STREAM_DIFFVSR_CACHE_DIR"):
         assert any(Path(v) in Path(env[cache]).parents or v == env[cache] for v in volumes), (
             f"{cache}={env[cache]} is not on a VOLUME ({volumes}): the weights would download on every start"
         )
-    assert yaml.safe_load(_final("CMD")[-1].args) == ["python", "app.py"]
-    healthchecks = _final("HEALTHCHECK")
+    assert yaml.safe_load(final("CMD")[-1].args) == ["python", "app.py"]
+    healthchecks = final("HEALTHCHECK")
     assert len(healthchecks) == 1 and "deploy/healthcheck.py" in healthchecks[0].args
     assert "${GRADIO_SERVER_PORT}" in healthchecks[0].args, "the health check must follow GRADIO_SERVER_PORT"
-    args = {i.args.split("=")[0] for i in _instructions() if i.keyword == "ARG"}
+    args = {i.args.split("=")[0] for i in instructions() if i.keyword == "ARG"}
     assert "BAKE_WEIGHTS" in args, "the optional build argument that bakes the weights in is missing"
 
 
 def test_build_context_has_what_the_dockerfile_copies_and_no_tests_or_caches() -> None:
-    context = _build_context()
-    for stage in _stages():
-        for sources, _, _ in _copies(stage):
+    context = build_context()
+    for stage in stages():
+        for sources, _, _ in copies(stage):
             for source in sources:
                 assert (ROOT / source).exists(), f"Dockerfile COPYs {source}, which does not exist"
                 assert source in context or any(f.startswith(source.rstrip("/") + "/") for f in context), (
@@ -289,13 +114,13 @@ def test_build_context_has_what_the_dockerfile_copies_and_no_tests_or_caches() -
 
 
 @pytest.mark.parametrize(
-    ("path", "ignored"),
+    ("path", "excluded"),
     [("tests/test_x.py", True), ("vsr/__pycache__/a.pyc", True), ("media/x.py", False), ("clip.mp4", True),
      ("media/sample.mp4", False), (".venv/bin/python", True), ("app.py", False), ("deploy/healthcheck.py", False)],
 )
-def test_dockerignore_matcher_follows_docker_rules(path: str, ignored: bool) -> None:
+def test_dockerignore_matcher_follows_docker_rules(path: str, excluded: bool) -> None:
     # `*.mp4` only matches at the top (as in Docker), `**/__pycache__` matches at any depth.
-    assert _ignored(path, _dockerignore_patterns()) is ignored
+    assert ignored(path, dockerignore_patterns()) is excluded
 
 
 # ============================================================================= health check
@@ -357,9 +182,9 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
 
 
 def test_front_matter_is_a_gradio_space_config_that_agrees_with_the_pins() -> None:
-    meta = _front_matter()
+    meta = front_matter()
     assert meta["sdk"] == "gradio"
-    assert meta["sdk_version"] == _app_pins()["gradio"], "sdk_version must equal the gradio pin"
+    assert meta["sdk_version"] == app_pins()["gradio"], "sdk_version must equal the gradio pin"
     assert meta["python_version"] == "3.11", "python_version must be the string \"3.11\" (quoted in YAML)"
     assert meta["app_file"] == "app.py" and (ROOT / "app.py").is_file(), "the Space runs app.py, which is missing"
     assert meta["suggested_hardware"] in SPACE_GPU_HARDWARE, f"{meta['suggested_hardware']} is not a GPU flavour"
@@ -373,9 +198,9 @@ def test_front_matter_is_a_gradio_space_config_that_agrees_with_the_pins() -> No
 
 
 def test_space_requirements_are_the_app_pins_plus_spaces() -> None:
-    pins = _requirements("requirements.txt")
-    test_pins = _requirements("requirements-test.txt", allowed=("-r requirements-app.txt",))
-    expected = {**_app_pins(), "spaces": test_pins["spaces"]}
+    pins = requirements("requirements.txt")
+    test_pins = requirements("requirements-test.txt", allowed=("-r requirements-app.txt",))
+    expected = {**app_pins(), "spaces": test_pins["spaces"]}
     assert pins == expected, "requirements.txt differs from requirements-app.txt (+ spaces); run deploy/sync_requirements.py"
 
 
@@ -383,12 +208,12 @@ def test_space_requirements_are_the_app_pins_plus_spaces() -> None:
 
 
 def test_conda_environment_is_python_311_with_the_app_pins() -> None:
-    env = _conda_env()
+    env = conda_env()
     assert env["name"] == "stream-diffvsr"
     plain = [d for d in env["dependencies"] if isinstance(d, str)]
     assert "python=3.11" in plain and "pip" in plain
-    pins = _pin_lines(_conda_pip_section(), "requirements.yml", allowed=("--editable .",))
-    assert pins == _app_pins(), "requirements.yml pip pins differ from requirements-app.txt"
+    pins = pin_lines(conda_pip_section(), "requirements.yml", allowed=("--editable .",))
+    assert pins == app_pins(), "requirements.yml pip pins differ from requirements-app.txt"
 
 
 # ============================================================================= pins everywhere
@@ -400,8 +225,8 @@ def test_conda_environment_is_python_311_with_the_app_pins() -> None:
      ("requirements.txt", ()), ("deploy/build-constraints.txt", ()), ("requirements.yml", ("--editable .",))],
 )
 def test_every_pin_is_exact(name: str, allowed: tuple[str, ...]) -> None:
-    lines = _conda_pip_section() if name.endswith(".yml") else (ROOT / name).read_text(encoding="utf-8").splitlines()
-    pins = _pin_lines(lines, name, allowed=allowed)  # asserts every line is name==version
+    lines = conda_pip_section() if name.endswith(".yml") else (ROOT / name).read_text(encoding="utf-8").splitlines()
+    pins = pin_lines(lines, name, allowed=allowed)  # asserts every line is name==version
     assert pins, f"{name} pins nothing"
 
 
@@ -473,164 +298,3 @@ def test_app_imports_and_builds_with_and_without_spaces(spaces_package: str) -> 
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"spaces imported: {spaces_package == 'installed'}" in result.stdout
-
-
-# ============================================================================= the image's runtime, for real
-
-
-def _copy_into(stage: str, rootfs: Path) -> None:
-    """Do the COPY instructions of ``stage`` (from the build context) into ``rootfs`` as Docker would."""
-    patterns = _dockerignore_patterns()
-    for sources, destination, workdir in _copies(stage):
-        target_root = rootfs / Path(workdir, destination).relative_to("/")
-        for source in sources:
-            src = ROOT / source
-            if src.is_dir():
-                # COPY dir dest: the directory's contents land in dest, less what .dockerignore leaves out.
-                for path in src.rglob("*"):
-                    rel = path.relative_to(ROOT).as_posix()
-                    if path.is_file() and not _ignored(rel, patterns):
-                        target = target_root / path.relative_to(src)
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(path, target)
-            else:
-                target = target_root / src.name if destination.endswith("/") or len(sources) > 1 else target_root
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, target)
-
-
-def _builder_commands() -> dict[str, str]:
-    """The builder stage's install commands, read from the Dockerfile (so this test follows it)."""
-    runs = " ".join(i.args for i in _instructions() if i.stage == "builder" and i.keyword == "RUN")
-    commands = {
-        "venv": "python -m venv /opt/venv",
-        "pip": re.search(r"pip install --no-cache-dir (pip==\S+)", runs),
-        "requirements": "pip install --no-cache-dir -r requirements-app.txt",
-        "project": "pip install --no-cache-dir --no-deps --build-constraint deploy/build-constraints.txt .",
-    }
-    assert commands["pip"], "the builder stage no longer pins pip; update this test with the Dockerfile"
-    commands["pip"] = commands["pip"].group(1)
-    for name, command in commands.items():
-        assert command in runs, f"builder step {name!r} ({command}) is not in the Dockerfile any more"
-    return commands
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _run(cmd: list, **kwargs: object) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
-    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
-
-
-@pytest.mark.slow
-def test_fresh_venv_from_requirements_app_runs_the_image_command_and_a_bicubic_job(tmp_path: Path) -> None:
-    """A venv with requirements-app.txt alone (the builder stage), the files the runtime stage copies,
-    the image's CMD and ENV: the app answers its health check and finishes a bicubic job via gradio_client.
-
-    This proves the runtime requirements are complete and the image's files are enough. About 2-3
-    minutes on 2 cores, almost all of it pip unpacking torch and the CUDA wheels (from this machine's disk).
-    """
-    import time
-    from fractions import Fraction
-
-    import av
-    from gradio_client import Client, handle_file
-
-    from tests.media_factory import make_video
-
-    rootfs = tmp_path / "rootfs"
-    venv = tmp_path / "opt-venv"  # /opt/venv in the image
-    src = rootfs / "src"
-    app_dir = rootfs / "app"
-    commands = _builder_commands()
-    _copy_into("builder", rootfs)
-    _copy_into("runtime", rootfs)
-    try:
-        # --- builder stage: the same steps, against the same files ---
-        started = time.monotonic()
-        _run([sys.executable, "-m", "venv", venv], timeout=300)
-        python = venv / "bin" / "python"
-        _run([python, "-m", "pip", "install", "-q", commands["pip"]], timeout=300)
-        # --no-compile: skip writing .pyc for torch & co. (the image keeps them); it changes nothing installed.
-        _run([python, "-m", "pip", "install", "-q", "--no-compile", "-r", "requirements-app.txt"], cwd=src,
-             timeout=1200)
-        _run([python, "-m", "pip", "install", "-q", "--no-deps", "--build-constraint",
-              "deploy/build-constraints.txt", "."], cwd=src, timeout=600)
-        install_seconds = time.monotonic() - started
-        frozen = {_normalize(line.split("==")[0]): line.split("==")[1]
-                  for line in _run([python, "-m", "pip", "freeze"]).stdout.splitlines() if "==" in line}
-        for name, version in _app_pins().items():
-            assert frozen.get(name, "").split("+")[0] == version, f"fresh venv has {name} {frozen.get(name)}"
-        assert "pytest" not in frozen and "gradio-client" in frozen  # only the app's requirements (and theirs)
-
-        # --- runtime stage: the image's ENV and CMD; only host paths and the address differ ---
-        (tmp_path / "data" / "outputs").mkdir(parents=True)  # /data/outputs, made by the runtime stage
-        port = _free_port()
-        env = _final_env()
-        env.update({
-            "PATH": env["PATH"].replace("/opt/venv", str(venv)).replace("$PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": str(tmp_path / "home"),
-            "GRADIO_SERVER_NAME": "127.0.0.1",
-            "GRADIO_SERVER_PORT": str(port),
-            "GRADIO_TEMP_DIR": str(tmp_path / "gradio-tmp"),
-            "HF_HOME": str(tmp_path / "cache" / "huggingface"),
-            "TORCH_HOME": str(tmp_path / "cache" / "torch"),
-            "STREAM_DIFFVSR_CACHE_DIR": str(tmp_path / "cache" / "stream-diffvsr"),
-            "STREAM_DIFFVSR_OUTPUT_DIR": str(tmp_path / "data" / "outputs"),
-            "STREAM_DIFFVSR_TMP_DIR": str(tmp_path / "job-tmp"),
-            "STREAM_DIFFVSR_ENGINE": "bicubic",  # `docker run -e STREAM_DIFFVSR_ENGINE=bicubic`: no weights here
-            "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "2",
-        })
-        env.update({k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")})  # this machine's CPU quirk
-        assert "/opt/venv" not in "".join(env.values())
-        command = yaml.safe_load(_final("CMD")[-1].args)
-        health = yaml.safe_load(_final("HEALTHCHECK")[0].args.split("CMD", 1)[1].strip())
-        health = [part.replace("/app/", f"{app_dir}/") for part in health]
-        log = (tmp_path / "app.log").open("w+")
-        server = subprocess.Popen(command, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 240
-            while True:
-                assert server.poll() is None, f"the app exited ({server.returncode}):\n{Path(log.name).read_text()}"
-                if subprocess.run(health, env=env, capture_output=True, timeout=60).returncode == 0:
-                    break
-                assert time.monotonic() < deadline, f"no healthy answer in 240 s:\n{Path(log.name).read_text()}"
-                time.sleep(1)
-
-            clip = make_video(tmp_path / "data" / "in.mp4", 64, 48, Fraction(30000, 1001), 12)
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "downloads"))
-            # The video; start/end empty (the whole clip); every other control at its default, and the
-            # engine's default is bicubic through STREAM_DIFFVSR_ENGINE, as `docker run -e` would set it.
-            outputs = client.predict(handle_file(str(clip)), start="", end="", api_name="/upscale")
-            assert str(outputs[0]).startswith("Done"), outputs[0]
-            download = outputs[3]
-            path = Path(download["value"] if isinstance(download, dict) else download)
-            with av.open(str(path)) as container:
-                video = container.streams.video[0]
-                assert (video.codec_context.width, video.codec_context.height) == (256, 192)
-                assert video.average_rate == Fraction(30000, 1001)
-                assert len(container.streams.audio) == 1, "the audio track did not survive"
-                assert sum(1 for _ in container.decode(video=0)) == 12
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-            log.close()
-
-        # The CLI is in the image too: `docker run -v "$PWD:/data" stream-diffvsr vsr upscale /data/in.mp4 ...`.
-        cli_output = tmp_path / "data" / "in_4x.mkv"
-        _run(["vsr", "upscale", clip, "-o", cli_output, "--engine", "bicubic"], cwd=app_dir, env=env, timeout=300)
-        with av.open(str(cli_output)) as container:
-            video = container.streams.video[0]
-            assert (video.codec_context.width, video.codec_context.height) == (256, 192)
-            assert sum(1 for _ in container.decode(video=0)) == 12
-        print(f"fresh venv from requirements-app.txt + project: {install_seconds:.0f} s")  # shown with -s / -rA
-    finally:
-        shutil.rmtree(venv, ignore_errors=True)  # 6+ GB: do not leave it in pytest's kept tmp dirs

@@ -106,14 +106,13 @@ def test_first_output_after_one_frame_and_state_stays_small(engine, frames) -> N
         tensors = [engine.state.previous_output, engine.state.previous_upscaled]
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
-    for f in frames[1:3]:
+    engine.process(frames[1])
+    after_two = (held_bytes(), len(engine.artg._time), tuple(engine.warp._grid.shape))
+    for f in frames[2:5]:
         engine.process(f)
-    after_three = (held_bytes(), len(engine.artg._time))
-    for f in frames[3:] + frames[::-1]:
-        engine.process(f)
-    assert (held_bytes(), len(engine.artg._time)) == after_three
+    assert (held_bytes(), len(engine.artg._time), tuple(engine.warp._grid.shape)) == after_two
     assert held_bytes() == 2 * 3 * 128 * 192 * 4  # one HR output + one HR bicubic frame, nothing per frame
-    assert engine.state.frames == 3 + 3 + 6
+    assert engine.state.frames == 5
 
 
 def test_same_seed_repeats_and_other_seed_differs(engine, frames, streamed) -> None:

@@ -446,16 +446,3 @@ def device_text(options: UpscaleOptions) -> str:
 
         name = f"{device} ({torch.cuda.get_device_name(device)})"
     return f"{name}, {NAMES[dtype]} (device {options.device}, precision {options.precision})"
-
-
-def example_dirs() -> list[Path]:
-    """Folders holding the bundled example videos (the app must be allowed to serve them)."""
-    return sorted({path.parent for path in example_videos()})
-
-
-def example_videos() -> list[Path]:
-    """The bundled example videos: two short clips with sound that ship inside the gradio wheel."""
-    import gradio
-
-    folder = Path(gradio.__file__).resolve().parent / "media_assets" / "videos"
-    return [folder / name for name in ("b.mp4", "world.mp4") if (folder / name).is_file()]
