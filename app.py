@@ -46,6 +46,8 @@ JOB_CONCURRENCY = "upscale"  # one job at a time on this process's device
 PREVIEW_INTERVAL_S = 0.5  # newest before/after picture sent at most this often
 EXPECTED_ERRORS = (JobError, MediaError, OptionsError, ModelLoadError)
 PLAN_HINT = "Upload a video (or pick an example) to see what will happen."
+PLAN_FAILED = "**This video cannot be processed as asked.** The message that popped up says why and what to do."
+JOB_FAILED = "**The job stopped.** The message that popped up says why and what to do."
 
 ENGINE_CHOICES = [
     ("Stream-DiffVSR: diffusion model, restores detail", "stream-diffvsr"),
@@ -277,6 +279,7 @@ def _run_job(settings: UpscaleOptions, ui: dict, video: str | None, sample: bool
                                          label=f"Download {result.output.name}"),
                ui["report"]: web.report_markdown(result)}
     except JobCancelled:
+        logger.info("job on %s cancelled; removing %s", Path(video).name, job_dir)
         yield {ui["status"]: "Cancelled. Nothing was kept.", ui["slider"]: None}
     except VerificationFailed:
         keep = True  # its message tells the operator where the file is, for inspection
@@ -295,7 +298,7 @@ def _crf_control(codec: str) -> dict:
     """The quality slider for ``codec``: its CRF range and default, hidden when it has no CRF."""
     spec = CRF_RANGE.get(codec)
     if spec is None:
-        return gr.update(visible=False, value=None)
+        return gr.update(visible=False)  # its value is ignored for this codec (web.control_overrides)
     low, high, default = spec
     return gr.update(visible=True, minimum=low, maximum=high, value=default,
                      info=f"{low} = best and largest, {high} = smallest; {default} is the default for {codec}.")
@@ -404,22 +407,29 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
                     web.device_text(settings))
 
         def on_unload(request: gr.Request) -> None:
-            JOBS.cancel(_session(request))  # the visitor closed the tab: stop their job
+            if JOBS.cancel(_session(request)):  # the visitor closed the tab: stop their job
+                logger.info("a visitor left during their job: it is cancelled")
 
         plan_outputs = [plan, size, notice, engine]
         job_outputs = [status, slider, result, download, report, notice, engine]
-        video.change(show_plan, [video, *controls], plan_outputs, concurrency_limit=4, concurrency_id="plan",
-                     show_progress_on=[plan], api_name="plan")
+        # When a handler fails, the error message pops up (gr.Error); the panel it would have filled says so
+        # instead of showing what it showed before.
+        planned = video.change(show_plan, [video, *controls], plan_outputs, concurrency_limit=4,
+                               concurrency_id="plan", show_progress_on=[plan], api_name="plan")
         # A changed control plans again: choices at once, sliders when let go, times when left or submitted.
         triggers = [engine.input, size.input, codec.input, steps.release, crf.release, start.blur, start.submit,
                     end.blur, end.submit]
-        gr.on(triggers, show_plan, [video, *controls], plan_outputs, concurrency_limit=4, concurrency_id="plan",
-              show_progress_on=[plan], trigger_mode="always_last", api_visibility="private")
+        replanned = gr.on(triggers, show_plan, [video, *controls], plan_outputs, concurrency_limit=4,
+                          concurrency_id="plan", show_progress_on=[plan], trigger_mode="always_last",
+                          api_visibility="private")
+        for event in (planned, replanned):
+            event.failure(lambda: PLAN_FAILED, None, plan, queue=False, api_visibility="private")
         codec.input(_crf_control, codec, crf, queue=False, api_visibility="private")
         for button, is_sample in ((run_btn, False), (sample_btn, True)):
-            button.click(job_handler(is_sample), [video, *controls], job_outputs, concurrency_limit=1,
-                         concurrency_id=JOB_CONCURRENCY, show_progress_on=[status],
-                         api_name="sample" if is_sample else "upscale")
+            started = button.click(job_handler(is_sample), [video, *controls], job_outputs, concurrency_limit=1,
+                                   concurrency_id=JOB_CONCURRENCY, show_progress_on=[status],
+                                   api_name="sample" if is_sample else "upscale")
+            started.failure(lambda: JOB_FAILED, None, status, queue=False, api_visibility="private")
         cancel_btn.click(cancel, None, status, queue=False, api_name="cancel")
         demo.load(on_load, None, [notice, engine, device], queue=False, api_visibility="private")
         demo.unload(on_unload)

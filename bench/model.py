@@ -7,9 +7,11 @@ Cases, each in a fresh child process (so memory figures are per case), 2 threads
   (diffusers' ``ControlNetModel.forward`` at every step: conditioning embedding of the same warped
   image and time embedding recomputed). Alternating frame by frame puts both under the same machine
   load, so their ratio is meaningful on a shared machine even when absolute times are not.
-- ``bf16-64``: 64x64, bf16 (autocast-free: the networks are loaded in bf16), RSS after 4 and 16
-  frames, and the deviation of its pixels from the fp32 run (same seed, same frames).
-- ``fp32-160`` / ``bf16-160``: 90x160 -> 360x640 (padded to 92x160 internally, cropped back).
+- ``bf16-64``: 64x64, bf16 (no autocast: the networks are loaded in bf16; RAFT, the DDIM step and
+  the carried state stay fp32), RSS after 4 and 16 frames, and the deviation of its pixels from the
+  fp32 run (same seed, same frames).
+- ``fp32-160`` / ``bf16-160``: 90x160 -> 360x640 (padded to 92x160 internally, cropped back),
+  ``--frames-160`` frames each.
 
 Each case reports: seconds per frame (frames after the first: the steady state, with ControlNet and
 RAFT), the time from ``start_stream`` to the first returned frame, RSS after each frame and the
@@ -94,7 +96,7 @@ def child(case: str, frames: int, out: Path, ref_dir: Path) -> None:
                          device="cpu", precision=precision, seed=7)
     load_s = time.perf_counter() - t0
     naive = None
-    if precision == "fp32":
+    if case == "fp32-64":
         naive = NaiveUpscaler(engine.unet, engine.controlnet, engine.vae, engine.scheduler, engine.text.float(),
                               engine.raft, device="cpu", precision="fp32")
         naive.start_stream(7)
@@ -159,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--budget", type=float, default=900.0, help="seconds; no new case starts after this")
     parser.add_argument("--rss-frames", type=int, default=16)
-    parser.add_argument("--frames", type=int, default=4, help="frames per case other than bf16-64")
+    parser.add_argument("--frames", type=int, default=3, help="frames of fp32-64 (each also run by the naive engine)")
+    parser.add_argument("--frames-160", type=int, default=2, help="frames of the 90x160 cases")
     parser.add_argument("--child")
     parser.add_argument("--out")
     parser.add_argument("--ref-dir")
     args = parser.parse_args(argv)
     if args.child:
-        frames = args.rss_frames if args.child == "bf16-64" else args.frames
+        frames = {"bf16-64": args.rss_frames, "fp32-64": args.frames}.get(args.child, args.frames_160)
         child(args.child, frames, Path(args.out), Path(args.ref_dir))
         return 0
     import standin
@@ -181,13 +184,16 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             out = Path(tmp) / f"{case}.json"
             cmd = [sys.executable, __file__, "--child", case, "--out", str(out), "--ref-dir", tmp,
-                   "--rss-frames", str(args.rss_frames), "--frames", str(args.frames)]
+                   "--rss-frames", str(args.rss_frames), "--frames", str(args.frames),
+                   "--frames-160", str(args.frames_160)]
             proc = subprocess.run(cmd)
             if proc.returncode != 0:
                 results["cases"][case] = {"error": f"child exited with {proc.returncode}"}
                 continue
             raw = json.loads(out.read_text())
             results["cases"][case] = {**summarise(raw), "raw": raw}
+            RESULTS.parent.mkdir(exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=1))  # keep what is done if a later case is cut short
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1))
     print(table(results))

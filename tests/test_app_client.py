@@ -168,6 +168,23 @@ def test_tiny_model_job_is_seeded_and_repeatable(server, client, tmp_path):
     assert np.abs(BicubicUpscaler().process(first).astype(int) - outputs[0][0].astype(int)).mean() > 10
 
 
+def test_trimmed_lossless_job_plays_through_a_browser_preview(server, client, tmp_path):
+    clip = make_video(tmp_path / "trim.mp4", 64, 48, RATE, 24)
+    args = (handle_file(str(clip)), "bicubic", "4x", "0.2", "0.5", 4, "", "ffv1", 18, True)  # crf: no use in FFV1
+    status, _slider, video, download, report, _notice, _engine = client.predict(*args, api_name="/upscale")
+    assert report.startswith("### Verification passed: trim_4x.mkv")
+    real = Path(download["value"])
+    assert real.name == "trim_4x.mkv"
+    with av.open(str(real)) as result:
+        stream = result.streams.video[0]
+        assert stream.codec_context.name == "ffv1" and stream.average_rate == RATE
+        frames = sum(1 for _ in result.decode(video=0))
+    assert frames == round(Fraction(3, 10) * RATE) == 9 and f"{frames} frames" in status
+    with av.open(video) as preview:  # FFV1 does not play in browsers: the page shows an H.264 copy
+        assert preview.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in preview.decode(video=0)) == frames
+
+
 def test_sample_runs_two_seconds_from_the_middle(server, client, tmp_path):
     clip = make_video(tmp_path / "three.mp4", 64, 48, 10, 30)  # 3 s at 10 fps
     status, _slider, _video, download, report, _notice, _engine = client.predict(*job_args(clip),

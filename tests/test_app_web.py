@@ -57,6 +57,12 @@ def test_quality_slider_is_ignored_for_codecs_without_crf():
     build_options({k: v for k, v in overrides.items() if v is not None}, env={})  # would raise with a crf
 
 
+def test_a_fractional_slider_value_is_refused_by_name_not_rounded():
+    overrides = controls(steps=4.5)
+    with pytest.raises(OptionsError, match="steps=4.5"):
+        build_options({k: v for k, v in overrides.items() if v is not None}, env={})
+
+
 def test_bad_typed_values_raise_options_error_naming_the_field():
     overrides = controls(start="one minute")
     with pytest.raises(OptionsError, match="start='one minute'"):

@@ -143,3 +143,10 @@ def test_the_page_has_one_job_at_a_time_and_a_bounded_line(tmp_path):
     assert all(fn.concurrency_limit == 1 for fn in jobs)
     cancel = next(fn for fn in demo.fns.values() if fn.api_name == "cancel")
     assert cancel.queue is False  # Cancel never waits behind the job it cancels
+
+
+def test_quality_slider_follows_the_codec_and_never_gets_an_empty_value():
+    hevc = app._crf_control("hevc")
+    assert (hevc["visible"], hevc["minimum"], hevc["maximum"], hevc["value"]) == (True, 0, 51, 20)
+    prores = app._crf_control("prores")
+    assert prores["visible"] is False and "value" not in prores  # gradio refuses a slider without a number

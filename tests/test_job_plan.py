@@ -92,7 +92,7 @@ def test_trim(clip: Path, options) -> None:
 
 
 def test_limits_are_refused_with_the_setting_to_change(clip: Path, options) -> None:
-    with pytest.raises(LimitExceeded, match=r"64x48 = 3072 pixels, over the limit of 3000 .*STREAM_DIFFVSR_MAX_INPUT_PIXELS"):
+    with pytest.raises(LimitExceeded, match=r"64x48 = 3072 pixels, over the limit of 3000 .*MAX_INPUT_PIXELS"):
         plan(clip, options(max_input_pixels=3000))
     with pytest.raises(LimitExceeded, match=r"256x192 = 49152 pixels, over the limit of 40000 .*MAX_OUTPUT_PIXELS"):
         plan(clip, options(max_output_pixels=40000))

@@ -2,15 +2,16 @@
 
 A calibration runs the loaded ``FrameProcessor`` on synthetic frames (content does not change the
 cost of either engine) and records *steady-state* seconds per frame: after one untimed warm-up
-pass, each measurement starts a stream, processes one first frame untimed (the first frame takes a different, cheaper path through
-the diffusion model and absorbs warm-up), then times ``TIMED_FRAMES`` following frames and keeps
-their mean. Two small sizes are always measured (``BASE_SIZES``, low-resolution input pixels);
-seconds per frame is then a line in the input pixel count (fixed cost + cost per pixel), which is how
-both engines scale. When that line predicts that the job's own frame size costs at most
-``REAL_SIZE_BUDGET`` seconds per frame, the real size is measured too, and estimates near it use that
-point directly. Every point is cached in ``calibration.json`` under the options' cache directory,
-keyed by the engine description (engine, model, device, precision, steps, attention), the device
-name and the torch version, so later plans on the same device answer without running the model.
+pass, each measurement starts a stream, processes one first frame untimed (the first frame takes a
+different, cheaper path through the diffusion model), then times ``TIMED_FRAMES`` following frames
+and keeps the fastest (the first call at a new size also pays one-off set-up costs). Two small
+sizes are always measured (``BASE_SIZES``, low-resolution input pixels); seconds per frame is then
+a line in the input pixel count (fixed cost + cost per pixel), which is how both engines scale.
+When that line predicts that the job's own frame size costs at most ``REAL_SIZE_BUDGET`` seconds
+per frame, the real size is measured too, and estimates near it use that point directly. Every
+point is cached in ``calibration.json`` under the options' cache directory, keyed by the engine
+description (engine, model, device, precision, steps, attention), the device name and the torch
+version, so later plans on the same device answer without running the model.
 
 The estimate covers model time, which dominates; decoding and encoding run in their own threads at
 the same time (``bench/job.py`` measures what they add).
@@ -138,10 +139,12 @@ def measure(processor: FrameProcessor, width: int, height: int) -> float:
     processor.start_stream(0)
     try:
         processor.process(frames[0])
-        start = time.perf_counter()
+        times = []
         for frame in frames[1:]:
+            start = time.perf_counter()
             processor.process(frame)
-        seconds = (time.perf_counter() - start) / TIMED_FRAMES
+            times.append(time.perf_counter() - start)
+        seconds = min(times)
     finally:
         processor.reset()
     logger.info("calibration: %dx%d input takes %.4f s per frame", width, height, seconds)

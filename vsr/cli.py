@@ -154,7 +154,8 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
         return EXIT_USAGE, text
     if isinstance(exc, OSError):
         return EXIT_INPUT, f"{text}. Check the path and its permissions."
-    return EXIT_INTERNAL, f"unexpected {type(exc).__name__}: {text}. This is a bug; rerun with --log-level DEBUG and report it."
+    return EXIT_INTERNAL, (f"unexpected {type(exc).__name__}: {text}. This is a bug; rerun with --log-level DEBUG "
+                           "and report it.")
 
 
 class _UsageError(ValueError):
@@ -194,7 +195,8 @@ def _upscale(args: argparse.Namespace) -> int:
     with _ProgressBar(job.frames) as bar, _CtrlC() as cancel:
         result = run(job, output, on_progress=bar.update, cancel=cancel)
     cuts = ", ".join(str(c) for c in result.scene_cuts) or "none"
-    print(f"Done:     {result.frames} frames in {result.seconds:.1f} s ({result.frames / max(result.seconds, 1e-9):.2f} "
+    fps = result.frames / max(result.seconds, 1e-9)
+    print(f"Done:     {result.frames} frames in {result.seconds:.1f} s ({fps:.2f} "
           f"fps); seed {result.seed}; scene cuts at frames: {cuts}", flush=True)
     print(result.report.to_text(), flush=True)
     return EXIT_OK

@@ -156,7 +156,8 @@ def plan(
     """Probe ``input`` and decide the whole job; raise before any work if it cannot be done.
 
     ``output`` (optional) is where the result will go; its suffix picks the container (default: the
-    codec's usual one, ``encode_settings(options).suffix``). ``processor`` overrides the engine from ``get_processor(options)``.
+    codec's usual one, ``encode_settings(options).suffix``). ``processor`` overrides the engine from
+    ``get_processor(options)``.
     Raises ``InputNotFound``, ``LimitExceeded``, ``TargetTooLarge``, ``TrimOutOfRange`` (all
     ``JobRefused``, a ``ValueError``), ``media.MediaError`` for unreadable input and
     ``vsr.errors.ModelLoadError`` when the engine cannot be loaded.
@@ -220,7 +221,8 @@ def _decide(
             "Give a start time inside the video."
         )
     if end > duration:
-        notes.append(f"end {float(end):g} s is past the end of the video; upscaling to its end ({float(duration):.3f} s)")
+        notes.append(f"end {float(end):g} s is past the end of the video; upscaling to its end "
+                     f"({float(duration):.3f} s)")
         end = duration
     length = end - start
     if float(length) > options.max_duration:

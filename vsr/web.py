@@ -5,11 +5,13 @@ without a browser (tests/test_app_web.py):
 
 - ``control_overrides``: the values of the page's controls -> ``build_options`` overrides.
 - ``size_choices``: which output sizes an input allows (above 4x is refused, with the reason).
-- ``progress_text`` / ``limits_text`` / ``result_text``: what the page says, in plain words.
+- ``plan_markdown`` / ``progress_text`` / ``done_text`` / ``report_markdown`` / ``limits_text``:
+  what the page says, in plain words.
 - ``before_after``: the bicubic-enlarged input next to the upscaled frame, for the image slider.
-- ``new_job_dir`` / ``prune_job_dirs`` / ``output_filename``: each job's files in its own
-  unguessable folder, old folders removed.
+- ``new_job_dir`` / ``remove_job_dir`` / ``prune_job_dirs`` / ``output_filename``: each job's files
+  in its own unguessable folder, old folders removed.
 - ``ActiveJobs``: one cancel flag per browser session, so the Cancel button reaches its own job.
+- ``NewestEvent``: progress from the job's thread to the page, never holding the job back.
 - ``gpu_seconds``: the ZeroGPU reservation for a plan.
 """
 
@@ -22,15 +24,15 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from vsr.options import HEIGHT_PRESETS, SCALE, UpscaleOptions
+from vsr.options import CRF_RANGE, HEIGHT_PRESETS, SCALE, UpscaleOptions
 
 logger = logging.getLogger(__name__)
 
@@ -65,26 +67,29 @@ def control_overrides(
     """The page's control values as ``build_options`` overrides (empty fields mean "not given").
 
     ``seed`` is a text field: empty means a fresh random seed. ``crf`` is ignored for codecs without
-    a CRF (ProRes, FFV1), whose quality slider the page hides.
+    a CRF (ProRes, FFV1), whose quality slider the page hides. Sliders deliver floats: whole ones
+    become ints, others are passed on for ``build_options`` to refuse by name.
     """
-    from vsr.options import CRF_RANGE
 
     def blank(value: Any) -> bool:
         return value is None or (isinstance(value, str) and not value.strip())
+
+    def whole(value: Any) -> Any:
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
     overrides: dict[str, Any] = {
         "engine": engine,
         "height": size,
         "start": None if blank(start) else start,
         "end": None if blank(end) else end,
-        "steps": None if blank(steps) else int(steps),  # type: ignore[arg-type]
+        "steps": None if blank(steps) else whole(steps),
         "codec": codec,
         "scene_cuts": scene_cuts,
     }
     if not blank(seed):
-        overrides["seed"] = str(seed).strip() if not isinstance(seed, float) else int(seed)
+        overrides["seed"] = seed.strip() if isinstance(seed, str) else whole(seed)
     if not blank(crf) and codec is not None and CRF_RANGE.get(str(codec).lower()) is not None:
-        overrides["crf"] = int(crf)  # type: ignore[arg-type]
+        overrides["crf"] = whole(crf)
     return overrides
 
 
@@ -199,17 +204,19 @@ def before_after(input_frame: np.ndarray, output_frame: np.ndarray,
 
     ``input_frame`` is the low-resolution frame, ``output_frame`` the upscaled one, both HWC uint8
     RGB (values 0..255). "Before" is the input enlarged with plain bicubic to the output's size, so
-    the slider compares the model with what a simple resize gives. Frames above ``max_pixels`` are
-    scaled down (both alike, Lanczos) to keep the page responsive.
+    the slider compares the model with what a simple resize gives. Outputs above ``max_pixels`` are
+    shown scaled down to fit it (the output with Lanczos, the input enlarged straight to that size),
+    to keep the page responsive.
     """
     height, width = output_frame.shape[:2]
-    before = np.asarray(Image.fromarray(input_frame).resize((width, height), Image.Resampling.BICUBIC))
     after = output_frame
     if width * height > max_pixels:
         factor = math.sqrt(max_pixels / (width * height))
-        size = (max(1, int(width * factor)), max(1, int(height * factor)))
-        before = np.asarray(Image.fromarray(before).resize(size, Image.Resampling.LANCZOS))
-        after = np.asarray(Image.fromarray(np.ascontiguousarray(after)).resize(size, Image.Resampling.LANCZOS))
+        width, height = max(1, int(width * factor)), max(1, int(height * factor))
+        after = np.asarray(Image.fromarray(np.ascontiguousarray(output_frame)).resize(
+            (width, height), Image.Resampling.LANCZOS, reducing_gap=3.0))
+    before = np.asarray(Image.fromarray(np.ascontiguousarray(input_frame)).resize(
+        (width, height), Image.Resampling.BICUBIC))
     return before, after
 
 
