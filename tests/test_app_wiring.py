@@ -97,14 +97,14 @@ def test_gpu_reservation_follows_the_plan_estimate():
 
 @pytest.mark.slow  # a fresh interpreter importing torch and gradio: about 10 s each
 @pytest.mark.parametrize("blocked", [True, False])
-def test_app_imports_with_and_without_the_spaces_package(blocked):
+def test_app_imports_with_and_without_the_spaces_package(blocked, tmp_path):
     code = ("import sys\n"
             + ("sys.modules['spaces'] = None\n" if blocked else "")
             + "import app\n"
             "print('spaces', app.spaces is not None)\n"
             "print('plain', app._job_events.__name__ == '_job_events')\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "PYTHONPATH": str(ROOT)})
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert f"spaces {not blocked}" in done.stdout
     assert "plain True" in done.stdout  # outside ZeroGPU, spaces.GPU leaves the function as it is
