@@ -114,17 +114,17 @@ def child(case: str, frames: int, out: Path, ref_dir: Path) -> None:
     start = time.perf_counter()
     for i, frame in enumerate(clip(height, width, frames)):
         t = time.perf_counter()
-        out = engine.process(frame)
+        upscaled = engine.process(frame)
         seconds = time.perf_counter() - t
         if i == 0:
             result["first_output_s"] = time.perf_counter() - start
         result["frames"].append({"index": i, "seconds": seconds, "rss_mb": rss_mb()})
-        outputs.append(out)
+        outputs.append(upscaled)
         if naive is not None and i < 4:
             t = time.perf_counter()
             naive_out = naive.process(frame)
             result["naive_frames"].append({"index": i, "seconds": time.perf_counter() - t,
-                                           "max_abs_diff_vs_optimized": int(np.abs(naive_out.astype(int) - out).max())})
+                                           "max_abs_diff_vs_optimized": int(np.abs(naive_out.astype(int) - upscaled).max())})
         print(f"[{case}] frame {i}: {seconds:.2f} s, RSS {rss_mb():.0f} MB", file=sys.stderr, flush=True)
     result["peak_rss_mb"] = peak_rss_mb()
     ref_file = ref_dir / f"fp32-{height}x{width}.npy"

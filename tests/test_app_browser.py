@@ -13,11 +13,10 @@ from pathlib import Path
 
 import av
 import pytest
+from playwright.sync_api import sync_playwright
 
 from app_harness import ROOT, AppServer
 from media_factory import make_video
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,7 +39,7 @@ def server(tmp_path_factory, fixture_dir):
 def browser():
     if not CHROMIUM.exists():
         pytest.fail("Debian chromium is missing: run 'apt-get install -y chromium' (make test does it).")
-    with playwright_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()

@@ -190,3 +190,17 @@ def test_an_encoder_failure_mid_job_cleans_up(tmp_path: Path, options, monkeypat
         run(job, tmp_path / "up.mp4")
     assert not (tmp_path / "up.mp4").exists()
     _assert_clean(tmp_path, tmp_path, threads)
+
+
+def test_engines_are_loaded_once_per_process(options) -> None:
+    from vsr.job import clear_processors, get_processor, processor_key
+
+    clear_processors()
+    first = get_processor(options(seed=1))
+    assert get_processor(options(seed=2, codec="hevc")) is first  # seed and encoding do not reload the model
+    assert processor_key(options(steps=2)) == ("bicubic",)
+    assert processor_key(options(engine="stream-diffvsr", steps=2)) != processor_key(
+        options(engine="stream-diffvsr", steps=4))
+    clear_processors()
+    assert get_processor(options()) is not first
+    clear_processors()

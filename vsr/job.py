@@ -194,18 +194,25 @@ def run(
     emit(ProgressEvent("loading", 0, job.frames, message=f"loading the {options.engine} engine"))
     if processor is None:
         processor = get_processor(options)
-    options.tmp_dir.mkdir(parents=True, exist_ok=True)
-    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=options.tmp_dir))
     lock = engine_lock(processor)
     if not lock.acquire(blocking=False):
         logger.info("waiting for another job to finish with the same engine")
         lock.acquire()
     try:
+        # The job's scratch directory. The writer keeps its partial file next to ``output`` instead
+        # (the final rename must stay on one file system to be atomic), so today nothing else needs
+        # scratch space; the directory is still made and always removed, as the settings promise.
+        options.tmp_dir.mkdir(parents=True, exist_ok=True)
+        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=options.tmp_dir))
+    except BaseException:
+        lock.release()
+        raise
+    try:
         if cancel is not None and cancel.is_set():
             raise JobCancelled("The job was cancelled before it started; nothing was written.")
         seed = processor.start_stream(options.seed)
         logger.info("job %s -> %s: seed %d, %s", job.input, output, seed, processor.describe())
-        write_report, frames, cuts, model_seconds = _stream(job, output, processor, emit, cancel, job_dir)
+        write_report, frames, cuts, model_seconds = _stream(job, output, processor, emit, cancel)
         emit(ProgressEvent("verifying", frames, frames, message="verifying the output"))
         report = media.verify(job.info, output, _expected(job, frames))
         if not report.ok:
@@ -216,9 +223,9 @@ def run(
                 report,
             )
         preview = media.make_browser_preview(output, Path(preview_dir)) if preview_dir is not None else None
-    except BaseException:
-        # Thread and file cleanup already happened inside _stream; this only reports.
-        logger.info("job %s ended early; no output left at %s", job.input, output)
+    except BaseException as exc:
+        # Threads and the partial output were already cleaned up inside _stream; this only reports.
+        logger.info("job %s -> %s stopped: %s", job.input, output, type(exc).__name__)
         raise
     finally:
         lock.release()
@@ -235,7 +242,6 @@ def _stream(
     processor: FrameProcessor,
     emit: ProgressCallback,
     cancel: threading.Event | None,
-    job_dir: Path,
 ) -> tuple[Any, int, list[int], float]:
     """Decode -> upscale -> encode; returns (write report, frames, scene cut indices, model seconds)."""
     options = job.options
