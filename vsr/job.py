@@ -278,7 +278,7 @@ def _stream(
                         ) from exc
                     model_seconds += time.perf_counter() - tick
                     _check_frame(upscaled, size, engine, frame.index)
-                    encoder.put(upscaled, frame.pts, cancel)
+                    encoder.put(upscaled, frame.pts, cancel, duration=frame.duration)
                     done += 1
                     meter.tick()
                     emit(ProgressEvent(

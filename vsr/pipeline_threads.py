@@ -44,14 +44,16 @@ class EncodeThread:
         self._thread = threading.Thread(target=self._run, name="vsr-encode", daemon=True)
         self._thread.start()
 
-    def put(self, rgb: np.ndarray, pts: Fraction, cancel: threading.Event | None = None) -> None:
+    def put(
+        self, rgb: np.ndarray, pts: Fraction, cancel: threading.Event | None = None, duration: Fraction | None = None
+    ) -> None:
         """Queue one frame; blocks while the queue is full, but never past a cancel request."""
         while True:
             self._raise_error()
             if cancel is not None and cancel.is_set():
                 raise JobCancelled("The job was cancelled.")
             try:
-                self._queue.put((rgb, pts), timeout=_POLL)
+                self._queue.put((rgb, pts, duration), timeout=_POLL)
                 return
             except queue.Full:
                 continue
@@ -92,9 +94,9 @@ class EncodeThread:
                 item = self._queue.get()
                 if item is _END or self._stop.is_set():
                     return
-                rgb, pts = item  # type: ignore[misc]
+                rgb, pts, duration = item  # type: ignore[misc]
                 rgb = resize_rgb(rgb, *self._size)
-                self._writer.write(rgb, pts)
+                self._writer.write(rgb, pts, duration)
                 self.frames_written += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, never swallowed
             logger.debug("encode thread failed: %r", exc)
