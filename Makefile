@@ -24,6 +24,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/media.py
 	$(BIN)/python bench/model.py
 	$(BIN)/python bench/job.py
+	$(BIN)/python bench/app.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
