@@ -5,7 +5,10 @@ Layout and wiring only. The work is ``vsr.job`` (plan, run); the texts and the j
 ``python app.py``; it listens on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (127.0.0.1:7860).
 
 On a Hugging Face ZeroGPU Space the upscaling runs inside a ``spaces.GPU`` function whose reservation
-is computed from the plan; elsewhere ``spaces.GPU`` changes nothing (or ``spaces`` is not installed).
+is computed from the plan (``JobPlan.gpu_seconds``); the model loads and runs only inside it (plans
+there never touch the model, see ``vsr.plan``), and a video that cannot finish in one call is refused
+by the plan with the longest length that fits. Elsewhere ``spaces.GPU`` changes nothing (or ``spaces``
+is not installed).
 """
 
 from __future__ import annotations
@@ -193,12 +196,19 @@ def _job_events(plan: Any, output: str, session: str) -> Iterator[tuple[str, Any
 
 
 def _gpu_duration(plan: Any, output: str, session: str) -> int:
-    """ZeroGPU reservation (seconds) for ``plan``: its time estimate with a margin and loading time."""
-    return web.gpu_seconds(getattr(plan, "estimate_seconds", None))
+    """ZeroGPU reservation (seconds) for ``plan``: its time estimate with a margin and loading time
+    (``JobPlan.gpu_seconds``; the plan already refused a job whose reservation is over the limit)."""
+    return int(plan.gpu_seconds)
+
+
+def gpu_function(spaces_module: Any, events: Callable = _job_events) -> Callable:
+    """``events`` as ``spaces_module``'s GPU function, its duration from the plan (``_gpu_duration``).
+    ``spaces.GPU`` returns it unchanged outside ZeroGPU."""
+    return spaces_module.GPU(duration=_gpu_duration)(events)
 
 
 if spaces is not None:
-    _job_events = spaces.GPU(duration=_gpu_duration)(_job_events)  # unchanged outside ZeroGPU
+    _job_events = gpu_function(spaces)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,21 +223,23 @@ def _options(settings: UpscaleOptions, controls: tuple) -> UpscaleOptions:
     return settings.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _plan(settings: UpscaleOptions, video: str, controls: tuple) -> tuple[Any, UpscaleOptions, bool]:
+def _plan(settings: UpscaleOptions, video: str, controls: tuple,
+          sample: bool = False) -> tuple[Any, UpscaleOptions, bool]:
     """Plan the job; when the diffusion model cannot load, record why and plan with bicubic instead.
 
     Returns (plan, options, fell_back). The fallback is never silent: the page shows the notice and
-    switches the engine control to bicubic.
+    switches the engine control to bicubic. With ``sample`` only a piece will run (``preview_plan``),
+    so a whole video too long for one ZeroGPU call is not refused here (the piece's plan checks).
     """
     options = _options(settings, controls)
     try:
-        planned = job.plan(Path(video), options)
+        planned = job.plan(Path(video), options, piece_only=sample)
     except ModelLoadError as error:
         if options.engine == "bicubic":
             raise
         MODEL.failed(str(error))
         options = options.replace(engine="bicubic")
-        return job.plan(Path(video), options), options, True
+        return job.plan(Path(video), options, piece_only=sample), options, True
     if options.engine != "bicubic":
         MODEL.loaded()
     return planned, options, False
@@ -238,7 +250,7 @@ def _run_job(settings: UpscaleOptions, ui: dict, video: str | None, sample: bool
     """Run one job for the visitor and stream its progress to the page."""
     if not video:
         raise OptionsError("No video yet: upload one (or pick an example) first, then press Upscale.")
-    plan, options, fell_back = _plan(settings, video, controls)
+    plan, options, fell_back = _plan(settings, video, controls, sample)
     if fell_back:
         yield {ui["notice"]: gr.update(value=MODEL.notice(), visible=True), ui["engine"]: "bicubic"}
         raise ModelLoadError(f"{MODEL.error} Nothing was started; press the button again to upscale with Bicubic.")
@@ -316,7 +328,7 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
                    delete_cache=(3600, KEEP_SECONDS)) as demo:
         gr.Markdown("# Stream-DiffVSR video upscaler\nMake a small or blurry video **4x sharper**. "
                     "Sound, subtitles and timing are kept exactly.")
-        gr.Markdown(web.limits_text(settings, QUEUE_SIZE), elem_id="limits")
+        gr.Markdown(web.limits_text(settings, QUEUE_SIZE, zero_gpu=environment.on_zero_gpu()), elem_id="limits")
         notice = gr.Markdown(visible=False, elem_id="model-notice")
         with gr.Row():
             with gr.Column(scale=1):

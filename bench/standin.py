@@ -76,7 +76,9 @@ def build(folder: Path = FOLDER) -> Path:
     raft = raft_large(weights=None, progress=False)
     for name, model in (("unet", unet), ("controlnet", controlnet), ("vae", vae), ("raft", raft)):
         if _count(model) != PARAMS[name]:
-            raise RuntimeError(f"stand-in {name} has {_count(model):,} parameters, BENCH-MODEL.md says {PARAMS[name]:,}")
+            raise RuntimeError(
+                f"stand-in {name} has {_count(model):,} parameters, BENCH-MODEL.md says {PARAMS[name]:,}"
+            )
     unet.save_pretrained(tmp / "unet")
     controlnet.save_pretrained(tmp / "controlnet")
     vae.save_pretrained(tmp / "vae")

@@ -88,13 +88,6 @@ def test_the_zerogpu_job_takes_and_yields_only_picklable_things(tmp_path):
     assert items[-1][1].frames == 3 and output.is_file()
 
 
-def test_gpu_reservation_follows_the_plan_estimate():
-    class Plan:
-        estimate_seconds = 100.0
-
-    assert app._gpu_duration(Plan(), "out.mp4", "s") == 210
-
-
 @pytest.mark.slow  # a fresh interpreter importing torch and gradio: about 10 s each
 @pytest.mark.parametrize("blocked", [True, False])
 def test_app_imports_with_and_without_the_spaces_package(blocked, tmp_path):

@@ -72,7 +72,9 @@ def test_local_folder_loads_every_component(fixture_dir: Path) -> None:
 
 
 def test_vae_loads_with_no_missing_or_unexpected_keys(fixture_dir: Path) -> None:
-    vae, info = TemporalAutoencoderTiny.from_pretrained(fixture_dir / "model", subfolder="vae", output_loading_info=True)
+    vae, info = TemporalAutoencoderTiny.from_pretrained(
+        fixture_dir / "model", subfolder="vae", output_loading_info=True
+    )
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     state = load_file(fixture_dir / "model" / "vae" / "diffusion_pytorch_model.safetensors")
     assert set(vae.state_dict()) == set(state)

@@ -112,7 +112,9 @@ def test_controlnet_residuals_match_the_recording_and_diffusers_forward(fixture_
     artg = ARTGBranch(ckpt.controlnet)
     with torch.inference_mode():
         down, mid = artg.residuals(sample, t, text, artg.condition(warped))
-        ref_down, ref_mid = ckpt.controlnet(sample, t, encoder_hidden_states=text, controlnet_cond=warped, return_dict=False)
+        ref_down, ref_mid = ckpt.controlnet(
+            sample, t, encoder_hidden_states=text, controlnet_cond=warped, return_dict=False
+        )
     rec = fixture_dir / "intermediates" / "controlnet_f2_s1"
     assert len(down) == 12
     for k, (ours, ref) in enumerate(zip(down, ref_down)):

@@ -53,7 +53,7 @@ def streamed(engine: StreamDiffVSRUpscaler, frames) -> list[np.ndarray]:
 
 
 def whole_clip(engine: StreamDiffVSRUpscaler, frames: list[np.ndarray], seed: int) -> list[np.ndarray]:
-    """The reference's structure: all inputs, all noise, all flows first, then denoise; diffusers' own ControlNet call."""
+    """The reference's structure: all inputs, noise and flows first, then denoise; diffusers' own ControlNet call."""
     with torch.inference_mode():
         lrs = [preprocess(f) for f in frames]
         ups = [F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False) for x in lrs]

@@ -21,7 +21,9 @@ class ARTGBranch:
     def __init__(self, controlnet: ControlNetModel) -> None:
         config = controlnet.config
         if controlnet.class_embedding is not None or config.addition_embed_type is not None:
-            raise ValueError("The ARTG ControlNet must have no class or addition embedding (Stream-DiffVSR's has none).")
+            raise ValueError(
+                "The ARTG ControlNet must have no class or addition embedding (Stream-DiffVSR's has none)."
+            )
         if config.global_pool_conditions or config.controlnet_conditioning_channel_order != "rgb":
             raise ValueError("The ARTG ControlNet must use rgb conditioning without global pooling.")
         self.controlnet = controlnet

@@ -11,7 +11,15 @@ When that line predicts that the job's own frame size costs at most ``REAL_SIZE_
 per frame, the real size is measured too, and estimates near it use that point directly. Every
 point is cached in ``calibration.json`` under the options' cache directory, keyed by the engine
 description (engine, model, device, precision, steps, attention), the device name and the torch
-version, so later plans on the same device answer without running the model.
+version, so later plans on the same device answer without running the model. A cached answer
+is returned without taking the engine's lock, so planning never waits for a running job; the lock
+is taken only to measure.
+
+Every finished job records the steady-state speed it actually had at its own frame size
+(``record``; ``vsr.job.run`` calls it), so later estimates at that size are measured ones. Where the
+model must not run outside a job (a Hugging Face ZeroGPU Space has no GPU outside its GPU function),
+the plan uses ``lookup`` and, when nothing was measured yet, ``provisional``: a clearly labelled
+estimate from the paper's published speed until the first job there records the real one.
 
 The estimate covers model time, which dominates; decoding and encoding run in their own threads at
 the same time (``bench/job.py`` measures what they add).
@@ -26,6 +34,7 @@ import platform
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +49,14 @@ logger = logging.getLogger(__name__)
 BASE_SIZES: tuple[tuple[int, int], ...] = ((32, 24), (64, 48))
 """(width, height) of the low-resolution frames always measured."""
 TIMED_FRAMES = 2
+MIN_RECORDED_FRAMES = 2
+"""A job records its speed only when it timed at least this many steady-state frames."""
+PROVISIONAL_PIXELS = 320 * 180
+PROVISIONAL_SECONDS: dict[str, float] = {"stream-diffvsr": 0.328, "bicubic": 0.002}
+"""Seconds per frame at ``PROVISIONAL_PIXELS`` input pixels (a 720p output) with 4 steps, used until a
+device has a measurement: for Stream-DiffVSR the paper's published 0.328 s per 720p frame on an RTX
+4090; for bicubic a generous guess. Scaled linearly in input pixels and (for the model) steps."""
+PROVISIONAL_STEPS = 4
 REAL_SIZE_BUDGET = 2.0
 """Measure at the job's real size when the small-size line predicts at most this many seconds per frame."""
 CACHE_FILE = "calibration.json"
@@ -57,6 +74,8 @@ class Calibration:
     key: str
     points: tuple[tuple[int, float], ...]
     cached: bool
+    provisional: bool = False
+    """True when nothing was measured on this device yet: the points are ``provisional``'s guess."""
 
     def seconds_per_frame(self, width: int, height: int) -> float:
         """Seconds to upscale one frame of ``width`` x ``height`` input pixels.
@@ -83,6 +102,9 @@ class Calibration:
         return max(0.0, s0 + slope * (pixels - p0))
 
     def describe(self) -> str:
+        if self.provisional:
+            return ("provisional: not yet measured on this device; based on the paper's 0.328 s per 720p frame "
+                    "on an RTX 4090, scaled by pixels and steps; the first job here measures the real speed")
         sizes = ", ".join(f"{p} px: {s * 1000:.1f} ms" for p, s in sorted(self.points))
         return f"measured on this device ({'cached' if self.cached else 'just now'}; per frame at {sizes})"
 
@@ -109,28 +131,90 @@ def calibrate(processor: FrameProcessor, cache_dir: Path, width: int, height: in
     """Calibration for ``processor``, measuring what the cache in ``cache_dir`` does not have yet.
 
     ``width`` x ``height`` is the job's input frame size (measured too when cheap, see module doc).
-    The processor's stream state is left reset; callers start their own stream afterwards. Holds
-    the engine's lock (``vsr.engine_lock``) meanwhile, so it never runs inside another job's stream.
+    A fully cached answer returns at once, without the engine's lock, even while a job runs on the
+    engine. Measuring takes the engine's lock (``vsr.engine_lock``), so it never runs inside another
+    job's stream, and leaves the processor's stream state reset; callers start their own stream.
     """
     key = cache_key(processor)
-    with _LOCK, engine_lock(processor):
-        cache = _read_cache(cache_dir)
-        points: dict[int, float] = {int(p): float(s) for p, s in cache.get(key, {}).items()}
-        measured = False
-        for w, h in BASE_SIZES:
-            if w * h not in points:
-                if not measured:
-                    _warm_up(processor)
-                points[w * h] = measure(processor, w, h)
-                measured = True
-        guess = Calibration(key, tuple(points.items()), cached=not measured)
+    points, missing = _needed(_cached_points(cache_dir, key), width, height)
+    if not missing:
+        return Calibration(key, tuple(sorted(points.items())), cached=True)
+    with engine_lock(processor):
+        # Another plan may have measured while this one waited for the lock.
+        points, missing = _needed(_cached_points(cache_dir, key), width, height)
+        if not missing:
+            return Calibration(key, tuple(sorted(points.items())), cached=True)
+        measured: dict[int, float] = {}
+        _warm_up(processor)
+        for w, h in missing:
+            measured[w * h] = measure(processor, w, h)
+        points.update(measured)
+        guess = Calibration(key, tuple(points.items()), cached=False)
         if width * height not in points and guess.seconds_per_frame(width, height) <= REAL_SIZE_BUDGET:
-            points[width * height] = measure(processor, width, height)
-            measured = True
-        if measured:
-            cache[key] = {str(p): s for p, s in sorted(points.items())}
-            _write_cache(cache_dir, cache)
-    return Calibration(key, tuple(sorted(points.items())), cached=not measured)
+            measured[width * height] = points[width * height] = measure(processor, width, height)
+    _merge(cache_dir, key, measured)
+    return Calibration(key, tuple(sorted(points.items())), cached=False)
+
+
+def lookup(cache_dir: Path, key: str) -> Calibration | None:
+    """The cached calibration under ``key`` (see ``cache_key``), or None when nothing is cached.
+
+    Never runs or locks an engine: this is what a plan uses where the model may not run.
+    """
+    points = _cached_points(cache_dir, key)
+    return Calibration(key, tuple(sorted(points.items())), cached=True) if points else None
+
+
+def provisional(key: str, engine: str, steps: int) -> Calibration:
+    """A labelled guess (``Calibration.provisional``) for ``engine`` at ``steps`` denoising steps,
+    for a device with no measurement yet (see ``PROVISIONAL_SECONDS``); linear in input pixels."""
+    seconds = PROVISIONAL_SECONDS[engine] * (steps / PROVISIONAL_STEPS if engine != "bicubic" else 1.0)
+    points = ((PROVISIONAL_PIXELS, seconds), (4 * PROVISIONAL_PIXELS, 4 * seconds))
+    return Calibration(key, points, cached=False, provisional=True)
+
+
+def record(cache_dir: Path, keys: Iterable[str], width: int, height: int, seconds_per_frame: float) -> None:
+    """Store a job's measured steady-state ``seconds_per_frame`` at ``width`` x ``height`` input
+    pixels under each of ``keys``, replacing an earlier figure for that size. Later plans at that
+    size use it as it is; other sizes are interpolated with it (``Calibration.seconds_per_frame``)."""
+    if not (seconds_per_frame > 0 and seconds_per_frame != float("inf")):
+        raise ValueError(f"seconds per frame must be a positive finite number; got {seconds_per_frame!r}.")
+    for key in dict.fromkeys(keys):
+        _merge(cache_dir, key, {width * height: float(seconds_per_frame)})
+    logger.info("calibration: recorded %.4f s per frame at %dx%d input from a finished job", seconds_per_frame,
+                width, height)
+
+
+def _cached_points(cache_dir: Path, key: str) -> dict[int, float]:
+    entry = _read_cache(cache_dir).get(key, {})
+    try:
+        return {int(p): float(s) for p, s in entry.items()} if isinstance(entry, dict) else {}
+    except (TypeError, ValueError):
+        logger.warning("ignoring a malformed calibration entry in %s; it will be measured again", cache_dir)
+        return {}
+
+
+def _needed(points: dict[int, float], width: int, height: int) -> tuple[dict[int, float], list[tuple[int, int]]]:
+    """(points, sizes still to measure). The job's own size counts as missing only when the small-size
+    line says it is cheap to measure (``REAL_SIZE_BUDGET``); it is then measured after the base sizes."""
+    missing = [(w, h) for w, h in BASE_SIZES if w * h not in points]
+    if not missing and width * height not in points:
+        guess = Calibration("", tuple(points.items()), cached=True)
+        if guess.seconds_per_frame(width, height) <= REAL_SIZE_BUDGET:
+            missing = [(width, height)]
+    return points, missing
+
+
+def _merge(cache_dir: Path, key: str, points: dict[int, float]) -> None:
+    """Add ``points`` to ``key``'s entry in the cache file (read, update, write atomically)."""
+    if not points:
+        return
+    with _LOCK:
+        cache = _read_cache(cache_dir)
+        entry = cache.get(key) if isinstance(cache.get(key), dict) else {}
+        entry.update({str(p): s for p, s in points.items()})
+        cache[key] = dict(sorted(entry.items(), key=lambda item: int(item[0])))
+        _write_cache(cache_dir, cache)
 
 
 def measure(processor: FrameProcessor, width: int, height: int) -> float:

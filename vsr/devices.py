@@ -38,7 +38,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"device={name!r} was asked for but no CUDA GPU is available. Fix: use device 'auto' or 'cpu'.")
+            raise DeviceError(
+                f"device={name!r} was asked for but no CUDA GPU is available. Fix: use device 'auto' or 'cpu'."
+            )
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(
@@ -85,7 +87,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         raise DeviceError(f"Unknown precision {precision!r}. Use auto, fp32, fp16 or bf16.")
     dtype = DTYPES[precision]
     if dtype == torch.float16 and device.type == "cpu":
-        raise DeviceError("precision='fp16' is not supported on the CPU (slow, incomplete kernels). Fix: use bf16 or fp32.")
+        raise DeviceError(
+            "precision='fp16' is not supported on the CPU (slow, incomplete kernels). Fix: use bf16 or fp32."
+        )
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise DeviceError(f"precision='bf16': the GPU on {device} has no bf16 support. Fix: use fp16 or fp32.")
     if dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16():

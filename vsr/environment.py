@@ -3,6 +3,8 @@
 Every variable the project understands is listed in ``VARIABLES`` with its default and meaning;
 the README's table is checked against this list by the tests. Nothing else in the code base calls
 ``os.environ`` (libraries we use, such as huggingface_hub, read their own variables themselves).
+``on_zero_gpu`` says whether this process runs on a Hugging Face ZeroGPU Space, as the ``spaces``
+package itself decides it (that package reads the Space's variables).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ VARIABLES: tuple[EnvVar, ...] = (
            "Largest output frame (width x height); 8K (7680x4320) by default."),
     EnvVar("STREAM_DIFFVSR_MAX_DURATION", "600", "Longest input (after trimming) in seconds."),
     EnvVar("STREAM_DIFFVSR_MAX_UPLOAD_MB", "2048", "Largest upload the web app accepts, in MB."),
+    EnvVar("STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS", "300",
+           "On a ZeroGPU Space: the longest GPU call (seconds) a job may reserve; longer jobs are refused "
+           "with the longest length that fits."),
     EnvVar("STREAM_DIFFVSR_LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
     EnvVar("GRADIO_SERVER_NAME", "127.0.0.1", "Address the web app listens on (`0.0.0.0` in Docker)."),
     EnvVar("GRADIO_SERVER_PORT", "7860", "Port the web app listens on (8000 in Docker)."),
@@ -52,3 +57,14 @@ def read(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return the project's variables that are set (and not empty) in ``env`` (default: the process)."""
     source = os.environ if env is None else env
     return {name: source[name] for name in NAMES if source.get(name, "").strip()}
+
+
+def on_zero_gpu() -> bool:
+    """True on a Hugging Face ZeroGPU Space: exactly when ``spaces.GPU`` runs functions on a GPU
+    attached per call (``spaces.config.Config.zero_gpu``; the package reads the Space's
+    ``SPACES_ZERO_GPU``). False when ``spaces`` is not installed (Docker, conda, the CLI)."""
+    try:
+        from spaces.config import Config
+    except ImportError:
+        return False
+    return bool(Config.zero_gpu)

@@ -10,12 +10,17 @@ runs across the whole range and is reset only where ``SceneCutDetector`` sees a 
 cuts are on). A cancel request (``threading.Event``) or any error stops the pass within one frame,
 closes every file and thread, removes the half-written output and the job's temporary directory,
 then raises (``JobCancelled``, ``JobFailed`` or the original ``MediaError``).
+
+A finished job records the engine's steady-state speed it measured (the median time of every frame
+that was not a stream's first frame) in the calibration cache (``vsr.calibration.record``), under
+the engine's key and the plan's, so later plans on this device estimate from a real run.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -28,9 +33,11 @@ from typing import Any
 import numpy as np
 
 import media
+from vsr import calibration
 from vsr.engine_lock import engine_lock
 from vsr.engines import FrameProcessor, load_engine
 from vsr.job_errors import (
+    GPUCallTooLong,
     InputNotFound,
     JobCancelled,
     JobError,
@@ -50,6 +57,7 @@ from vsr.scenes import SceneCutDetector
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "GPUCallTooLong",
     "InputNotFound",
     "JobCancelled",
     "JobError",
@@ -212,7 +220,7 @@ def run(
             raise JobCancelled("The job was cancelled before it started; nothing was written.")
         seed = processor.start_stream(options.seed)
         logger.info("job %s -> %s: seed %d, %s", job.input, output, seed, processor.describe())
-        write_report, frames, cuts, model_seconds = _stream(job, output, processor, emit, cancel)
+        write_report, frames, cuts, model_seconds, steady = _stream(job, output, processor, emit, cancel)
         emit(ProgressEvent("verifying", frames, frames, message="verifying the output"))
         report = media.verify(job.info, output, _expected(job, frames))
         if not report.ok:
@@ -230,6 +238,7 @@ def run(
     finally:
         lock.release()
         shutil.rmtree(job_dir, ignore_errors=True)
+    _record_speed(job, processor, steady)
     seconds = time.perf_counter() - started
     emit(ProgressEvent("done", frames, frames, message=f"done in {seconds:.1f} s"))
     logger.info("job done: %d frames in %.1f s (model %.1f s), scene cuts at %s", frames, seconds, model_seconds, cuts)
@@ -242,14 +251,16 @@ def _stream(
     processor: FrameProcessor,
     emit: ProgressCallback,
     cancel: threading.Event | None,
-) -> tuple[Any, int, list[int], float]:
-    """Decode -> upscale -> encode; returns (write report, frames, scene cut indices, model seconds)."""
+) -> tuple[Any, int, list[int], float, list[float]]:
+    """Decode -> upscale -> encode; returns (write report, frames, scene cut indices, model seconds,
+    engine seconds of each frame that was not the first of its stream)."""
     options = job.options
     size = job.size
     detector = SceneCutDetector(options.scene_threshold, job.rate) if options.scene_cuts else None
     cuts: list[int] = []
     meter = RateMeter()
     model_seconds = 0.0
+    steady: list[float] = []
     done = 0
     engine = str(processor.describe().get("engine", options.engine))
     with media.FrameReader(job.input, job.trim_start, job.trim_end, READ_QUEUE, info=job.info) as reader:
@@ -276,7 +287,10 @@ def _stream(
                             f"({float(frame.pts - job.info.video.start_time):.3f} s): {type(exc).__name__}: {exc}. "
                             "Nothing was written; see the log for the traceback."
                         ) from exc
-                    model_seconds += time.perf_counter() - tick
+                    took = time.perf_counter() - tick
+                    model_seconds += took
+                    if done > 0 and not cut:  # a stream's first frame takes a different, cheaper path
+                        steady.append(took)
                     _check_frame(upscaled, size, engine, frame.index)
                     encoder.put(upscaled, frame.pts, cancel, duration=frame.duration)
                     done += 1
@@ -300,7 +314,19 @@ def _stream(
                 raise
             _check_cancel(cancel, writer)
             write_report = writer.finish()
-    return write_report, done, cuts, model_seconds
+    return write_report, done, cuts, model_seconds, steady
+
+
+def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) -> None:
+    """Record the finished job's steady-state seconds per frame for later plans (see module doc).
+
+    Under the engine's own calibration key and the plan's (which differs on a ZeroGPU Space, whose
+    plans cannot load the engine). A failure to write the cache is logged, never fails the job.
+    """
+    seconds = statistics.median(steady) if len(steady) >= calibration.MIN_RECORDED_FRAMES else 0.0
+    if seconds > 0:
+        keys = [calibration.cache_key(processor), job.calibration.key]
+        calibration.record(job.options.cache_dir, keys, job.info.video.width, job.info.video.height, seconds)
 
 
 def _check_cancel(cancel: threading.Event | None, writer: Any = None) -> None:

@@ -31,6 +31,28 @@ class TrimOutOfRange(JobRefused):
     """``start`` lies at or past the end of the video, or the range holds no frame."""
 
 
+class GPUCallTooLong(JobRefused):
+    """On a ZeroGPU Space: the job cannot finish within one GPU call. ``limit_seconds`` is the
+    per-call limit, ``needed_seconds`` the reservation the job would need, ``max_frames`` /
+    ``max_seconds`` the longest piece of this video (same size, engine and steps) that fits."""
+
+    def __init__(self, message: str, *, limit_seconds: float, needed_seconds: int, max_frames: int,
+                 max_seconds: float) -> None:
+        super().__init__(message)
+        self.limit_seconds = limit_seconds
+        self.needed_seconds = needed_seconds
+        self.max_frames = max_frames
+        self.max_seconds = max_seconds
+
+    def __reduce__(self) -> tuple:
+        return (_gpu_call_too_long, (str(self), self.limit_seconds, self.needed_seconds, self.max_frames,
+                                     self.max_seconds))
+
+
+def _gpu_call_too_long(message: str, limit: float, needed: int, frames: int, seconds: float) -> GPUCallTooLong:
+    return GPUCallTooLong(message, limit_seconds=limit, needed_seconds=needed, max_frames=frames, max_seconds=seconds)
+
+
 class JobFailed(JobError, RuntimeError):
     """The job started and failed (the engine or the encoder raised); nothing was left behind."""
 

@@ -107,7 +107,9 @@ def resolve_model_folder(
         ) from exc
     except LocalEntryNotFoundError as exc:
         why = "offline mode (HF_HUB_OFFLINE) is on" if offline else f"the hub {endpoint} is unreachable ({reason})"
-        raise HubUnreachableError(f"Cannot get model {model_id!r}: {why} and it is not in the local cache. {fix}") from exc
+        raise HubUnreachableError(
+            f"Cannot get model {model_id!r}: {why} and it is not in the local cache. {fix}"
+        ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise HubUnreachableError(f"Downloading model {model_id!r} from {endpoint} failed ({exc}). {fix}") from exc
     check_layout(folder)
@@ -220,5 +222,6 @@ def _check_widths(folder: Path, unet: Any, controlnet: Any, vae: TemporalAutoenc
             )
     if unet.config.out_channels != latent:
         raise ConfigMismatchError(
-            f"{folder / 'unet' / 'config.json'}: out_channels {unet.config.out_channels} != vae latent_channels {latent}."
+            f"{folder / 'unet' / 'config.json'}: out_channels {unet.config.out_channels} != vae latent_channels "
+            f"{latent}. Fix: use matching checkpoints."
         )

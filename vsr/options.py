@@ -76,6 +76,7 @@ class UpscaleOptions:
     max_output_pixels: int = 7680 * 4320
     max_duration: float = 600.0
     max_upload_mb: int = 2048
+    zerogpu_max_seconds: float = 300.0  # longest GPU call on a ZeroGPU Space (see vsr.plan)
 
     @property
     def effective_crf(self) -> int | None:
@@ -109,6 +110,7 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_MAX_OUTPUT_PIXELS": "max_output_pixels",
     "STREAM_DIFFVSR_MAX_DURATION": "max_duration",
     "STREAM_DIFFVSR_MAX_UPLOAD_MB": "max_upload_mb",
+    "STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS": "zerogpu_max_seconds",
 }
 _FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
 
@@ -308,6 +310,7 @@ _PARSERS = {
     "max_output_pixels": _integer(1, None, "the largest output frame in pixels"),
     "max_duration": _positive_float("the longest input in seconds"),
     "max_upload_mb": _integer(1, None, "the largest upload in MB"),
+    "zerogpu_max_seconds": _positive_float("the longest ZeroGPU call in seconds, 300 by default"),
 }
 
 

@@ -5,21 +5,32 @@ audio and subtitle track, loads (or reuses) the engine, and estimates time (from
 this device, see ``vsr.calibration``) and output size. It refuses, with a ``JobRefused`` that names
 the limit and the fix, what exceeds the configured limits. ``preview_plan`` derives a short piece
 from the middle of the same video for a quick look.
+
+On a Hugging Face ZeroGPU Space (``vsr.environment.on_zero_gpu``) there is no GPU outside the
+``spaces.GPU`` function that runs the job, so the plan never loads or runs the diffusion model: its
+estimate comes from a calibration cached by an earlier job on the Space, or is a provisional one,
+labelled as such (``vsr.calibration.provisional``). Each GPU call is limited to
+``options.zerogpu_max_seconds``; the plan computes the call's reservation (``JobPlan.gpu_seconds``)
+and refuses, with ``GPUCallTooLong``, a job that cannot finish in one call, naming the longest piece
+of the video that can.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import media
-from vsr.calibration import Calibration, calibrate
+from vsr import environment
+from vsr.calibration import Calibration, calibrate, lookup, provisional
 from vsr.engines import FrameProcessor
-from vsr.job_errors import InputNotFound, LimitExceeded, TrimOutOfRange
+from vsr.job_errors import GPUCallTooLong, InputNotFound, LimitExceeded, TrimOutOfRange
 from vsr.options import UpscaleOptions
 from vsr.sizing import OutputSize, output_size
 
@@ -28,6 +39,53 @@ logger = logging.getLogger(__name__)
 # Rough bits per output pixel per frame at each codec's default quality (CRF_RANGE defaults), for
 # upscaled footage (smoother than native footage of that size); each 6 CRF steps halve or double it.
 _BITS_PER_PIXEL = {"h264": 0.08, "hevc": 0.05, "av1": 0.04, "prores": 2.4, "ffv1": 4.0}
+
+GPU_LOADING_SECONDS = 60.0
+"""Added to every ZeroGPU reservation: loading the model inside the GPU call."""
+GPU_MARGIN = 1.5
+"""The estimate is multiplied by this in a ZeroGPU reservation (estimates are not exact)."""
+GPU_MINIMUM_SECONDS = 60
+CPU_ENGINES = frozenset({"bicubic"})
+"""Engines that never touch a GPU, so a ZeroGPU plan may load and time them outside the GPU call."""
+
+
+def gpu_seconds(estimate_seconds: float | None, *, loading_seconds: float = GPU_LOADING_SECONDS,
+                margin: float = GPU_MARGIN, minimum: int = GPU_MINIMUM_SECONDS) -> int:
+    """Seconds to reserve a ZeroGPU device for a job whose plan estimates ``estimate_seconds``.
+
+    The estimate times ``margin`` plus ``loading_seconds`` for loading the model, at least
+    ``minimum``; an unknown estimate gets ``minimum`` plus the loading time.
+    """
+    if estimate_seconds is None or not math.isfinite(estimate_seconds):
+        return int(minimum + loading_seconds)
+    return max(minimum, math.ceil(estimate_seconds * margin + loading_seconds))
+
+
+def frames_per_gpu_call(limit_seconds: float, seconds_per_frame: float) -> int:
+    """The most frames one GPU call of at most ``limit_seconds`` can upscale: the largest ``n`` with
+    ``gpu_seconds(n * seconds_per_frame) <= limit_seconds`` (0 when not even one frame fits)."""
+    budget = (limit_seconds - GPU_LOADING_SECONDS) / GPU_MARGIN
+    if gpu_seconds(0.0) > limit_seconds or budget <= 0:
+        return 0
+    if seconds_per_frame <= 0:
+        return 2**31 - 1
+    frames = math.floor(budget / seconds_per_frame) + 1
+    while frames > 0 and gpu_seconds(frames * seconds_per_frame) > limit_seconds:  # rounding: step back
+        frames -= 1
+    return frames
+
+
+def zerogpu_calibration_key(options: UpscaleOptions) -> str:
+    """The calibration cache key of ``options``' engine on a ZeroGPU Space, built without loading it
+    (the plan cannot: no GPU outside the GPU call). The job records its speed under it, too."""
+    import torch
+
+    return json.dumps({
+        "engine": options.engine, "model": options.model_id,
+        "flow_weights": str(options.flow_weights) if options.flow_weights else None,
+        "precision": options.precision, "steps": options.steps, "attention": options.attention,
+        "hardware": "zerogpu", "torch": torch.__version__,
+    }, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -55,6 +113,20 @@ class JobPlan:
     estimate_seconds: float
     estimate_bytes: int
     notes: tuple[str, ...] = field(default=())
+    gpu_call_limit: float | None = None
+    """On a ZeroGPU Space: the longest GPU call (seconds) this job may take; None elsewhere."""
+
+    @property
+    def gpu_seconds(self) -> int:
+        """The GPU reservation for this job under ZeroGPU (``gpu_seconds`` of the estimate)."""
+        return gpu_seconds(self.estimate_seconds)
+
+    @property
+    def max_frames_per_call(self) -> int | None:
+        """On ZeroGPU: the most frames of this video one GPU call can upscale; None elsewhere."""
+        if self.gpu_call_limit is None:
+            return None
+        return frames_per_gpu_call(self.gpu_call_limit, self.seconds_per_frame)
 
     @property
     def duration(self) -> Fraction:
@@ -106,6 +178,9 @@ class JobPlan:
             "estimate_seconds": self.estimate_seconds,
             "estimate_bytes": self.estimate_bytes,
             "calibration": self.calibration.describe(),
+            "estimate_provisional": self.calibration.provisional,
+            "gpu_call_limit": self.gpu_call_limit,
+            "gpu_seconds": self.gpu_seconds if self.gpu_call_limit is not None else None,
             "notes": list(self.notes),
         }
 
@@ -142,6 +217,9 @@ class JobPlan:
             f"({self.seconds_per_frame:.3f} s per frame, {self.calibration.describe()}); "
             f"output about {_bytes_text(self.estimate_bytes)} (rough)"
         )
+        if self.gpu_call_limit is not None:
+            lines.append(f"GPU:      one ZeroGPU call of {self.gpu_seconds} s reserved (estimate x {GPU_MARGIN:g} + "
+                         f"{GPU_LOADING_SECONDS:g} s to load the model; the limit is {self.gpu_call_limit:g} s per call)")
         lines.extend(f"Note:     {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -152,15 +230,20 @@ def plan(
     *,
     output: str | Path | None = None,
     processor: FrameProcessor | None = None,
+    zero_gpu: bool | None = None,
+    piece_only: bool = False,
 ) -> JobPlan:
     """Probe ``input`` and decide the whole job; raise before any work if it cannot be done.
 
     ``output`` (optional) is where the result will go; its suffix picks the container (default: the
     codec's usual one, ``encode_settings(options).suffix``). ``processor`` overrides the engine from
-    ``get_processor(options)``.
-    Raises ``InputNotFound``, ``LimitExceeded``, ``TargetTooLarge``, ``TrimOutOfRange`` (all
-    ``JobRefused``, a ``ValueError``), ``media.MediaError`` for unreadable input and
-    ``vsr.errors.ModelLoadError`` when the engine cannot be loaded.
+    ``get_processor(options)``. ``zero_gpu`` (default: ``vsr.environment.on_zero_gpu()``) plans for
+    a ZeroGPU Space: a GPU engine is neither loaded nor timed here (see the module doc) and the job
+    must fit in one GPU call of ``options.zerogpu_max_seconds``; with ``piece_only`` (the caller runs
+    only ``preview_plan``'s piece of it) that check is left to the piece's plan.
+    Raises ``InputNotFound``, ``LimitExceeded``, ``TargetTooLarge``, ``TrimOutOfRange``,
+    ``GPUCallTooLong`` (all ``JobRefused``, a ``ValueError``), ``media.MediaError`` for unreadable
+    input and ``vsr.errors.ModelLoadError`` when the engine cannot be loaded.
     """
     path = Path(input)
     if not path.is_file():
@@ -172,16 +255,36 @@ def plan(
         )
     info = media.probe(path)
     _check_input_limits(path, info, options)
-    if processor is None:
-        from vsr.job import get_processor
-
-        processor = get_processor(options)
-    calibration = calibrate(processor, options.cache_dir, info.video.width, info.video.height)
     settings = encode_settings(options)
     settings.check_available()
     suffix = Path(output).suffix.lower() if output is not None else settings.suffix
     settings.check_container(suffix)
-    return _decide(path, info, options, processor.describe(), calibration, suffix)
+    zero_gpu = environment.on_zero_gpu() if zero_gpu is None else zero_gpu
+    if zero_gpu and processor is None and options.engine not in CPU_ENGINES:
+        # No GPU here: the model loads and runs only inside the job's GPU call.
+        key = zerogpu_calibration_key(options)
+        calibration = lookup(options.cache_dir, key) or provisional(key, options.engine, options.steps)
+        engine = _zerogpu_engine(options)
+    else:
+        if processor is None:
+            from vsr.job import get_processor
+
+            processor = get_processor(options)
+        calibration = calibrate(processor, options.cache_dir, info.video.width, info.video.height)
+        engine = processor.describe()
+    limit = options.zerogpu_max_seconds if zero_gpu else None
+    return _decide(path, info, options, engine, calibration, suffix, limit, check_gpu_call=not piece_only)
+
+
+def _zerogpu_engine(options: UpscaleOptions) -> dict[str, Any]:
+    """The engine description of a ZeroGPU plan (the engine itself is loaded only in the GPU call)."""
+    return {
+        "engine": options.engine, "device": "ZeroGPU",
+        "precision": options.precision if options.precision != "auto" else "precision chosen on the GPU",
+        "steps": options.steps, "seed": options.seed, "scale": 4, "model": options.model_id,
+        "flow_weights": str(options.flow_weights) if options.flow_weights else None,
+        "attention": options.attention,
+    }
 
 
 def encode_settings(options: UpscaleOptions) -> "media.EncodeSettings":
@@ -199,7 +302,8 @@ def preview_plan(job: JobPlan, seconds: float = 2.0) -> JobPlan:
     middle = job.start + job.duration / 2
     start = max(job.start, middle - length / 2)
     options = job.options.replace(start=start, end=start + length)
-    return _decide(job.input, job.info, options, job.engine, job.calibration, job.container_suffix)
+    return _decide(job.input, job.info, options, job.engine, job.calibration, job.container_suffix,
+                   job.gpu_call_limit)
 
 
 def _decide(
@@ -209,6 +313,9 @@ def _decide(
     engine: dict[str, Any],
     calibration: Calibration,
     suffix: str,
+    gpu_call_limit: float | None = None,
+    *,
+    check_gpu_call: bool = True,
 ) -> JobPlan:
     v = info.video
     notes: list[str] = []
@@ -246,6 +353,8 @@ def _decide(
     if v.variable_rate:
         notes.append("variable frame rate: every frame keeps its own timestamp")
     seconds_per_frame = calibration.seconds_per_frame(v.width, v.height)
+    if gpu_call_limit is not None and check_gpu_call:
+        _check_gpu_call(path, v, engine, size, calibration, seconds_per_frame, frames, gpu_call_limit)
     tracks = media.plan_stream_actions(info, path.with_name(f"output{suffix}"))
     return JobPlan(
         input=path,
@@ -263,6 +372,32 @@ def _decide(
         estimate_seconds=seconds_per_frame * frames,
         estimate_bytes=_estimate_bytes(info, options, size, frames, length),
         notes=tuple(notes),
+        gpu_call_limit=gpu_call_limit,
+    )
+
+
+def _check_gpu_call(path: Path, v: Any, engine: dict[str, Any], size: OutputSize, calibration: Calibration,
+                    seconds_per_frame: float, frames: int, limit: float) -> None:
+    """Refuse (``GPUCallTooLong``) a ZeroGPU job whose reservation exceeds the per-call ``limit``."""
+    needed = gpu_seconds(seconds_per_frame * frames)
+    if needed <= limit:
+        return
+    most = frames_per_gpu_call(limit, seconds_per_frame)
+    steps = f" ({engine.get('steps')} steps)" if engine.get("steps") else ""
+    source = ("provisional estimate, not yet measured on this device" if calibration.provisional
+              else "measured on this device")
+    where = f"At {v.width}x{v.height} -> {size.width}x{size.height} with the {engine.get('engine')} engine{steps}"
+    reach = (f"{where}, not even one frame fits in one call." if most < 1 else
+             f"{where}, one call can upscale at most {most} frames, about {math.floor(most / v.avg_rate * 10) / 10:.1f} s of this "
+             "video.")
+    raise GPUCallTooLong(
+        f"{path}: on this ZeroGPU Space one GPU call may last at most {limit:g} s, but this job needs about {needed} s "
+        f"({frames} frames x {seconds_per_frame:.3f} s per frame x {GPU_MARGIN:g} margin + {GPU_LOADING_SECONDS:g} s "
+        f"to load the model; {source}). {reach} Trim the video (start/end) to at most that length and upscale it "
+        "in pieces, use a smaller (lower-resolution) input or fewer steps, or run it locally or on a dedicated GPU "
+        "(the Docker image or the command line), where there is no per-call limit.",
+        limit_seconds=limit, needed_seconds=needed, max_frames=most,
+        max_seconds=float(most / v.avg_rate),
     )
 
 

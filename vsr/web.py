@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from vsr.options import CRF_RANGE, HEIGHT_PRESETS, SCALE, UpscaleOptions
+from vsr.plan import gpu_seconds  # noqa: F401 - part of this module's surface (the ZeroGPU reservation)
 
 logger = logging.getLogger(__name__)
 
@@ -170,15 +171,20 @@ def size_text(count: float | None) -> str:
     raise AssertionError("unreachable")
 
 
-def limits_text(options: UpscaleOptions, queue_size: int) -> str:
-    """The server's limits in one line of Markdown, shown under the title."""
-    return (
+def limits_text(options: UpscaleOptions, queue_size: int, *, zero_gpu: bool = False) -> str:
+    """The server's limits in one line of Markdown, shown under the title (with ``zero_gpu``, also
+    the ZeroGPU Space's per-call limit)."""
+    text = (
         f"Limits on this server: uploads up to {options.max_upload_mb:,} MB, "
         f"{duration_text(options.max_duration)} of video (after trimming), "
         f"input frames up to {options.max_input_pixels:,} pixels, output frames up to "
         f"{options.max_output_pixels:,} pixels. One video is upscaled at a time; up to {queue_size} "
         "more wait in line and see their place."
     )
+    if zero_gpu:
+        text += (f" On this ZeroGPU Space each job must finish within one GPU call of "
+                 f"{duration_text(options.zerogpu_max_seconds)}; the plan says how long a piece of your video fits.")
+    return text
 
 
 def progress_text(stage: str, done: int, total: int, fps: float | None, eta: float | None, message: str = "") -> str:
@@ -374,18 +380,6 @@ class NewestEvent:
             yield event, (frames if due else None)
 
 
-def gpu_seconds(estimate_seconds: float | None, *, loading_seconds: float = 60.0,
-                margin: float = 1.5, minimum: int = 60) -> int:
-    """Seconds to reserve a ZeroGPU device for a job whose plan estimates ``estimate_seconds``.
-
-    The estimate times ``margin`` plus ``loading_seconds`` for the first model load, at least
-    ``minimum``; an unknown estimate gets ``minimum`` plus the loading time.
-    """
-    if estimate_seconds is None or not math.isfinite(estimate_seconds):
-        return int(minimum + loading_seconds)
-    return max(minimum, math.ceil(estimate_seconds * margin + loading_seconds))
-
-
 def display_size(plan: Any) -> tuple[int, int]:
     """(width, height) of a ``JobPlan``'s input as displayed (after pixel aspect ratio and rotation)."""
     video = plan.info.video
@@ -404,6 +398,10 @@ def _labelled_lines(text: str) -> list[str]:
     return lines
 
 
+def _provisional(plan: Any) -> bool:
+    return bool(getattr(getattr(plan, "calibration", None), "provisional", False))
+
+
 def plan_markdown(plan: Any) -> str:
     """A ``JobPlan`` for the page: a headline (size in -> size out, frames, duration, time and file
     size on this machine), then the job's own ``to_text`` lines (input, range, output, engine, tracks
@@ -411,8 +409,9 @@ def plan_markdown(plan: Any) -> str:
     width, height = display_size(plan)
     headline = (
         f"**{width}x{height} → {plan.size.width}x{plan.size.height}**, {plan.frames} frames, "
-        f"{float(plan.duration):.2f} s · about **{duration_text(plan.estimate_seconds)}** on this machine · "
-        f"file about **{size_text(plan.estimate_bytes)}**"
+        f"{float(plan.duration):.2f} s · about **{duration_text(plan.estimate_seconds)}** "
+        + ("(provisional: not yet measured on this device) " if _provisional(plan) else "on this machine ")
+        + f"· file about **{size_text(plan.estimate_bytes)}**"
     )
     details = [line for line in plan.to_text().splitlines() if not line.startswith("Estimate:")]  # in the headline
     return "\n".join(["### The plan", headline, "", *_labelled_lines("\n".join(details))])

@@ -1,0 +1,77 @@
+"""A finished job records its measured speed for later plans; a cached estimate never waits for a job."""
+
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from media_factory import make_video
+from vsr import calibration, job
+from vsr.bicubic import BicubicUpscaler
+from vsr.engine_lock import engine_lock
+from vsr.options import build_options
+
+
+class PacedEngine(BicubicUpscaler):
+    """Bicubic that takes ``first`` seconds on a stream's first frame and ``steady`` on the others."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = 0.0
+        self.steady = 0.0
+        self._fresh = True
+
+    def start_stream(self, seed: int | None = None) -> int:
+        self._fresh = True
+        return super().start_stream(seed)
+
+    def reset(self) -> None:
+        self._fresh = True
+        super().reset()
+
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        time.sleep(self.first if self._fresh else self.steady)
+        self._fresh = False
+        return super().process(rgb)
+
+
+def _options(tmp_path: Path):
+    return build_options({"engine": "bicubic", "cache_dir": str(tmp_path / "cache"), "tmp_dir": str(tmp_path / "t"),
+                          "scene_cuts": False}, env={})
+
+
+def test_a_finished_job_records_its_steady_speed_and_later_plans_use_it(tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 6, audio=None)
+    engine = PacedEngine()
+    options = _options(tmp_path)
+    before = job.plan(clip, options, processor=engine)  # calibrated: the engine is fast so far
+    assert before.seconds_per_frame < 0.02
+
+    engine.first, engine.steady = 0.3, 0.04  # now slow, and slower still on the first frame
+    job.run(before, tmp_path / "out.mp4", processor=engine)
+
+    after = job.plan(clip, options, processor=engine)
+    assert after.calibration.cached and not after.calibration.provisional
+    # The median of the 5 steady frames: the first frame (0.3 s) does not count.
+    assert 0.04 <= after.seconds_per_frame < 0.1
+    assert after.estimate_seconds == after.seconds_per_frame * 6
+    points = dict(after.calibration.points)
+    assert points[64 * 48] == after.seconds_per_frame
+
+
+def test_a_cached_estimate_does_not_wait_for_the_job_holding_the_engine(tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 3, audio=None)
+    engine = PacedEngine()
+    options = _options(tmp_path)
+    first = job.plan(clip, options, processor=engine)  # measures and caches
+    planned: list = []
+    with engine_lock(engine):  # a job is running on the engine
+        worker = threading.Thread(target=lambda: planned.append(job.plan(clip, options, processor=engine)))
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive(), "the plan waited for the engine lock although its estimate was cached"
+    assert planned[0].calibration.cached and planned[0].seconds_per_frame == first.seconds_per_frame
