@@ -296,6 +296,12 @@ def _run_job(settings: UpscaleOptions, ui: dict, video: str | None, sample: bool
     except VerificationFailed:
         keep = True  # its message tells the operator where the file is, for inspection
         raise
+    except ModelLoadError as error:
+        # On ZeroGPU the model first loads here, inside the GPU call (plans there never load it):
+        # the page's notice then says why and offers bicubic, as when a plan fails to load it.
+        if options.engine != "bicubic":
+            MODEL.failed(str(error))
+        raise
     finally:
         JOBS.finish(session, flag)
         if not keep:

@@ -221,3 +221,18 @@ def test_frames_per_call_is_the_exact_inverse_of_the_reservation(limit, seconds_
     if frames > 0:
         assert gpu_seconds(frames * seconds_per_frame) <= limit
     assert gpu_seconds((frames + 1) * seconds_per_frame) > limit
+
+
+def test_a_model_that_fails_to_load_in_the_gpu_call_turns_on_the_notice(tmp_path, zerogpu, monkeypatch):
+    from vsr.errors import ModelNotFoundError
+
+    def get_processor(options: UpscaleOptions) -> None:
+        raise ModelNotFoundError("no-such/model: not found on the Hub. Check the id (STREAM_DIFFVSR_MODEL_ID).")
+
+    monkeypatch.setattr(job, "get_processor", get_processor)
+    monkeypatch.setattr(app, "MODEL", app.ModelStatus())
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 3, audio=None)
+    with pytest.raises(ModelNotFoundError):
+        _run(_settings(tmp_path), clip)
+    assert "no-such/model: not found" in app.MODEL.notice() and "Bicubic" in app.MODEL.notice()
+    assert list((tmp_path / "out").iterdir()) == []  # the job folder was removed
