@@ -48,16 +48,15 @@ def test_a_finished_job_records_its_steady_speed_and_later_plans_use_it(tmp_path
     clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 6, audio=None)
     engine = PacedEngine()
     options = _options(tmp_path)
-    before = job.plan(clip, options, processor=engine)  # calibrated: the engine is fast so far
-    assert before.seconds_per_frame < 0.02
+    before = job.plan(clip, options, processor=engine)  # calibrated while the engine has no delay
 
-    engine.first, engine.steady = 0.3, 0.04  # now slow, and slower still on the first frame
+    engine.first, engine.steady = 1.0, 0.05  # now slow, and much slower on a stream's first frame
     job.run(before, tmp_path / "out.mp4", processor=engine)
 
     after = job.plan(clip, options, processor=engine)
     assert after.calibration.cached and not after.calibration.provisional
-    # The median of the 5 steady frames: the first frame (0.3 s) does not count.
-    assert 0.04 <= after.seconds_per_frame < 0.1
+    # The median of the 5 steady frames (each sleeps 0.05 s); the first frame (1 s) does not count.
+    assert 0.05 <= after.seconds_per_frame < 1.0 and after.seconds_per_frame != before.seconds_per_frame
     assert after.estimate_seconds == after.seconds_per_frame * 6
     points = dict(after.calibration.points)
     assert points[64 * 48] == after.seconds_per_frame
