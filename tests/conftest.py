@@ -38,3 +38,26 @@ def gradio_videos() -> Path:
     import gradio
 
     return Path(gradio.__file__).resolve().parent / "media_assets" / "videos"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Programs (the CLI's main) configure the root logger; give the next test the logging it had."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def torch_two_threads():
+    """Run a module's model tests with 2 intra-op threads, as the golden fixture was recorded."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

@@ -24,16 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RATE = Fraction(30000, 1001)
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """main() configures the root logger for a program; give the next test the logging it had."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 def _no_png(folder: Path) -> None:
     assert [p for p in files_under(folder) if p.suffix.lower() == ".png"] == [], "a PNG was written"
 

@@ -22,13 +22,7 @@ from vsr.loading import load_checkpoint
 from vsr.stream import StreamDiffVSRUpscaler, postprocess, preprocess
 from vsr.text import empty_prompt_ids, encode_empty_prompt
 
-
-@pytest.fixture(scope="module", autouse=True)
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_two_threads")
 
 
 @pytest.fixture(scope="module")

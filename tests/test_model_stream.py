@@ -20,13 +20,7 @@ from vsr import FrameProcessor, load_engine
 from vsr.flow import compute_flow
 from vsr.stream import StreamDiffVSRUpscaler, postprocess, preprocess
 
-
-@pytest.fixture(scope="module", autouse=True)
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_two_threads")
 
 
 @pytest.fixture(scope="module")
