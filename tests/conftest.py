@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+
+
+def _shared_dir() -> Path:
+    """``../shared`` beside the checkout (as CI lays it out). A clone made elsewhere from a local
+    checkout (``git clone /work/main /tmp/x``) finds it beside the checkout it was cloned from."""
+    beside = ROOT.parent / "shared"
+    if beside.is_dir():
+        return beside
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()
+    except OSError:
+        origin = ""
+    if origin and Path(origin).is_dir() and (Path(origin).resolve().parent / "shared").is_dir():
+        return Path(origin).resolve().parent / "shared"
+    return beside
+
+
+SHARED = _shared_dir()
 FIXTURE_DIR = SHARED / "fixtures" / "stream-diffvsr-tiny"
 
 
