@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vsr import environment
-from vsr.options import CODECS, DEVICES, ENGINES, HEIGHT_PRESETS, PRECISIONS, OptionsError, build_options
+from vsr.options import ATTENTIONS, CODECS, DEVICES, ENGINES, HEIGHT_PRESETS, PRECISIONS, OptionsError, build_options
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--seed", metavar="S", help="noise seed (default: random; the seed used is printed)")
     up.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
     up.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
-    up.add_argument("--attention", metavar="sdpa|xformers|sliced", help="attention implementation (default sdpa)")
+    up.add_argument("--attention", metavar="|".join(ATTENTIONS), help="attention implementation (default sdpa)")
     up.add_argument("--height", metavar="4x|" + "|".join(str(h) for h in HEIGHT_PRESETS),
                     help="output size: 4x (default) or the output's short side as displayed")
     up.add_argument("--start", metavar="T", help="start time (seconds or HH:MM:SS.ff)")
