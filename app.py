@@ -1,12 +1,12 @@
 """The web app: upload a video, see the plan, watch it upscale live, compare, download.
 
-Layout and wiring only. The work is ``vsr.job`` (plan, run); the texts and the job folders are
-``vsr.web``. Errors become ``gr.Error`` in exactly one place (``_user_errors``). Run it with
+Layout and wiring only. The work is ``vsr.job.runner`` (plan, run); the texts and the job folders are
+``vsr.web.texts``. Errors become ``gr.Error`` in exactly one place (``_user_errors``). Run it with
 ``python app.py``; it listens on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (127.0.0.1:7860).
 
 On a Hugging Face ZeroGPU Space the upscaling runs inside a ``spaces.GPU`` function whose reservation
 is computed from the plan (``JobPlan.gpu_seconds``); the model loads and runs only inside it (plans
-there never touch the model, see ``vsr.plan``), and a video that cannot finish in one call is refused
+there never touch the model, see ``vsr.job.planning``), and a video that cannot finish in one call is refused
 by the plan with the longest length that fits. Elsewhere ``spaces.GPU`` changes nothing (or ``spaces``
 is not installed).
 """
@@ -32,9 +32,10 @@ from typing import Any
 import gradio as gr
 
 from media import MediaError
-from vsr import environment, job, web
-from vsr.errors import ModelLoadError
-from vsr.job_errors import JobCancelled, JobError, VerificationFailed
+from vsr import environment, job
+from vsr.web import texts as web
+from vsr.model.errors import ModelLoadError
+from vsr.job.errors import JobCancelled, JobError, VerificationFailed
 from vsr.logs import configure_logging
 from vsr.options import CODECS, CRF_RANGE, OptionsError, UpscaleOptions, build_options
 
@@ -232,14 +233,20 @@ def _plan(settings: UpscaleOptions, video: str, controls: tuple,
     so a whole video too long for one ZeroGPU call is not refused here (the piece's plan checks).
     """
     options = _options(settings, controls)
+    zero_gpu = environment.on_zero_gpu()
+
+    def planned_with(options: UpscaleOptions) -> Any:
+        estimator = job.estimator_for(options, zero_gpu=zero_gpu)
+        return job.plan(Path(video), options, estimator=estimator, zero_gpu=zero_gpu, piece_only=sample)
+
     try:
-        planned = job.plan(Path(video), options, piece_only=sample)
+        planned = planned_with(options)
     except ModelLoadError as error:
         if options.engine == "bicubic":
             raise
         MODEL.failed(str(error))
         options = options.replace(engine="bicubic")
-        return job.plan(Path(video), options, piece_only=sample), options, True
+        return planned_with(options), options, True
     if options.engine != "bicubic":
         MODEL.loaded()
     return planned, options, False

@@ -2,12 +2,12 @@
 
 1. ``before_after``: milliseconds to build the before/after slider picture for one frame at common
    output sizes (sent at most every 0.5 s while a job runs, so this bounds the page's CPU share).
-2. Hand-over: ``vsr.job.run`` called directly against the app's ``_job_events`` (job thread +
+2. Hand-over: ``vsr.job.runner.run`` called directly against the app's ``_job_events`` (job thread +
    ``NewestEvent`` hand-over, as the page runs it), bicubic engine (fast, so overhead shows), same
    clip; median of a few runs.
 3. End to end: ``/upscale`` through ``gradio_client`` against the real server (``python app.py`` in a
    subprocess; upload, queue, job, preview pictures, result copied to Gradio's cache, download)
-   against ``vsr.job.run`` on the same clip in this process.
+   against ``vsr.job.runner.run`` on the same clip in this process.
 
 Run: ``.venv/bin/python bench/app.py`` (``--quick`` for a smoke run). Prints a markdown table and
 writes ``bench/results/app.json``.
@@ -41,7 +41,8 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 import app  # noqa: E402
 from app_harness import AppServer  # noqa: E402
 from media_factory import make_video  # noqa: E402
-from vsr import job, web  # noqa: E402
+from vsr import job  # noqa: E402
+from vsr.web import texts as web  # noqa: E402
 from vsr.options import build_options  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "app.json"
@@ -65,7 +66,7 @@ def bench_before_after(repeats: int) -> dict[str, float]:
 def bench_handover(clip: Path, work: Path, repeats: int) -> dict[str, float]:
     options = build_options({"engine": "bicubic", "tmp_dir": str(work / "tmp"), "cache_dir": str(work / "cache"),
                              "output_dir": str(work / "out")}, env={})
-    plan = job.plan(clip, options)
+    plan = job.plan(clip, options, estimator=job.estimator_for(options))
     job.run(plan, work / "warm-up.mp4")  # first-call costs (encoder set-up, imports) count for neither side
     direct, through = [], []
     for i in range(repeats):
@@ -84,7 +85,7 @@ def bench_end_to_end(clip: Path, work: Path) -> dict[str, float]:
 
     options = build_options({"engine": "bicubic", "tmp_dir": str(work / "tmp"), "cache_dir": str(work / "cache")},
                             env={})
-    plan = job.plan(clip, options)
+    plan = job.plan(clip, options, estimator=job.estimator_for(options))
     start = time.perf_counter()
     job.run(plan, work / "direct.mp4")
     direct = time.perf_counter() - start

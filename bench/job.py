@@ -4,7 +4,7 @@
    fixture model on the CPU (so the model's time dominates, as with the real model on a GPU):
 
    - ``model alone``: the frames decoded up front into memory, then ``engine.process`` on each, timed;
-   - ``job``: ``vsr.job.run`` on the same clip and engine (decode thread -> model -> encode thread ->
+   - ``job``: ``vsr.job.runner.run`` on the same clip and engine (decode thread -> model -> encode thread ->
      mux -> verify), timed from the call to the end of encoding, and to the end of verification.
 
    The goal is that decoding and encoding overlap the model, so the job takes less than 5 % more
@@ -91,11 +91,12 @@ def fixture_options(work: Path, **extra: object):
 def overhead(work: Path, width: int, height: int, frames: int, repeats: int) -> dict:
     import media
     from vsr import job
+    from vsr.model.engines import get_processor
 
     clip = make_clip(work / f"overhead-{width}x{height}-{frames}.mp4", width, height, frames)
     options = fixture_options(work)
-    engine = job.get_processor(options)
-    plan = job.plan(clip, options, output=work / "out.mp4")  # calibrates (cached for the CLI run below)
+    engine = get_processor(options)
+    plan = job.plan(clip, options, estimator=job.estimator_for(options, engine), output=work / "out.mp4")  # calibrates (cached for the CLI run below)
 
     with media.FrameReader(clip) as reader:
         lr = [frame.rgb for frame in reader]

@@ -71,8 +71,8 @@ def child(case: str, frames: int, out: Path, ref_dir: Path) -> None:
     torch.set_num_threads(2)
     from standin import ensure
 
-    from vsr import load_engine
-    from vsr.stream import StreamDiffVSRUpscaler
+    from vsr.model import load_engine
+    from vsr.model.stream import StreamDiffVSRUpscaler
 
     class NaiveUpscaler(StreamDiffVSRUpscaler):
         """The reference's per-step work: diffusers' ControlNet forward (conditioning embedding included) each step."""

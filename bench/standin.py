@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from vsr.temporal_vae import TemporalAutoencoderTiny
+from vsr.model.temporal_vae import TemporalAutoencoderTiny
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,10 +9,10 @@ without reaching the network), and usable by hand to warm a cache before going o
 It goes through the project's own loaders, so it fetches exactly the files a job reads, into the
 caches a job looks in, and fails the same way a job would:
 
-- the checkpoint via ``vsr.loading.load_checkpoint`` (a ``huggingface_hub`` snapshot of the
+- the checkpoint via ``vsr.model.loading.load_checkpoint`` (a ``huggingface_hub`` snapshot of the
   unet/controlnet/vae/scheduler/text_encoder/tokenizer files into ``$HF_HOME``, then every component
   loaded on the CPU, so a truncated or mismatched file fails the build, not the first job);
-- torchvision's RAFT large weights via ``vsr.flow.load_raft`` (into ``$TORCH_HOME/hub/checkpoints``,
+- torchvision's RAFT large weights via ``vsr.model.flow.load_raft`` (into ``$TORCH_HOME/hub/checkpoints``,
   hash checked, loaded into RAFT large), or a local file given with ``--flow-weights``.
 """
 
@@ -31,10 +31,10 @@ DEFAULT_MODEL_ID = "Jamichsu/Stream-DiffVSR"
 def fetch(model_id: str, flow_weights: Path | None = None) -> Path:
     """Put the checkpoint ``model_id`` and the RAFT weights in the caches; return the checkpoint folder.
 
-    Raises ``vsr.errors.ModelLoadError`` (a ``RuntimeError``) naming the id or file and the fix.
+    Raises ``vsr.model.errors.ModelLoadError`` (a ``RuntimeError``) naming the id or file and the fix.
     """
-    from vsr.flow import load_raft
-    from vsr.loading import load_checkpoint
+    from vsr.model.flow import load_raft
+    from vsr.model.loading import load_checkpoint
 
     folder = load_checkpoint(model_id).folder
     logger.info("checkpoint %s is in %s and loads", model_id, folder)
@@ -45,7 +45,7 @@ def fetch(model_id: str, flow_weights: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns 0 when everything is cached and loads, 1 otherwise."""
-    from vsr.errors import ModelLoadError
+    from vsr.model.errors import ModelLoadError
 
     parser = argparse.ArgumentParser(description="Download the Stream-DiffVSR and RAFT weights into the caches.")
     parser.add_argument("--model-id", default=DEFAULT_MODEL_ID,

@@ -9,7 +9,23 @@ import numpy as np
 import psutil
 
 import media
-from vsr.bicubic import BicubicUpscaler
+from vsr import job
+from vsr.model.bicubic import BicubicUpscaler
+from vsr.model.protocol import FrameProcessor
+from vsr.options import UpscaleOptions
+
+
+def plan(input: str | Path, options: UpscaleOptions, *, processor: FrameProcessor | None = None,
+         **kwargs: object) -> job.JobPlan:
+    """``vsr.job.plan`` with the estimator an interface would hand in: ``processor`` (default: the
+    shared engine for ``options``) timed on this device, or the cached one on ZeroGPU."""
+    zero_gpu = kwargs.get("zero_gpu")
+    if zero_gpu is None:
+        from vsr import environment
+
+        zero_gpu = environment.on_zero_gpu()
+    estimator = job.estimator_for(options, processor, zero_gpu=bool(zero_gpu))
+    return job.plan(input, options, estimator=estimator, **kwargs)
 
 
 class RecordingEngine(BicubicUpscaler):

@@ -23,7 +23,7 @@ from gradio_client.exceptions import AppError
 
 from app_harness import AppServer
 from media_factory import make_video
-from vsr.bicubic import BicubicUpscaler
+from vsr.model.bicubic import BicubicUpscaler
 
 pytestmark = pytest.mark.slow  # starts the server (about 10 s) once for the module
 

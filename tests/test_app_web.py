@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vsr import web
-from vsr.job_errors import TargetTooLarge
+from vsr.web import texts as web
+from vsr.job.errors import TargetTooLarge
 from vsr.options import OptionsError, build_options
-from vsr.progress import ProgressEvent
-from vsr.sizing import output_size
+from vsr.job.progress import ProgressEvent
+from vsr.job.sizing import output_size
 
 
 # -- controls -> options ---------------------------------------------------------------------------

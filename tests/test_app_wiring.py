@@ -15,9 +15,10 @@ import app
 from app_harness import ROOT
 from media import NotAVideo
 from media_factory import make_video
+from job_support import plan
 from vsr import job
-from vsr.errors import ModelNotFoundError
-from vsr.job_errors import LimitExceeded
+from vsr.model.errors import ModelNotFoundError
+from vsr.job.errors import LimitExceeded
 from vsr.options import OptionsError, build_options
 
 
@@ -76,7 +77,7 @@ def test_the_zerogpu_job_takes_and_yields_only_picklable_things(tmp_path):
     clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30000, 1001), 3)
     options = build_options({"engine": "bicubic", "output_dir": str(tmp_path / "out"), "tmp_dir": str(tmp_path / "t"),
                              "cache_dir": str(tmp_path / "cache")}, env={})
-    planned = job.plan(clip, options)
+    planned = plan(clip, options)
     restored = pickle.loads(pickle.dumps(planned))
     assert restored.frames == planned.frames and restored.size == planned.size
     output = tmp_path / "out.mp4"

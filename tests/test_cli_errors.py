@@ -11,6 +11,7 @@ import pytest
 
 import media
 import vsr.job
+import vsr.model.engines
 from job_support import FailingEngine, files_under, isolate_environment
 from media_factory import make_audio_only, make_video
 from vsr.cli import EXIT_CODES, build_parser, main
@@ -113,7 +114,7 @@ def test_model_that_cannot_be_loaded(clip: Path, tmp_path: Path, capsys) -> None
 
 
 def test_a_crash_mid_job_exits_5(clip: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(vsr.job, "get_processor", lambda options: FailingEngine(fail_at=3))
+    monkeypatch.setattr(vsr.model.engines, "get_processor", lambda options: FailingEngine(fail_at=3))
     code, line = _run(capsys, "upscale", str(clip), "-o", str(tmp_path / "o.mp4"))
     assert code == 5
     assert line == (f"vsr: error: {clip}: the bicubic engine failed on frame 3 (0.120 s): RuntimeError: CUDA out of "

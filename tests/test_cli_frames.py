@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 import media
-import vsr.job
+import vsr.model.engines
 from job_support import RecordingEngine, decode, files_under, isolate_environment
 from media_factory import make_video
-from vsr.bicubic import BicubicUpscaler
+from vsr.model.bicubic import BicubicUpscaler
 from vsr.cli import main
 from vsr.options import build_options
 
@@ -42,7 +42,7 @@ def test_frames_one_stream_per_sequence_named_like_the_inputs(tmp_path: Path, mo
         _write(tmp_path / "in" / name, rgb)
     (tmp_path / "in" / "seq_a" / "notes.txt").write_text("not a frame")
     engine = RecordingEngine()
-    monkeypatch.setattr(vsr.job, "get_processor", lambda options: engine)
+    monkeypatch.setattr(vsr.model.engines, "get_processor", lambda options: engine)
     code = main(["frames", "--in_path", str(tmp_path / "in"), "--out_path", str(tmp_path / "out"), "--seed", "7"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -88,7 +88,7 @@ def test_frames_on_the_fixture_reproduces_the_reference(tmp_path: Path, fixture_
 @pytest.mark.slow
 def test_upscale_a_clip_with_the_fixture_model(tmp_path: Path, fixture_dir: Path, monkeypatch, capsys) -> None:
     isolate_environment(monkeypatch, tmp_path)
-    vsr.job.clear_processors()
+    vsr.model.engines.clear_processors()
     src = make_video(tmp_path / "in.mkv", 32, 24, 24, 3, audio="aac")
     out = tmp_path / "out.mkv"
     model = ["--model-id", str(fixture_dir / "model"), "--flow-weights", str(fixture_dir / "raft_large.safetensors")]
@@ -102,7 +102,7 @@ def test_upscale_a_clip_with_the_fixture_model(tmp_path: Path, fixture_dir: Path
     assert [a.codec for a in info.audio] == ["aac"]
     # The job streams the frames through the model exactly as one continuous stream would. The engine
     # is the one the job used (loaded once per process), started again on a fresh stream.
-    engine = vsr.job.get_processor(build_options({
+    engine = vsr.model.engines.get_processor(build_options({
         "engine": "stream-diffvsr", "model_id": str(fixture_dir / "model"), "device": "cpu", "precision": "fp32",
         "flow_weights": str(fixture_dir / "raft_large.safetensors")}))
     assert engine.describe()["model"] == str(fixture_dir / "model")
@@ -110,4 +110,4 @@ def test_upscale_a_clip_with_the_fixture_model(tmp_path: Path, fixture_dir: Path
     for lo, hi in zip(decode(src), decode(out), strict=True):
         assert np.array_equal(hi.rgb, engine.process(lo.rgb))
     assert files_under(tmp_path / "tmp") == []
-    vsr.job.clear_processors()
+    vsr.model.engines.clear_processors()

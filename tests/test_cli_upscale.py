@@ -17,7 +17,7 @@ import pytest
 import media
 from job_support import decode, files_under, isolate_environment
 from media_factory import make_video
-from vsr.bicubic import BicubicUpscaler
+from vsr.model.bicubic import BicubicUpscaler
 from vsr.cli import EXIT_CANCELLED, main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from vsr import calibration
-from vsr.bicubic import BicubicUpscaler
-from vsr.calibration import Calibration, calibrate
+from vsr.job import estimate as calibration
+from vsr.model.bicubic import BicubicUpscaler
+from vsr.job.estimate import Calibration, calibrate
 
 
 def test_estimates_interpolate_and_extrapolate_linearly_in_pixels() -> None:
@@ -71,7 +71,7 @@ def test_a_damaged_cache_is_measured_again(tmp_path: Path) -> None:
 def test_calibration_waits_for_a_job_using_the_same_engine(tmp_path: Path) -> None:
     import threading
 
-    from vsr.engine_lock import engine_lock
+    from vsr.model.engines import engine_lock
 
     engine = CountingEngine()
     done = threading.Event()

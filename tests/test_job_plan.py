@@ -11,8 +11,9 @@ import pytest
 import media
 from job_support import RecordingEngine
 from media_factory import make_video
-from vsr.job import LimitExceeded, TargetTooLarge, TrimOutOfRange, plan, preview_plan
-from vsr.job_errors import InputNotFound, JobRefused
+from job_support import plan
+from vsr.job import LimitExceeded, TargetTooLarge, TrimOutOfRange, preview_plan
+from vsr.job.errors import InputNotFound, JobRefused
 from vsr.options import build_options
 
 RATE = Fraction(30000, 1001)

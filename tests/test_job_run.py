@@ -24,10 +24,11 @@ from job_support import (
     open_files_under,
 )
 from media_factory import make_video
-from vsr.bicubic import BicubicUpscaler
-from vsr.job import JobCancelled, JobFailed, JobResult, ProgressEvent, plan, run
+from vsr.model.bicubic import BicubicUpscaler
+from job_support import plan
+from vsr.job import JobCancelled, JobFailed, JobResult, ProgressEvent, run
 from vsr.options import build_options
-from vsr.resize import resize_rgb
+from vsr.job.resize import resize_rgb
 
 RATE = Fraction(30000, 1001)
 
@@ -193,7 +194,7 @@ def test_an_encoder_failure_mid_job_cleans_up(tmp_path: Path, options, monkeypat
 
 
 def test_engines_are_loaded_once_per_process(options) -> None:
-    from vsr.job import clear_processors, get_processor, processor_key
+    from vsr.model.engines import clear_processors, get_processor, processor_key
 
     clear_processors()
     first = get_processor(options(seed=1))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from media_factory import pattern
-from vsr.scenes import MIN_SCENE_FRAMES, SceneCutDetector
+from vsr.job.scenes import MIN_SCENE_FRAMES, SceneCutDetector
 
 
 def _smooth(index: int, seed: int, width: int = 160, height: int = 120) -> np.ndarray:

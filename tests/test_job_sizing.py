@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vsr.job_errors import TargetTooLarge
-from vsr.resize import resize_rgb
-from vsr.sizing import even, output_size
+from vsr.job.errors import TargetTooLarge
+from vsr.job.resize import resize_rgb
+from vsr.job.sizing import even, output_size
 
 
 def test_4x_is_exact_for_any_size() -> None:

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from media_factory import make_video
-from vsr import calibration, job
-from vsr.bicubic import BicubicUpscaler
-from vsr.engine_lock import engine_lock
+from job_support import plan
+from vsr import job
+from vsr.job import estimate as calibration
+from vsr.model.bicubic import BicubicUpscaler
+from vsr.model.engines import engine_lock
 from vsr.options import build_options
 
 
@@ -48,12 +50,12 @@ def test_a_finished_job_records_its_steady_speed_and_later_plans_use_it(tmp_path
     clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 6, audio=None)
     engine = PacedEngine()
     options = _options(tmp_path)
-    before = job.plan(clip, options, processor=engine)  # calibrated while the engine has no delay
+    before = plan(clip, options, processor=engine)  # calibrated while the engine has no delay
 
     engine.first, engine.steady = 1.0, 0.05  # now slow, and much slower on a stream's first frame
     job.run(before, tmp_path / "out.mp4", processor=engine)
 
-    after = job.plan(clip, options, processor=engine)
+    after = plan(clip, options, processor=engine)
     assert after.calibration.cached and not after.calibration.provisional
     # The median of the 5 steady frames (each sleeps 0.05 s); the first frame (1 s) does not count.
     assert 0.05 <= after.seconds_per_frame < 1.0 and after.seconds_per_frame != before.seconds_per_frame
@@ -66,10 +68,10 @@ def test_a_cached_estimate_does_not_wait_for_the_job_holding_the_engine(tmp_path
     clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 3, audio=None)
     engine = PacedEngine()
     options = _options(tmp_path)
-    first = job.plan(clip, options, processor=engine)  # measures and caches
+    first = plan(clip, options, processor=engine)  # measures and caches
     planned: list = []
     with engine_lock(engine):  # a job is running on the engine
-        worker = threading.Thread(target=lambda: planned.append(job.plan(clip, options, processor=engine)))
+        worker = threading.Thread(target=lambda: planned.append(plan(clip, options, processor=engine)))
         worker.start()
         worker.join(timeout=10)
         assert not worker.is_alive(), "the plan waited for the engine lock although its estimate was cached"

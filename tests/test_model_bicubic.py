@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vsr import BicubicUpscaler, FrameProcessor, load_engine
+from vsr.model import BicubicUpscaler, FrameProcessor, load_engine
 
 
 def test_is_a_frame_processor_and_loads_by_name() -> None:

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from tests.model_helpers import FIXTURE_SEED, expected_frames, lr_frames
-from vsr import devices, load_engine
-from vsr.errors import DeviceError
+from vsr.model import load_engine
+from vsr.model import devices
+from vsr.model.errors import DeviceError
 
 
 def test_cpu_and_auto_device() -> None:

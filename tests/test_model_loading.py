@@ -19,16 +19,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vsr.errors import (
+from vsr.model.errors import (
     ConfigMismatchError,
     CorruptWeightsError,
     HubUnreachableError,
     ModelLoadError,
     ModelNotFoundError,
 )
-from vsr.flow import load_raft
-from vsr.loading import SUBFOLDERS, load_checkpoint, resolve_model_folder
-from vsr.temporal_vae import TemporalAutoencoderTiny
+from vsr.model.flow import load_raft
+from vsr.model.loading import SUBFOLDERS, load_checkpoint, resolve_model_folder
+from vsr.model.temporal_vae import TemporalAutoencoderTiny
 
 REFUSED = "http://127.0.0.1:9"  # discard port: the connection is refused at once
 
@@ -155,7 +155,7 @@ def test_hf_endpoint_env_var_reaches_the_real_loader(tmp_path: Path) -> None:
     """The product path: HF_ENDPOINT / HF_HOME as a user sets them, through load_engine."""
     code = (
         "import sys, time\n"
-        "from vsr import load_engine, HubUnreachableError, StreamDiffVSRUpscaler\n"
+        "from vsr.model import load_engine, HubUnreachableError, StreamDiffVSRUpscaler\n"
         "t = time.monotonic()  # after the imports: only the loading is timed\n"
         "try:\n"
         "    load_engine('stream-diffvsr', model_id='Jamichsu/Stream-DiffVSR', device='cpu', precision='fp32')\n"

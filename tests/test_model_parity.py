@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from tests.model_helpers import FIXTURE_SEED, expected_frames, intermediate, lr_frames
-from vsr.artg import ARTGBranch
-from vsr.flow import Warper, compute_flow, load_raft
-from vsr.loading import load_checkpoint
-from vsr.stream import StreamDiffVSRUpscaler, postprocess, preprocess
-from vsr.text import empty_prompt_ids, encode_empty_prompt
+from vsr.model.artg import ARTGBranch
+from vsr.model.flow import Warper, compute_flow, load_raft
+from vsr.model.loading import load_checkpoint
+from vsr.model.stream import StreamDiffVSRUpscaler, postprocess, preprocess
+from vsr.model.text import empty_prompt_ids, encode_empty_prompt
 
 pytestmark = pytest.mark.usefixtures("torch_two_threads")
 

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.model_helpers import FIXTURE_SEED, lr_frames
-from vsr import FrameProcessor, load_engine
-from vsr.flow import compute_flow
-from vsr.stream import StreamDiffVSRUpscaler, postprocess, preprocess
+from vsr.model import FrameProcessor, load_engine
+from vsr.model.flow import compute_flow
+from vsr.model.stream import StreamDiffVSRUpscaler, postprocess, preprocess
 
 pytestmark = pytest.mark.usefixtures("torch_two_threads")
 

@@ -21,11 +21,16 @@ from hypothesis import strategies as st
 
 import app
 from media_factory import make_video
-from vsr import calibration, environment, job, web
-from vsr.bicubic import BicubicUpscaler
-from vsr.job_errors import GPUCallTooLong
+from job_support import plan
+from vsr import environment, job
+from vsr.model import engines
+from vsr.job import estimate as calibration
+from vsr.web import texts as web
+from vsr.model.bicubic import BicubicUpscaler
+from vsr.job.errors import GPUCallTooLong
 from vsr.options import OptionsError, UpscaleOptions, build_options
-from vsr.plan import frames_per_gpu_call, gpu_seconds, zerogpu_calibration_key
+from vsr.job.estimate import zerogpu_calibration_key
+from vsr.job.planning import frames_per_gpu_call, gpu_seconds
 
 CONTROLS = ("stream-diffvsr", "4x", "", "", 4, "", "h264", 18, False)
 UI = {name: name for name in ("status", "slider", "result", "download", "report", "notice", "engine", "plan", "size")}
@@ -77,7 +82,7 @@ class GPUOnlyEngine(BicubicUpscaler):
 
 @pytest.fixture
 def zerogpu(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeSpaces, GPUOnlyEngine, list[bool]]:
-    """ZeroGPU switched on; ``vsr.job.get_processor`` hands out the recording engine and notes
+    """ZeroGPU switched on; ``vsr.model.engines.get_processor`` hands out the recording engine and notes
     whether each load happened inside the GPU call; ``app._job_events`` is the fake GPU function."""
     gpu = FakeSpaces()
     engine = GPUOnlyEngine(gpu)
@@ -88,7 +93,7 @@ def zerogpu(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeSpaces, GPUOnlyEngine,
         return engine
 
     monkeypatch.setattr(environment, "on_zero_gpu", lambda: True)
-    monkeypatch.setattr(job, "get_processor", get_processor)
+    monkeypatch.setattr(engines, "get_processor", get_processor)
     monkeypatch.setattr(app, "_job_events", app.gpu_function(gpu, app._job_events))
     return gpu, engine, loads
 
@@ -129,7 +134,7 @@ def test_the_model_is_loaded_and_run_only_inside_the_gpu_call(tmp_path, zerogpu)
 
 def test_an_unmeasured_estimate_is_labelled_provisional(tmp_path, zerogpu):
     clip = make_video(tmp_path / "clip.mp4", 320, 180, Fraction(30), 3, audio=None)
-    planned = job.plan(clip, _settings(tmp_path))
+    planned = plan(clip, _settings(tmp_path))
     assert planned.calibration.provisional
     assert planned.seconds_per_frame == pytest.approx(0.328)  # the paper's 720p figure, 4 steps
     text = planned.to_text()
@@ -153,7 +158,7 @@ def test_a_video_too_long_for_one_call_is_refused_with_the_longest_length_that_f
     # 0.05 s per frame and 70 s per call: (70 - 60 s loading) / 1.5 margin = 6.67 s of model time, 133 frames.
     options = _fast_enough_for(tmp_path, 0.05, zerogpu_max_seconds=70)
     with pytest.raises(GPUCallTooLong) as refused:
-        job.plan(clip, options)
+        plan(clip, options)
     error = refused.value
     assert (error.limit_seconds, error.needed_seconds, error.max_frames) == (70, 74, 133)
     assert error.max_seconds == pytest.approx(133 / 30)
@@ -167,9 +172,9 @@ def test_a_video_too_long_for_one_call_is_refused_with_the_longest_length_that_f
     assert isinstance(pickle.loads(pickle.dumps(error)), GPUCallTooLong)
 
     # The length it names really fits; one frame more does not.
-    assert job.plan(clip, options.replace(end=Fraction(133, 30))).gpu_seconds <= 70
+    assert plan(clip, options.replace(end=Fraction(133, 30))).gpu_seconds <= 70
     with pytest.raises(GPUCallTooLong):
-        job.plan(clip, options.replace(end=Fraction(134, 30)))
+        plan(clip, options.replace(end=Fraction(134, 30)))
 
     # In the app: the plan error, with the upload named by its file name, and no GPU call made.
     with pytest.raises(Exception) as shown:
@@ -198,7 +203,7 @@ def test_the_call_limit_setting(tmp_path):
 def test_outside_zerogpu_nothing_changes(tmp_path, monkeypatch):
     monkeypatch.setattr(environment, "on_zero_gpu", lambda: False)
     clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 3, audio=None)
-    planned = job.plan(clip, _settings(tmp_path, engine="bicubic", zerogpu_max_seconds=61))
+    planned = plan(clip, _settings(tmp_path, engine="bicubic", zerogpu_max_seconds=61))
     assert planned.gpu_call_limit is None and planned.max_frames_per_call is None
     assert not planned.calibration.provisional and "GPU:" not in planned.to_text()
 
@@ -224,12 +229,12 @@ def test_frames_per_call_is_the_exact_inverse_of_the_reservation(limit, seconds_
 
 
 def test_a_model_that_fails_to_load_in_the_gpu_call_turns_on_the_notice(tmp_path, zerogpu, monkeypatch):
-    from vsr.errors import ModelNotFoundError
+    from vsr.model.errors import ModelNotFoundError
 
     def get_processor(options: UpscaleOptions) -> None:
         raise ModelNotFoundError("no-such/model: not found on the Hub. Check the id (STREAM_DIFFVSR_MODEL_ID).")
 
-    monkeypatch.setattr(job, "get_processor", get_processor)
+    monkeypatch.setattr(engines, "get_processor", get_processor)
     monkeypatch.setattr(app, "MODEL", app.ModelStatus())
     clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 3, audio=None)
     with pytest.raises(ModelNotFoundError):

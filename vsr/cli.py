@@ -136,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def describe_error(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for an error that reached the command line."""
     import media
-    from vsr.errors import ModelLoadError
-    from vsr.job_errors import JobCancelled, JobFailed, JobRefused
+    from vsr.model.errors import ModelLoadError
+    from vsr.job.errors import JobCancelled, JobFailed, JobRefused
 
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, (JobCancelled, KeyboardInterrupt)):
@@ -178,7 +178,7 @@ def _configure_logging(level: str | None) -> None:
 
 
 def _upscale(args: argparse.Namespace) -> int:
-    from vsr.job import plan, run
+    from vsr.job import estimator_for, plan, run
 
     options = build_options({
         "engine": args.engine, "model_id": args.model_id, "flow_weights": args.flow_weights,
@@ -190,7 +190,9 @@ def _upscale(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise _UsageError(f"{output} already exists. Pass --overwrite to replace it, or choose another name.")
-    job = plan(Path(args.input), options, output=output)
+    zero_gpu = environment.on_zero_gpu()
+    estimator = estimator_for(options, zero_gpu=zero_gpu, on_measure=_say_measuring)
+    job = plan(Path(args.input), options, estimator=estimator, output=output, zero_gpu=zero_gpu)
     print(job.to_text(), flush=True)
     with _ProgressBar(job.frames) as bar, _CtrlC() as cancel:
         result = run(job, output, on_progress=bar.update, cancel=cancel)
@@ -202,9 +204,14 @@ def _upscale(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _say_measuring() -> None:
+    print("Measuring:  this device's speed for the time estimate (a few seconds, once; cached afterwards)",
+          file=sys.stderr, flush=True)
+
+
 def _frames(args: argparse.Namespace) -> int:
-    from vsr.frames import find_sequences, upscale_sequences
-    from vsr.job import get_processor
+    from vsr.job.frames import find_sequences, upscale_sequences
+    from vsr.model.engines import get_processor
 
     options = build_options({
         "model_id": args.model_id, "steps": args.num_inference_steps, "seed": args.seed,

@@ -76,7 +76,7 @@ class UpscaleOptions:
     max_output_pixels: int = 7680 * 4320
     max_duration: float = 600.0
     max_upload_mb: int = 2048
-    zerogpu_max_seconds: float = 300.0  # longest GPU call on a ZeroGPU Space (see vsr.plan)
+    zerogpu_max_seconds: float = 300.0  # longest GPU call on a ZeroGPU Space (see vsr.job.planning)
 
     @property
     def effective_crf(self) -> int | None:

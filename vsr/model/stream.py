@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from diffusers import ControlNetModel, DDIMScheduler, UNet2DConditionModel
 from torchvision.models.optical_flow import RAFT
 
-from vsr.artg import ARTGBranch
-from vsr.devices import NAMES, resolve_device, resolve_precision
-from vsr.engines import check_frame, new_seed
-from vsr.errors import DeviceError
-from vsr.flow import Warper, compute_flow, load_raft
-from vsr.temporal_vae import TemporalAutoencoderTiny
+from vsr.model.artg import ARTGBranch
+from vsr.model.devices import NAMES, resolve_device, resolve_precision
+from vsr.model.protocol import check_frame, new_seed
+from vsr.model.errors import DeviceError
+from vsr.model.flow import Warper, compute_flow, load_raft
+from vsr.model.temporal_vae import TemporalAutoencoderTiny
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +143,8 @@ class StreamDiffVSRUpscaler:
         steps: int = 4,
         attention: str = "sdpa",
     ) -> "StreamDiffVSRUpscaler":
-        """Load a hub id or local folder plus RAFT weights (see ``vsr.loading`` / ``vsr.flow``)."""
-        from vsr.loading import load_checkpoint
+        """Load a hub id or local folder plus RAFT weights (see ``vsr.model.loading`` / ``vsr.model.flow``)."""
+        from vsr.model.loading import load_checkpoint
 
         torch_device = resolve_device(device)
         dtype = resolve_precision(precision, torch_device)  # refuse a bad combination before loading gigabytes

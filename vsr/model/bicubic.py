@@ -1,6 +1,6 @@
 """``BicubicUpscaler``: the plain 4x bicubic engine (an honest baseline and the media tests' engine).
 
-Same per-frame protocol as the diffusion model (``vsr.engines.FrameProcessor``), no model, no state.
+Same per-frame protocol as the diffusion model (``vsr.model.engines.FrameProcessor``), no model, no state.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsr.engines import check_frame, new_seed
+from vsr.model.protocol import check_frame, new_seed
 
 
 class BicubicUpscaler:

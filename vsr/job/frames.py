@@ -21,8 +21,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vsr.engines import FrameProcessor
-from vsr.job_errors import InputNotFound, JobCancelled, JobFailed, JobRefused
+from vsr.model.protocol import FrameProcessor
+from vsr.job.errors import InputNotFound, JobCancelled, JobFailed, JobRefused
 
 logger = logging.getLogger(__name__)
 

@@ -2,14 +2,14 @@
 
 The plan probes the input, applies the trim, decides the output size and what happens to every
 audio and subtitle track, loads (or reuses) the engine, and estimates time (from a calibration on
-this device, see ``vsr.calibration``) and output size. It refuses, with a ``JobRefused`` that names
+this device, see ``vsr.job.estimate``) and output size. It refuses, with a ``JobRefused`` that names
 the limit and the fix, what exceeds the configured limits. ``preview_plan`` derives a short piece
 from the middle of the same video for a quick look.
 
 On a Hugging Face ZeroGPU Space (``vsr.environment.on_zero_gpu``) there is no GPU outside the
 ``spaces.GPU`` function that runs the job, so the plan never loads or runs the diffusion model: its
 estimate comes from a calibration cached by an earlier job on the Space, or is a provisional one,
-labelled as such (``vsr.calibration.provisional``). Each GPU call is limited to
+labelled as such (``vsr.job.estimate.provisional``). Each GPU call is limited to
 ``options.zerogpu_max_seconds``; the plan computes the call's reservation (``JobPlan.gpu_seconds``)
 and refuses, with ``GPUCallTooLong``, a job that cannot finish in one call, naming the longest piece
 of the video that can.
@@ -18,7 +18,6 @@ of the video that can.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -28,11 +27,10 @@ from typing import Any
 
 import media
 from vsr import environment
-from vsr.calibration import Calibration, calibrate, lookup, provisional
-from vsr.engines import FrameProcessor
-from vsr.job_errors import GPUCallTooLong, InputNotFound, LimitExceeded, TrimOutOfRange
+from vsr.job.estimate import Calibration, Estimator
+from vsr.job.errors import GPUCallTooLong, InputNotFound, LimitExceeded, TrimOutOfRange
+from vsr.job.sizing import OutputSize, output_size
 from vsr.options import UpscaleOptions
-from vsr.sizing import OutputSize, output_size
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +43,6 @@ GPU_LOADING_SECONDS = 60.0
 GPU_MARGIN = 1.5
 """The estimate is multiplied by this in a ZeroGPU reservation (estimates are not exact)."""
 GPU_MINIMUM_SECONDS = 60
-CPU_ENGINES = frozenset({"bicubic"})
-"""Engines that never touch a GPU, so a ZeroGPU plan may load and time them outside the GPU call."""
 
 
 def gpu_seconds(estimate_seconds: float | None, *, loading_seconds: float = GPU_LOADING_SECONDS,
@@ -73,19 +69,6 @@ def frames_per_gpu_call(limit_seconds: float, seconds_per_frame: float) -> int:
     while frames > 0 and gpu_seconds(frames * seconds_per_frame) > limit_seconds:  # rounding: step back
         frames -= 1
     return frames
-
-
-def zerogpu_calibration_key(options: UpscaleOptions) -> str:
-    """The calibration cache key of ``options``' engine on a ZeroGPU Space, built without loading it
-    (the plan cannot: no GPU outside the GPU call). The job records its speed under it, too."""
-    import torch
-
-    return json.dumps({
-        "engine": options.engine, "model": options.model_id,
-        "flow_weights": str(options.flow_weights) if options.flow_weights else None,
-        "precision": options.precision, "steps": options.steps, "attention": options.attention,
-        "hardware": "zerogpu", "torch": torch.__version__,
-    }, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -228,22 +211,24 @@ def plan(
     input: str | Path,
     options: UpscaleOptions,
     *,
+    estimator: Estimator,
     output: str | Path | None = None,
-    processor: FrameProcessor | None = None,
     zero_gpu: bool | None = None,
     piece_only: bool = False,
 ) -> JobPlan:
     """Probe ``input`` and decide the whole job; raise before any work if it cannot be done.
 
-    ``output`` (optional) is where the result will go; its suffix picks the container (default: the
-    codec's usual one, ``encode_settings(options).suffix``). ``processor`` overrides the engine from
-    ``get_processor(options)``. ``zero_gpu`` (default: ``vsr.environment.on_zero_gpu()``) plans for
-    a ZeroGPU Space: a GPU engine is neither loaded nor timed here (see the module doc) and the job
-    must fit in one GPU call of ``options.zerogpu_max_seconds``; with ``piece_only`` (the caller runs
-    only ``preview_plan``'s piece of it) that check is left to the piece's plan.
+    Never loads or runs a model itself: the engine's description and speed come from ``estimator``
+    (``vsr.job.estimate.estimator_for``; the caller decides whether measuring is worth it and says
+    so, see ``Estimator.will_measure``). ``output`` (optional) is where the result will go; its
+    suffix picks the container (default: the codec's usual one, ``encode_settings(options).suffix``).
+    ``zero_gpu`` (default: ``vsr.environment.on_zero_gpu()``) plans for a ZeroGPU Space: the job must
+    fit in one GPU call of ``options.zerogpu_max_seconds``; with ``piece_only`` (the caller runs only
+    ``preview_plan``'s piece of it) that check is left to the piece's plan.
     Raises ``InputNotFound``, ``LimitExceeded``, ``TargetTooLarge``, ``TrimOutOfRange``,
     ``GPUCallTooLong`` (all ``JobRefused``, a ``ValueError``), ``media.MediaError`` for unreadable
-    input and ``vsr.errors.ModelLoadError`` when the engine cannot be loaded.
+    input, and whatever ``estimator`` raises (``ModelLoadError`` when it measures an engine that
+    cannot be loaded).
     """
     path = Path(input)
     if not path.is_file():
@@ -260,31 +245,10 @@ def plan(
     suffix = Path(output).suffix.lower() if output is not None else settings.suffix
     settings.check_container(suffix)
     zero_gpu = environment.on_zero_gpu() if zero_gpu is None else zero_gpu
-    if zero_gpu and processor is None and options.engine not in CPU_ENGINES:
-        # No GPU here: the model loads and runs only inside the job's GPU call.
-        key = zerogpu_calibration_key(options)
-        calibration = lookup(options.cache_dir, key) or provisional(key, options.engine, options.steps)
-        engine = _zerogpu_engine(options)
-    else:
-        if processor is None:
-            from vsr.job import get_processor
-
-            processor = get_processor(options)
-        calibration = calibrate(processor, options.cache_dir, info.video.width, info.video.height)
-        engine = processor.describe()
+    calibration = estimator.calibration(info.video.width, info.video.height)
     limit = options.zerogpu_max_seconds if zero_gpu else None
-    return _decide(path, info, options, engine, calibration, suffix, limit, check_gpu_call=not piece_only)
-
-
-def _zerogpu_engine(options: UpscaleOptions) -> dict[str, Any]:
-    """The engine description of a ZeroGPU plan (the engine itself is loaded only in the GPU call)."""
-    return {
-        "engine": options.engine, "device": "ZeroGPU",
-        "precision": options.precision if options.precision != "auto" else "precision chosen on the GPU",
-        "steps": options.steps, "seed": options.seed, "scale": 4, "model": options.model_id,
-        "flow_weights": str(options.flow_weights) if options.flow_weights else None,
-        "attention": options.attention,
-    }
+    return _decide(path, info, options, estimator.engine(), calibration, suffix, limit,
+                   check_gpu_call=not piece_only)
 
 
 def encode_settings(options: UpscaleOptions) -> "media.EncodeSettings":

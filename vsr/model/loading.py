@@ -24,9 +24,9 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from vsr.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
-from vsr.temporal_vae import TemporalAutoencoderTiny
-from vsr.text import encode_empty_prompt
+from vsr.model.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
+from vsr.model.temporal_vae import TemporalAutoencoderTiny
+from vsr.model.text import encode_empty_prompt
 
 logger = logging.getLogger(__name__)
 

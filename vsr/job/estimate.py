@@ -16,7 +16,7 @@ is returned without taking the engine's lock, so planning never waits for a runn
 is taken only to measure.
 
 Every finished job records the steady-state speed it actually had at its own frame size
-(``record``; ``vsr.job.run`` calls it), so later estimates at that size are measured ones. Where the
+(``record``; ``vsr.job.runner.run`` calls it), so later estimates at that size are measured ones. Where the
 model must not run outside a job (a Hugging Face ZeroGPU Space has no GPU outside its GPU function),
 the plan uses ``lookup`` and, when nothing was measured yet, ``provisional``: a clearly labelled
 estimate from the paper's published speed until the first job there records the real one.
@@ -34,15 +34,18 @@ import platform
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from vsr.engine_lock import engine_lock
-from vsr.engines import FrameProcessor
+from vsr.model import engines
+from vsr.model.engines import engine_lock
+from vsr.model.protocol import FrameProcessor
+from vsr.options import SCALE, UpscaleOptions
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ PROVISIONAL_STEPS = 4
 REAL_SIZE_BUDGET = 2.0
 """Measure at the job's real size when the small-size line predicts at most this many seconds per frame."""
 CACHE_FILE = "calibration.json"
+CPU_ENGINES = frozenset({"bicubic"})
+"""Engines that never touch a GPU, so they may be loaded and timed outside a ZeroGPU call."""
 _LOCK = threading.Lock()
 
 
@@ -132,7 +137,7 @@ def calibrate(processor: FrameProcessor, cache_dir: Path, width: int, height: in
 
     ``width`` x ``height`` is the job's input frame size (measured too when cheap, see module doc).
     A fully cached answer returns at once, without the engine's lock, even while a job runs on the
-    engine. Measuring takes the engine's lock (``vsr.engine_lock``), so it never runs inside another
+    engine. Measuring takes the engine's lock (``vsr.model.engines``), so it never runs inside another
     job's stream, and leaves the processor's stream state reset; callers start their own stream.
     """
     key = cache_key(processor)
@@ -285,3 +290,107 @@ def _write_cache(cache_dir: Path, cache: dict) -> None:
     except OSError as exc:
         logger.warning("could not save the calibration cache in %s (%s); the next plan will measure again. "
                        "Set STREAM_DIFFVSR_CACHE_DIR to a writable folder.", cache_dir, exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimators: what a plan is handed to learn the engine's description and speed.
+
+
+class Estimator(Protocol):
+    """The time-estimate component a plan is given (``vsr.job.planning.plan(..., estimator=)``).
+
+    - ``engine()``: the engine's description (``FrameProcessor.describe()`` keys).
+    - ``will_measure(width, height)``: whether ``calibration`` at that input size would run the
+      engine to measure (slow: the caller says so to its user first); False when cached.
+    - ``calibration(width, height)``: the speed at that input size (``Calibration``).
+    """
+
+    def engine(self) -> dict[str, Any]: ...
+
+    def will_measure(self, width: int, height: int) -> bool: ...
+
+    def calibration(self, width: int, height: int) -> Calibration: ...
+
+
+@dataclass(frozen=True)
+class EngineEstimator:
+    """A real engine's speed on this device: cached measurements, measured (and cached) where missing.
+
+    The engine is ``processor``, or the process's shared engine for ``options`` (loaded only when
+    first needed, after the plan has checked the input). ``on_measure`` is called just before a
+    measurement runs, so an interface can tell its user why this plan takes a few seconds.
+    """
+
+    options: UpscaleOptions
+    processor: FrameProcessor | None = None
+    on_measure: Callable[[], None] | None = None
+
+    def _engine(self) -> FrameProcessor:
+        return self.processor if self.processor is not None else engines.get_processor(self.options)
+
+    def engine(self) -> dict[str, Any]:
+        return self._engine().describe()
+
+    def will_measure(self, width: int, height: int) -> bool:
+        points = _cached_points(self.options.cache_dir, cache_key(self._engine()))
+        return bool(_needed(points, width, height)[1])
+
+    def calibration(self, width: int, height: int) -> Calibration:
+        if self.on_measure is not None and self.will_measure(width, height):
+            self.on_measure()
+        return calibrate(self._engine(), self.options.cache_dir, width, height)
+
+
+@dataclass(frozen=True)
+class CachedEstimator:
+    """An engine's speed without loading or running it: measurements cached under ``key`` by earlier
+    jobs, or the labelled ``provisional`` figure when there are none (a ZeroGPU Space, where there is
+    no GPU outside the job's GPU call)."""
+
+    key: str
+    description: dict[str, Any]
+    cache_dir: Path
+
+    def engine(self) -> dict[str, Any]:
+        return dict(self.description)
+
+    def will_measure(self, width: int, height: int) -> bool:
+        return False
+
+    def calibration(self, width: int, height: int) -> Calibration:
+        engine, steps = self.description["engine"], int(self.description.get("steps") or 4)
+        return lookup(self.cache_dir, self.key) or provisional(self.key, engine, steps)
+
+
+def zerogpu_calibration_key(options: UpscaleOptions) -> str:
+    """The calibration cache key of ``options``' engine on a ZeroGPU Space, built without loading it
+    (no GPU outside the GPU call). The job records its speed under it, too."""
+    return json.dumps({
+        "engine": options.engine, "model": options.model_id,
+        "flow_weights": str(options.flow_weights) if options.flow_weights else None,
+        "precision": options.precision, "steps": options.steps, "attention": options.attention,
+        "hardware": "zerogpu", "torch": torch.__version__,
+    }, sort_keys=True)
+
+
+def zerogpu_estimator(options: UpscaleOptions) -> CachedEstimator:
+    """The estimator of a ZeroGPU plan: the engine is described from ``options`` (it loads only in the
+    GPU call) and its speed is what earlier jobs on the Space recorded, or provisional."""
+    description = {
+        "engine": options.engine, "device": "ZeroGPU",
+        "precision": options.precision if options.precision != "auto" else "precision chosen on the GPU",
+        "steps": options.steps, "seed": options.seed, "scale": SCALE, "model": options.model_id,
+        "flow_weights": str(options.flow_weights) if options.flow_weights else None,
+        "attention": options.attention,
+    }
+    return CachedEstimator(zerogpu_calibration_key(options), description, options.cache_dir)
+
+
+def estimator_for(options: UpscaleOptions, processor: FrameProcessor | None = None, *,
+                  zero_gpu: bool = False, on_measure: Callable[[], None] | None = None) -> Estimator:
+    """The estimator an interface hands to ``plan``: on ZeroGPU, for a GPU engine, the cached one
+    (nothing is loaded); otherwise ``processor`` (default: the process's shared engine for
+    ``options``, ``vsr.model.engines.get_processor``, loaded when first needed) timed on this device."""
+    if zero_gpu and processor is None and options.engine not in CPU_ENGINES:
+        return zerogpu_estimator(options)
+    return EngineEstimator(options, processor, on_measure)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.optical_flow import RAFT, Raft_Large_Weights, raft_large
 
-from vsr.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
+from vsr.model.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 

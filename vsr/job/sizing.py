@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from vsr.job_errors import TargetTooLarge
+from vsr.job.errors import TargetTooLarge
 from vsr.options import SCALE
 
 

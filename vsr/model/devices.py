@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from vsr.errors import DeviceError
+from vsr.model.errors import DeviceError
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from vsr.options import CRF_RANGE, HEIGHT_PRESETS, SCALE, UpscaleOptions
-from vsr.plan import gpu_seconds  # noqa: F401 - part of this module's surface (the ZeroGPU reservation)
+from vsr.job.planning import gpu_seconds  # noqa: F401 - part of this module's surface (the ZeroGPU reservation)
 
 logger = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ class NewestEvent:
 
     The job calls ``put`` for every event and never waits; the page iterates ``updates``, which
     coalesces what arrived while the page was busy, so a slow browser never holds the job back.
-    Events are ``vsr.progress.ProgressEvent``s (``input_frame`` / ``output_frame`` HWC uint8 RGB).
+    Events are ``vsr.job.progress.ProgressEvent``s (``input_frame`` / ``output_frame`` HWC uint8 RGB).
     """
 
     def __init__(self, min_interval: float = 0.1) -> None:
@@ -438,8 +438,8 @@ def report_markdown(result: Any) -> str:
 
 def device_text(options: UpscaleOptions) -> str:
     """Where the diffusion model runs, as the server resolves ``options.device`` / ``.precision``."""
-    from vsr.devices import NAMES, resolve_device, resolve_precision
-    from vsr.errors import DeviceError
+    from vsr.model.devices import NAMES, resolve_device, resolve_precision
+    from vsr.model.errors import DeviceError
 
     try:
         device = resolve_device(options.device)

@@ -1,4 +1,4 @@
-"""The per-frame engine protocol shared by every upscaler, and ``load_engine`` that builds one.
+"""The per-frame engine protocol every upscaler implements, and the two helpers they share.
 
 A ``FrameProcessor`` turns a stream of low-resolution frames into frames exactly ``scale`` times
 larger, one call per frame, in presentation order. Frames are HWC ``uint8`` RGB numpy arrays
@@ -7,15 +7,9 @@ larger, one call per frame, in presentation order. Frames are HWC ``uint8`` RGB 
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
-
-ENGINE_NAMES = ("stream-diffvsr", "bicubic")
 
 
 @runtime_checkable
@@ -63,43 +57,3 @@ def check_frame(rgb: np.ndarray) -> None:
 def new_seed() -> int:
     """A fresh random seed (63 bits, from the OS entropy pool) that ``start_stream`` can report."""
     return int(np.random.SeedSequence().entropy % (2**63))
-
-
-def load_engine(
-    name: str,
-    *,
-    model_id: str = "Jamichsu/Stream-DiffVSR",
-    flow_weights: str | Path | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    steps: int = 4,
-    seed: int | None = None,
-    attention: str = "sdpa",
-) -> FrameProcessor:
-    """Build the engine ``name`` (``"stream-diffvsr"`` or ``"bicubic"``) and start its first stream.
-
-    ``seed`` is passed to ``start_stream`` so the returned engine is ready to process frames; call
-    ``start_stream`` again before every further video. The bicubic engine ignores the model
-    arguments. Loading failures raise ``vsr.errors.ModelLoadError`` (never a silent fallback to
-    another engine).
-    """
-    if name == "bicubic":
-        from vsr.bicubic import BicubicUpscaler
-
-        engine: FrameProcessor = BicubicUpscaler()
-    elif name == "stream-diffvsr":
-        from vsr.stream import StreamDiffVSRUpscaler
-
-        engine = StreamDiffVSRUpscaler.from_pretrained(
-            model_id,
-            flow_weights=flow_weights,
-            device=device,
-            precision=precision,
-            steps=steps,
-            attention=attention,
-        )
-    else:
-        raise ValueError(f"Unknown engine {name!r}. Use one of: {', '.join(ENGINE_NAMES)}.")
-    engine.start_stream(seed)
-    logger.info("engine ready: %s", engine.describe())
-    return engine

@@ -1,6 +1,6 @@
 """The product's main job: one streaming pass from a video in to a verified, upscaled video out.
 
-``plan`` (in ``vsr.plan``) decides and checks everything first; ``run`` then does one pass::
+``plan`` (in ``vsr.job.planning``) decides and checks everything first; ``run`` then does one pass::
 
     media.FrameReader (decode thread) -> bounded queue -> scene check -> engine.process (this thread)
         -> bounded queue -> EncodeThread (resize + media.VideoWriter) -> finish/mux -> media.verify
@@ -12,7 +12,7 @@ closes every file and thread, removes the half-written output and the job's temp
 then raises (``JobCancelled``, ``JobFailed`` or the original ``MediaError``).
 
 A finished job records the engine's steady-state speed it measured (the median time of every frame
-that was not a stream's first frame) in the calibration cache (``vsr.calibration.record``), under
+that was not a stream's first frame) in the calibration cache (``vsr.job.estimate.record``), under
 the engine's key and the plan's, so later plans on this device estimate from a real run.
 """
 
@@ -24,7 +24,6 @@ import statistics
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -33,49 +32,18 @@ from typing import Any
 import numpy as np
 
 import media
-from vsr import calibration
-from vsr.engine_lock import engine_lock
-from vsr.engines import FrameProcessor, load_engine
-from vsr.job_errors import (
-    GPUCallTooLong,
-    InputNotFound,
-    JobCancelled,
-    JobError,
-    JobFailed,
-    JobRefused,
-    LimitExceeded,
-    TargetTooLarge,
-    TrimOutOfRange,
-    VerificationFailed,
-)
-from vsr.options import UpscaleOptions
-from vsr.pipeline_threads import EncodeThread
-from vsr.plan import JobPlan, encode_settings, plan, preview_plan
-from vsr.progress import ProgressCallback, ProgressEvent, RateMeter
-from vsr.scenes import SceneCutDetector
+from vsr.job import estimate
+from vsr.job.encode_thread import EncodeThread
+from vsr.job.errors import JobCancelled, JobError, JobFailed, JobRefused, VerificationFailed
+from vsr.job.planning import JobPlan, encode_settings
+from vsr.job.progress import ProgressCallback, ProgressEvent, RateMeter
+from vsr.job.scenes import SceneCutDetector
+from vsr.model import engines
+from vsr.model.engines import engine_lock
+from vsr.model.protocol import FrameProcessor
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "GPUCallTooLong",
-    "InputNotFound",
-    "JobCancelled",
-    "JobError",
-    "JobFailed",
-    "JobPlan",
-    "JobRefused",
-    "JobResult",
-    "LimitExceeded",
-    "ProgressEvent",
-    "TargetTooLarge",
-    "TrimOutOfRange",
-    "VerificationFailed",
-    "encode_settings",
-    "get_processor",
-    "plan",
-    "preview_plan",
-    "run",
-]
 
 READ_QUEUE = 8
 ENCODE_QUEUE = 4
@@ -97,78 +65,6 @@ class JobResult:
     model_seconds: float
     seed: int
     scene_cuts: tuple[int, ...] = field(default=())
-
-
-# ---------------------------------------------------------------------------------------------
-# Engines, loaded once per process.
-
-_PROCESSORS: OrderedDict[tuple, FrameProcessor] = OrderedDict()
-_PROCESSORS_LOCK = threading.Lock()
-
-
-def processor_key(options: UpscaleOptions) -> tuple:
-    """The options that decide which model is loaded (the seed is not one: it is set per video)."""
-    if options.engine == "bicubic":
-        return ("bicubic",)
-    return (
-        options.engine,
-        options.model_id,
-        str(options.flow_weights) if options.flow_weights else None,
-        options.device,
-        options.precision,
-        options.steps,
-        options.attention,
-    )
-
-
-def get_processor(options: UpscaleOptions) -> FrameProcessor:
-    """The engine for ``options``, loaded on first use and then shared by every job of this process.
-
-    Only one diffusion model is kept: asking for a different one (another model id, device,
-    precision...) releases the previous one first, so two never sit in GPU memory together.
-    Raises ``vsr.errors.ModelLoadError`` when the model cannot be loaded.
-    """
-    key = processor_key(options)
-    with _PROCESSORS_LOCK:
-        if key in _PROCESSORS:
-            _PROCESSORS.move_to_end(key)
-            return _PROCESSORS[key]
-        if key[0] != "bicubic":
-            for old in [k for k in _PROCESSORS if k[0] != "bicubic"]:
-                logger.info("releasing engine %s to load %s", old, key)
-                del _PROCESSORS[old]
-            _release_gpu_memory()
-        started = time.perf_counter()
-        processor = load_engine(
-            options.engine,
-            model_id=options.model_id,
-            flow_weights=options.flow_weights,
-            device=options.device,
-            precision=options.precision,
-            steps=options.steps,
-            seed=options.seed,
-            attention=options.attention,
-        )
-        logger.info("loaded engine %s in %.1f s", key, time.perf_counter() - started)
-        _PROCESSORS[key] = processor
-        return processor
-
-
-def clear_processors() -> None:
-    """Forget every cached engine (tests; or to free memory in a long-lived process)."""
-    with _PROCESSORS_LOCK:
-        _PROCESSORS.clear()
-        _release_gpu_memory()
-
-
-def _release_gpu_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +97,7 @@ def run(
     _check_output(job, output)
     emit(ProgressEvent("loading", 0, job.frames, message=f"loading the {options.engine} engine"))
     if processor is None:
-        processor = get_processor(options)
+        processor = engines.get_processor(options)
     lock = engine_lock(processor)
     if not lock.acquire(blocking=False):
         logger.info("waiting for another job to finish with the same engine")
@@ -323,10 +219,10 @@ def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) 
     Under the engine's own calibration key and the plan's (which differs on a ZeroGPU Space, whose
     plans cannot load the engine). A failure to write the cache is logged, never fails the job.
     """
-    seconds = statistics.median(steady) if len(steady) >= calibration.MIN_RECORDED_FRAMES else 0.0
+    seconds = statistics.median(steady) if len(steady) >= estimate.MIN_RECORDED_FRAMES else 0.0
     if seconds > 0:
-        keys = [calibration.cache_key(processor), job.calibration.key]
-        calibration.record(job.options.cache_dir, keys, job.info.video.width, job.info.video.height, seconds)
+        keys = [estimate.cache_key(processor), job.calibration.key]
+        estimate.record(job.options.cache_dir, keys, job.info.video.width, job.info.video.height, seconds)
 
 
 def _check_cancel(cancel: threading.Event | None, writer: Any = None) -> None:

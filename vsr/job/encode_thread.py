@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from vsr.job_errors import JobCancelled
-from vsr.resize import resize_rgb
+from vsr.job.errors import JobCancelled
+from vsr.job.resize import resize_rgb
 
 logger = logging.getLogger(__name__)
 
