@@ -119,6 +119,7 @@ def on_demand(module_file: str | None):
     if module_file:
         spec = importlib.util.spec_from_file_location("raft_lookup_bench", module_file)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module.lookup_raft
     return None
@@ -301,7 +302,8 @@ def run_child(kind: str, extra: list[str], env: dict[str, str] | None = None, ti
         wall = time.perf_counter() - started
     try:
         if proc.returncode != 0:
-            return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}"}
+            last = proc.stderr.strip().splitlines()[-1:] or [""]
+            return {"error": f"exit {proc.returncode}: {last[0][:300]}"}
         return {**json.loads(out.read_text()), "wall_s": wall}
     finally:
         out.unlink(missing_ok=True)
@@ -324,11 +326,11 @@ def frames(args: argparse.Namespace) -> list[dict]:
 
 
 def flows(args: argparse.Namespace) -> list[dict]:
-    from vsr.job.memory import FLOW_ALL_PAIRS, FLOW_ON_DEMAND, flow_bytes
+    from vsr.job.memory import flow_bytes
 
-    rows = []
+    rows = [r for r in getattr(args, "previous_flow", []) if r.get("method") not in args.flow_methods.split(",")]
     for width, height in FLOW_SIZES:
-        for method in (FLOW_ALL_PAIRS, FLOW_ON_DEMAND):
+        for method in args.flow_methods.split(","):
             predicted = flow_bytes(width, height, method)[0]
             if predicted > args.max_case_gb * GB:
                 rows.append({"hr": [width, height], "method": method, "predicted": predicted,
@@ -487,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=64, help="latent tile side of the tiled frame cases")
     parser.add_argument("--max-case-gb", type=float, default=12.0, help="flow cases predicted above this are not run")
     parser.add_argument("--cli-frames", type=int, default=3)
+    parser.add_argument("--flow-methods", default="all-pairs,on-demand", help="correlations of the flow cases")
     parser.add_argument("--on-demand-module", help="a file with lookup_raft(raft), when the package has none")
     parser.add_argument("--merge", action="store_true", help="keep the other parts of an existing results file")
     parser.add_argument("--child")
@@ -507,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             if part == "frame":
                 results["frame"] = frames(args)
             elif part == "flow":
+                args.previous_flow = results.get("flow", [])
                 results["flow"] = flows(args)
             elif part == "calibrate":
                 results["calibration"] = calibrate(args)

@@ -73,19 +73,21 @@ class Coefficients:
 
 
 COEFFICIENTS = Coefficients(
-    # Measured with bench/memory.py --calibrate on the full-size stand-in (bench/standin.py), fp32, CPU,
-    # 2 threads, LR 80x48 and 160x96: peak RSS (VmHWM, reset through /proc/self/clear_refs) during each
-    # component's call minus RSS before it, glibc's mmap threshold at 64 KiB so freed tensors leave RSS;
-    # per-pixel slope between the two sizes, fixed part from the intercept.
-    unet=3.0,
-    unet_fixed=0.05,
-    condition=3.0,
-    encoder=3.0,
-    decoder=5.0,
-    vae_fixed=64 * 2**20,
-    load=1.2,
-    baseline_cpu=600 * 2**20,
-    baseline_cuda=600 * 2**20,
+    # Measured with `bench/memory.py --only calibrate` on the full-size stand-in (bench/standin.py), bf16
+    # (what auto picks on this CPU), 2 threads, AMD EPYC, at LR 80x48 and 160x96: each component's call
+    # once untimed, then peak RSS during a second call (VmHWM reset through /proc/self/clear_refs) minus
+    # RSS before it, glibc's mmap threshold at 64 KiB so freed tensors leave RSS at once; the per-pixel
+    # slope between the two sizes in the units above, the fixed part from the intercept. Returned
+    # outputs (encoder features, the decoded image) are counted separately, not in the coefficient.
+    unet=3.89,  # UNet + ControlNet residuals, per skip channel (x 11.5 channels/latent px published)
+    unet_fixed=0.014,
+    condition=2.0,
+    encoder=2.07,
+    decoder=3.95,
+    vae_fixed=16 * 2**20,
+    load=0.76,  # loading converts each fp32 file to the model dtype: 0.76 x the largest fp32 network extra
+    baseline_cpu=1010 * 2**20,  # torch, diffusers, transformers, torchvision imported (RSS after load - weights)
+    baseline_cuda=600 * 2**20,  # CUDA context, cuDNN/cuBLAS workspaces: an estimate, not measured here
     flow_linear=400.0,
 )
 
@@ -305,9 +307,12 @@ def predict_frame(sizes: ModelSizes, width: int, height: int, *, element: int = 
         **_vae_phases(sizes, h, w, element, dc, tiling.decode, base + warped, k),
         "output": 24 * hr + 39 * hr,  # the new state, post-processing's float copies and the uint8 frame
     }
-    baseline = k.baseline_cuda if device.startswith("cuda") else k.baseline_cpu
-    largest = max(sizes.unet_params, sizes.controlnet_params, sizes.text_params) * 4
-    load = baseline + weights + sizes.text_params * 4 + int(k.load * largest)
+    if device.startswith("cuda"):  # loading happens in RAM; the GPU only receives the finished networks
+        baseline, load = k.baseline_cuda, k.baseline_cuda + weights
+    else:
+        largest = max(sizes.unet_params, sizes.controlnet_params, sizes.text_params) * 4
+        baseline = k.baseline_cpu
+        load = baseline + weights + sizes.text_params * 4 + int(k.load * largest)
     return FrameMemory(baseline, weights, resident, phases, load)
 
 
@@ -562,9 +567,21 @@ def job_memory(options: UpscaleOptions, engine: dict[str, Any], width: int, heig
     if engine.get("engine") == "bicubic":
         return _bicubic_memory(width, height, device, precision, budget)
     sizes = model_sizes(options.model_id, options.flow_weights)
-    flow = str(engine.get("correlation") or FLOW_ALL_PAIRS)  # the flow module names its method here, if any
     return plan_memory(sizes, width, height, device=device, precision=precision, tile=options.tile,
-                       budget=budget, flow=flow)
+                       budget=budget, flow=flow_method(engine, width * SCALE, height * SCALE))
+
+
+def flow_method(engine: dict[str, Any], hr_width: int, hr_height: int) -> str:
+    """The correlation the engine's RAFT uses at this output size: the one its description names
+    (``flow_correlation``), else the flow module's own rule (``choose_correlation``) when it has one,
+    else torchvision's all pairs (the only one before on-demand correlation)."""
+    named = engine.get("flow_correlation")
+    if named in (FLOW_ALL_PAIRS, FLOW_ON_DEMAND):
+        return str(named)
+    from vsr.model import flow
+
+    choose = getattr(flow, "choose_correlation", None)  # present once the on-demand flow is in
+    return str(choose(hr_height, hr_width)) if choose is not None else FLOW_ALL_PAIRS
 
 
 def _bicubic_memory(width: int, height: int, device: str, precision: str, budget: Budget) -> MemoryPlan:
@@ -619,6 +636,17 @@ def out_of_memory(exc: BaseException, *, where: str, device: str, frame: int | N
         "programs using that memory, or use a smaller input. Nothing was written.",
         frame=frame, device=device, needed_bytes=needed,
     )
+
+
+def device_label(name: str) -> str:
+    """The device an option names, resolved (``auto`` -> ``cpu`` / ``cuda`` / ``mps``) when it can be."""
+    from vsr.model.devices import resolve_device
+    from vsr.model.errors import DeviceError
+
+    try:
+        return str(resolve_device(name))
+    except DeviceError:
+        return name
 
 
 def _release_cached(device: str) -> None:

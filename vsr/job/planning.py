@@ -258,7 +258,7 @@ def plan(
         calibration = estimator.calibration(info.video.width, info.video.height)
     except Exception as exc:  # an engine that runs out of memory while loading or timing is a job error
         oom = memory_model.out_of_memory(exc, where=f"planning {path.name} (loading or timing the engine)",
-                                         device=options.device)
+                                         device=memory_model.device_label(options.device))
         if oom is not None:
             raise oom from exc
         raise

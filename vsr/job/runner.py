@@ -101,7 +101,8 @@ def run(
         try:
             processor = engines.get_processor(options)
         except Exception as exc:
-            oom = memory_model.out_of_memory(exc, where="loading the model", device=options.device, plan=job.memory)
+            oom = memory_model.out_of_memory(exc, where="loading the model",
+                                             device=memory_model.device_label(options.device), plan=job.memory)
             if oom is not None:
                 raise oom from exc
             raise
