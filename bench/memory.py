@@ -269,7 +269,6 @@ def calibrate_child(args: argparse.Namespace) -> dict:
         features = engine.vae.encoder_features(warped)
         latents = torch.randn(1, 4, args.height, args.width).to(engine.dtype)
         calls = {
-            "flow": lambda: engine.raft(up[1], up[0], num_flow_updates=12),
             "condition": lambda: engine.artg.condition(warped),
             "denoise": lambda: engine.noise_prediction(sample, engine.timesteps[0], cond),
             "encode": lambda: engine.vae.encoder_features(warped),
@@ -348,7 +347,7 @@ def flows(args: argparse.Namespace) -> list[dict]:
 
 def calibrate(args: argparse.Namespace) -> dict:
     """Per-component slopes and intercepts, and the coefficients they give (see vsr/job/memory.py)."""
-    from vsr.job.memory import ModelSizes, flow_bytes, model_sizes
+    from vsr.job.memory import ModelSizes, model_sizes
 
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     points = [run_child("calibrate", ["--width", str(w), "--height", str(h), "--precision", args.precision], env)
@@ -362,8 +361,6 @@ def calibrate(args: argparse.Namespace) -> dict:
     element = 2 if "bf16" in args.precision or args.precision == "auto" else 4
     px = [p["lr"][0] * p["lr"][1] for p in points]
     hr = [16 * x for x in px]
-    flow_linear = [p["flow"] - flow_bytes(4 * p["lr"][0], 4 * p["lr"][1], "all-pairs",
-                                           _zero_linear())[0] for p in points]
     fits = {
         "unet": _line(px, [p["denoise"] for p in points], sizes.skip_channels * element),
         "condition": _line(hr, [p["condition"] for p in points], sizes.condition_width * element),
@@ -371,7 +368,6 @@ def calibrate(args: argparse.Namespace) -> dict:
                          sizes.vae_encoder[0][0] * element),
         "decoder": _line(hr, [p["decode"] - 3 * h * element for p, h in zip(points, hr)],
                          sizes.vae_decoder_width * element),
-        "flow_linear": _line(hr, flow_linear, 1),
     }
     weights = (sizes.unet_params + sizes.controlnet_params + sizes.vae_params) * element + sizes.raft_params * 4
     largest = max(sizes.unet_params, sizes.controlnet_params, sizes.text_params) * 4
@@ -379,14 +375,6 @@ def calibrate(args: argparse.Namespace) -> dict:
     return {"points": points, "element": element, "fits": fits, "load": load,
             "baseline_cpu": min(p["baseline"] for p in points),
             "unet_fixed": fits["unet"]["intercept"] / ((sizes.unet_params + sizes.controlnet_params) * element)}
-
-
-def _zero_linear():
-    from vsr.job.memory import COEFFICIENTS
-
-    from dataclasses import replace
-
-    return replace(COEFFICIENTS, flow_linear=0.0)
 
 
 def _line(x: list[float], y: list[float], unit: float) -> dict:
@@ -447,6 +435,14 @@ def summarise(results: dict) -> dict:
     for tiled in (False, True):
         fit = linear_fit([r for r in frames_done if r["tiled"] == tiled], "frame_peak")
         summary["linear"]["tiled" if tiled else "untiled"] = fit
+    flow_rows = [r for r in results.get("flow", []) if "measured" in r and r["method"] == "on-demand"]
+    if len(flow_rows) >= 2:
+        x = np.array([r["hr"][0] * r["hr"][1] for r in flow_rows], dtype=float)
+        y = np.array([r["measured"] for r in flow_rows], dtype=float)
+        slope, intercept = np.polyfit(x, y, 1)
+        summary["on_demand_flow"] = {"bytes_per_hr_pixel": float(slope), "intercept_mb": float(intercept / 1e6),
+                                     "worst_relative_residual": float((np.abs(slope * x + intercept - y) / y).max()),
+                                     "points": len(flow_rows)}
     big = {r["tiled"]: r["process_peak"] / GB for r in frames_done if tuple(r["lr"]) == (640, 360)}
     summary["goals"] = {
         "640x360 tiled <= 4 GB": None if True not in big else big[True] <= GOALS["tiled_gb"],

@@ -68,8 +68,6 @@ class Coefficients:
     load: float
     baseline_cpu: int
     baseline_cuda: int
-    flow_linear: float
-    """RAFT's memory other than the correlation, bytes per HR px (its encoders at 1/2..1/8 scale)."""
 
 
 COEFFICIENTS = Coefficients(
@@ -88,7 +86,6 @@ COEFFICIENTS = Coefficients(
     load=0.76,  # loading converts each fp32 file to the model dtype: 0.76 x the largest fp32 network extra
     baseline_cpu=1010 * 2**20,  # torch, diffusers, transformers, torchvision imported (RSS after load - weights)
     baseline_cuda=600 * 2**20,  # CUDA context, cuDNN/cuBLAS workspaces: an estimate, not measured here
-    flow_linear=400.0,
 )
 
 
@@ -223,31 +220,32 @@ def _header_params(path: Path) -> int | None:
 FLOW_ALL_PAIRS = "all-pairs"
 FLOW_ON_DEMAND = "on-demand"
 RAFT_LEVELS = 4
-RAFT_FEATURES = 256  # channels of RAFT large's feature maps, at 1/8 of the input
-ON_DEMAND_CHUNK = 64 * 2**20  # working memory per chunk of the on-demand lookup
+RAFT_FEATURES = 256  # channels of RAFT large's feature and context maps, at 1/8 of the input
+FLOW_BYTES_PER_PIXEL = 665.0
+"""RAFT large's peak per HR pixel apart from an all-pairs volume: its feature encoder on both frames at
+1/2 scale dominates. Measured by bench/memory.py's flow cases with on-demand correlation (1280x720:
+0.62 GB, 2560x1440: 2.45 GB; CPU, fp32, 2 threads): the slope between them."""
+FLOW_FIXED = 16 * 2**20
 
 
-def flow_bytes(hr_width: int, hr_height: int, method: str = FLOW_ALL_PAIRS,
-               coefficients: Coefficients = COEFFICIENTS) -> tuple[int, int]:
+def flow_bytes(hr_width: int, hr_height: int, method: str = FLOW_ALL_PAIRS) -> tuple[int, int]:
     """(peak bytes during one RAFT call, bytes that stay allocated after it) at HR ``hr_width`` x ``hr_height``.
 
     All pairs (torchvision): with n = (H/8)(W/8) positions the correlation volume is n^2 float32
-    values, V = 4 n^2 bytes. Building it holds the matrix product and its scaled copy (2 V); the
-    4-level pyramid (V (1 + 1/4 + 1/16 + 1/64)) is kept on the module (``corr_block.corr_pyramid``)
-    until the next call replaces it, so it stays allocated between frames.
-    On demand (RAFT's "alternate" correlation): the pooled fmap2 pyramid (about 1.4 fmap2), fmap1,
-    the (levels x 81)-channel lookup result and one chunk of working memory: linear in the area.
-    Both add RAFT's encoders and update block (``flow_linear`` bytes per HR px).
+    values, V = 4 n^2 bytes. Building it holds the matrix product and its scaled copy (2 V) next to
+    the feature maps; the 4-level pyramid (V (1 + 1/4 + 1/16 + 1/64)) is kept on the module
+    (``corr_block.corr_pyramid``) until the next call replaces it, so it stays allocated between
+    frames. The encoders' peak comes before the volume exists, so the call's peak is the larger of
+    the two. On demand (RAFT's "alternate" correlation): linear in the area (``FLOW_BYTES_PER_PIXEL``).
     """
     n = (hr_height // 8) * (hr_width // 8)
-    linear = coefficients.flow_linear * hr_width * hr_height
+    linear = FLOW_BYTES_PER_PIXEL * hr_width * hr_height + FLOW_FIXED
     if method == FLOW_ALL_PAIRS:
         volume = 4 * n * n
         pyramid = volume * sum(4.0**-level for level in range(RAFT_LEVELS))
-        return int(linear + 2 * volume), int(pyramid)
+        return int(max(linear, 2 * volume + 3 * 4 * RAFT_FEATURES * n)), int(pyramid)
     if method == FLOW_ON_DEMAND:
-        fmap = 4 * RAFT_FEATURES * n
-        return int(linear + 2.4 * fmap + 4 * RAFT_LEVELS * 81 * n + ON_DEMAND_CHUNK), 0
+        return int(linear), 0
     raise ValueError(f"unknown flow method {method!r}; use {FLOW_ALL_PAIRS!r} or {FLOW_ON_DEMAND!r}.")
 
 
@@ -295,7 +293,7 @@ def predict_frame(sizes: ModelSizes, width: int, height: int, *, element: int = 
     base = 24 * hr + 12 * hr + 12 * px  # carried state (2 HR fp32 images) + this frame's bicubic + LR
     warped = 3 * hr * element
     cond = sizes.unet_widths[0] * px * element
-    flow_peak, resident = flow_bytes(w * SCALE, h * SCALE, flow, k)
+    flow_peak, resident = flow_bytes(w * SCALE, h * SCALE, flow)
     dn, dc = tiling.denoise_grid(h, w), tiling.decode_grid(h, w)
     unet_px = _tile_area(dn, tiling.denoise, px)
     cond_px = px if dn is None else min(px, (tiling.denoise + 2 * CONDITION_HALO) ** 2)
