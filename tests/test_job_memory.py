@@ -91,7 +91,7 @@ def test_whole_frames_when_they_fit_tiles_when_not_and_a_refusal_naming_what_fit
     budget = (smallest + roomy.untiled_peak_bytes) // 2
     tight = plan_memory(PUBLISHED, 640, 360, tile="auto", budget=Budget(budget, "tight"), **kwargs)
     assert tight.tiling.enabled and tight.peak_bytes <= budget < tight.untiled_peak_bytes
-    assert "tiled: " in tight.to_text() and "untiled" in tight.to_text()
+    assert "; tiled: denoise " in tight.to_text() and "(whole frames would need " in tight.to_text()
     with pytest.raises(NotEnoughMemory) as refused:
         plan_memory(PUBLISHED, 1920, 1080, tile="auto", budget=Budget(budget, "tight"), **kwargs)
     largest = refused.value.largest
@@ -117,10 +117,10 @@ def test_a_model_too_large_for_the_budget_says_no_input_fits() -> None:
 
 
 def test_the_budget_is_max_memory_else_a_share_of_ram(monkeypatch) -> None:
-    assert memory.memory_budget("cpu", 6 * GB) == Budget(6 * GB, "6.0 GB allowed (--max-memory / "
+    assert memory.memory_budget("cpu", 6 * GB) == Budget(6 * GB, "6.0 GB allowed on cpu (--max-memory / "
                                                                   "STREAM_DIFFVSR_MAX_MEMORY)")
     monkeypatch.setattr(memory, "cpu_available_bytes", lambda: 20 * GB)
-    assert memory.memory_budget("cpu") == Budget(14 * GB, "70% of 20.0 GB available RAM")
+    assert memory.memory_budget("cpu") == Budget(14 * GB, "14.0 GB usable on cpu (70% of 20.0 GB available RAM)")
     assert memory.memory_budget("ZeroGPU").bytes is None
 
 
@@ -174,8 +174,8 @@ def test_the_plan_shows_and_records_the_peak_and_its_tiling(tmp_path: Path, fixt
     plan = job.plan(src, options, estimator=FixtureEstimator(fixture_dir))
     assert plan.memory is not None and not plan.memory.tiling.enabled
     line = next(line for line in plan.to_text().splitlines() if line.startswith("Memory:"))
-    assert line.startswith("Memory:   peak memory about ") and " GB of 8.0 GB allowed" in line
-    assert line.endswith("on cpu; whole frames")
+    assert line.startswith("Memory:   peak memory about ")
+    assert line.endswith(" GB of 8.0 GB allowed on cpu (--max-memory / STREAM_DIFFVSR_MAX_MEMORY); whole frames")
     data = json.loads(json.dumps(plan.to_dict()))
     assert data["memory"]["budget_bytes"] == 8 * GB and data["memory"]["tiling"]["denoise"] is None
     assert job.preview_plan(plan, 0.1).memory == plan.memory
@@ -184,7 +184,7 @@ def test_the_plan_shows_and_records_the_peak_and_its_tiling(tmp_path: Path, fixt
 def test_the_plan_refuses_a_job_that_cannot_fit(tmp_path: Path, fixture_dir: Path) -> None:
     src = make_video(tmp_path / "in.mp4", 640, 360, 25, 2, audio=None)
     options = build_options({"model_id": str(fixture_dir / "model"), "max_memory": "3GB"})
-    with pytest.raises(NotEnoughMemory, match=r"more than 3\.0 GB allowed .* largest input of this shape"):
+    with pytest.raises(NotEnoughMemory, match=r"more than 3\.0 GB allowed on cpu .* largest input of this shape"):
         job.plan(src, options, estimator=FixtureEstimator(fixture_dir))  # all-pairs flow at 2560x1440
 
 

@@ -361,27 +361,28 @@ def memory_budget(device: str, max_memory: int | None = None) -> Budget:
     bytes when given, else the free GPU memory plus what this process already holds there, or on a
     CPU (and MPS, whose memory is the system's) ``CPU_SHARE`` of the RAM this process could have."""
     if max_memory is not None:
-        return Budget(int(max_memory), f"{_gb(max_memory)} allowed (--max-memory / STREAM_DIFFVSR_MAX_MEMORY)")
+        return Budget(int(max_memory), f"{_gb(max_memory)} allowed on {device} (--max-memory / "
+                                       "STREAM_DIFFVSR_MAX_MEMORY)")
     if device.startswith("cuda"):
         return _cuda_budget(device)
     if device.lower() == "zerogpu":
-        return Budget(None, "the GPU's memory is known only inside the GPU call")
+        return Budget(None, "ZeroGPU: the GPU's memory is known only inside the GPU call, so it is not checked")
     available = cpu_available_bytes()
     if available is None:
-        return Budget(None, "this system does not report its free memory")
+        return Budget(None, f"{device}: this system does not report its free memory, so it is not checked")
     share = int(available * CPU_SHARE)
-    return Budget(share, f"{CPU_SHARE:.0%} of {_gb(available)} available RAM")
+    return Budget(share, f"{_gb(share)} usable on {device} ({CPU_SHARE:.0%} of {_gb(available)} available RAM)")
 
 
 def _cuda_budget(device: str) -> Budget:
     import torch
 
     if not torch.cuda.is_available():
-        return Budget(None, f"{device} is not available here")
+        return Budget(None, f"{device} is not available here, so its memory is not checked")
     index = torch.device(device).index or 0
     free, total = torch.cuda.mem_get_info(index)
     held = torch.cuda.memory_reserved(index)  # this process's own cache (e.g. the loaded model): reusable
-    return Budget(int(free + held), f"{_gb(free + held)} free on cuda:{index} (of {_gb(total)})")
+    return Budget(int(free + held), f"{_gb(free + held)} free on cuda:{index} ({_gb(total)} in all)")
 
 
 def cpu_available_bytes() -> int | None:
@@ -458,11 +459,11 @@ class MemoryPlan:
     notes: tuple[str, ...] = field(default=())
 
     def to_text(self) -> str:
-        """'peak memory about 6.1 GB of 16.8 GB free on cuda:0; whole frames'."""
+        """'peak memory about 6.1 GB of 16.8 GB free on cuda:0 (24.0 GB in all); whole frames'."""
         where = f"of {self.budget_text}" if self.budget_bytes is not None else f"({self.budget_text})"
         cut = "whole frames" if not self.tiling.enabled else f"tiled: {self.tiling.describe()}"
-        untiled = (f"; {_gb(self.untiled_peak_bytes)} untiled" if self.tiling.enabled else "")
-        return f"peak memory about {_gb(self.peak_bytes)} {where} on {self.device}; {cut}{untiled}"
+        untiled = (f" (whole frames would need {_gb(self.untiled_peak_bytes)})" if self.tiling.enabled else "")
+        return f"peak memory about {_gb(self.peak_bytes)} {where}; {cut}{untiled}"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
