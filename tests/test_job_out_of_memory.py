@@ -119,3 +119,18 @@ def test_out_of_memory_while_loading_the_engine_is_a_job_error(tmp_path: Path, m
     assert code == 5
     assert "Out of memory on cpu while planning clip.mp4 (loading or timing the engine)" in err[-1]
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_out_of_memory_in_a_frame_folder_job_names_the_file(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from vsr.job.frames import upscale_sequences
+
+    folder = tmp_path / "in" / "seq"
+    folder.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(folder / f"{i:03d}.png")
+    with pytest.raises(OutOfMemory, match=r"while upscaling .*002\.png .* PNGs of the frames before it are kept") as e:
+        upscale_sequences(tmp_path / "in", tmp_path / "out", OutOfMemoryEngine(fail_at=2), 1)
+    assert e.value.frame == 2

@@ -614,11 +614,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def out_of_memory(exc: BaseException, *, where: str, device: str, frame: int | None = None,
-                  plan: MemoryPlan | None = None) -> OutOfMemory | None:
+                  plan: MemoryPlan | None = None, left: str = "Nothing was written.") -> OutOfMemory | None:
     """The ``OutOfMemory`` job error for ``exc`` when it is an out-of-memory error, else None.
 
     ``where`` says what ran out ("frame 12 (0.480 s) of clip.mp4", "loading the model"); ``plan`` is
-    the job's memory plan, whose prediction and tiling the message quotes.
+    the job's memory plan, whose prediction and tiling the message quotes; ``left`` what the caller
+    leaves behind.
     """
     if not is_out_of_memory(exc):
         return None
@@ -632,7 +633,7 @@ def out_of_memory(exc: BaseException, *, where: str, device: str, frame: int | N
         f"Out of memory on {device} while {where} ({type(exc).__name__}: {first}).{known} This is a memory limit, "
         "not a bug. Fix: set a smaller --max-memory / STREAM_DIFFVSR_MAX_MEMORY (the plan then cuts frames into "
         "tiles) or a smaller --tile (e.g. 64 or 32), use --precision bf16 or fp16 where available, close other "
-        "programs using that memory, or use a smaller input. Nothing was written.",
+        f"programs using that memory, or use a smaller input. {left}",
         frame=frame, device=device, needed_bytes=needed,
     )
 
