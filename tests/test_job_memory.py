@@ -194,3 +194,21 @@ def test_auto_at_the_fixture_size_keeps_whole_frames(fixture_dir: Path) -> None:
                          budget=memory.memory_budget("cpu"))
     assert chosen.tiling == Tiling()
     assert replace(chosen, notes=("x",)).to_dict()["notes"] == ["x"]
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_what_cannot_fit_naming_the_largest_input(tmp_path: Path, fixture_dir: Path,
+                                                                  capsys) -> None:
+    """640x360 -> 2560x1440 with torchvision's all-pairs flow needs ~44 GB (the volume is (320 * 180)^2
+    floats): refused before any work with exit code 3, naming the largest 16:9 input that fits in 8 GB."""
+    from vsr.cli import EXIT_INPUT, main
+
+    src = make_video(tmp_path / "in.mp4", 640, 360, 25, 2, audio=None)
+    code = main(["upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--model-id", str(fixture_dir / "model"),
+                 "--flow-weights", str(fixture_dir / "raft_large.safetensors"), "--device", "cpu",
+                 "--max-memory", "8GB"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == EXIT_INPUT == 3, line
+    assert "more than 8.0 GB allowed on cpu" in line and "most at the flow step" in line
+    assert "The largest input of this shape that fits is about " in line
+    assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "cache").exists()  # nothing was measured
