@@ -147,8 +147,8 @@ def _threads() -> None:
     torch.set_num_threads(2)
 
 
-def load_standin(precision: str):
-    """The full-size stand-in as an engine (1 denoising step), CPU."""
+def load_standin(precision: str, device: str = "cpu"):
+    """The full-size stand-in as an engine (1 denoising step) on ``device``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from standin import ensure
 
@@ -156,7 +156,7 @@ def load_standin(precision: str):
 
     folder = ensure()
     return folder, load_engine("stream-diffvsr", model_id=str(folder), flow_weights=folder / "raft_large.safetensors",
-                               device="cpu", precision=precision, steps=1, seed=1)
+                               device=device, precision=precision, steps=1, seed=1)
 
 
 def prime(engine, lr: np.ndarray, all_pairs: bool) -> None:
@@ -186,7 +186,7 @@ def frame_child(args: argparse.Namespace) -> dict:
     _threads()
     width, height = args.width, args.height
     baseline = rss()
-    folder, engine = load_standin(args.precision)
+    folder, engine = load_standin(args.precision, args.device)
     loaded, load_peak = rss(), hwm()
     lookup = on_demand(args.on_demand_module)
     method = flow_rule(4 * width, 4 * height, lookup)
@@ -198,6 +198,8 @@ def frame_child(args: argparse.Namespace) -> dict:
     engine.set_tiling(tiling)
     first, second = clip(width, height, 2)
     prime(engine, first, method != FLOW_ON_DEMAND)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     reset_hwm()
     before = rss()
     started = time.perf_counter()
@@ -207,7 +209,7 @@ def frame_child(args: argparse.Namespace) -> dict:
     frame_peak = hwm()
     element = torch.finfo(engine.dtype).bits // 8
     predicted = predict_frame(model_sizes(str(folder), folder / "raft_large.safetensors"), width, height,
-                              element=element, tiling=tiling, flow=method)
+                              element=element, tiling=tiling, flow=method, device=str(engine.device))
     return {"lr": [width, height], "hr": [4 * width, 4 * height], "tiling": tiling.describe(),
             "precision": NAMES[engine.dtype], "flow": method, "seconds": seconds,
             "baseline": baseline, "after_load": loaded, "load_peak": load_peak, "before_frame": before,
@@ -284,7 +286,8 @@ def calibrate_child(args: argparse.Namespace) -> dict:
     return result
 
 
-CHILDREN = {"frame": frame_child, "flow": flow_child, "calibrate": calibrate_child}
+CHILDREN = {"frame": frame_child, "flow": flow_child, "calibrate": calibrate_child, "cli": cli_child,
+            "bare": bare_child}
 
 
 def run_child(kind: str, extra: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> dict:
@@ -313,7 +316,7 @@ def frames(args: argparse.Namespace) -> list[dict]:
     for width, height in FRAME_SIZES:
         for tile in (0, args.tile):
             extra = ["--width", str(width), "--height", str(height), "--precision", args.precision,
-                     "--tile", str(tile)] + (["--on-demand-module", args.on_demand_module]
+                     "--tile", str(tile), "--device", args.device] + (["--on-demand-module", args.on_demand_module]
                                             if args.on_demand_module else [])
             row = run_child("frame", extra)
             row.setdefault("lr", [width, height])
@@ -384,21 +387,60 @@ def _line(x: list[float], y: list[float], unit: float) -> dict:
 
 
 def cli_case(args: argparse.Namespace, work: Path) -> dict:
-    """``vsr upscale`` of a generated 640x360 clip with the tiny fixture model: exit code, time, peak RSS."""
+    """``vsr upscale`` of a generated 640x360 clip end to end: with the tiny fixture model (the plan
+    refuses it while the package's flow is all pairs only: the volume alone is ~26 GB at 2560x1440),
+    and with the bicubic engine, whose peak minus the bare process is what decoding and encoding take
+    (the memory model's MEDIA_BYTES_PER_PIXEL)."""
     clip_path = make_video(work / "clip640.mp4", 640, 360, args.cli_frames)
+    rows = {"bare_process_rss": _bare_cli_rss()}
+    for engine in ("stream-diffvsr", "bicubic"):
+        extra = (["--model-id", str(FIXTURE / "model"), "--flow-weights", str(FIXTURE / "raft_large.safetensors")]
+                 if engine == "stream-diffvsr" else [])
+        rows[engine] = _cli_run(work, clip_path, ["--engine", engine, *extra])
+    hr = 640 * 360 * 16
+    bicubic = rows["bicubic"]
+    if bicubic["exit_code"] == 0:
+        rows["media_bytes_per_output_pixel"] = (bicubic["peak_rss"] - rows["bare_process_rss"]) / hr
+    return {"input": "640x360", "frames": args.cli_frames, **rows}
+
+
+def _cli_run(work: Path, clip_path: Path, extra: list[str]) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_DIFFVSR_")}
     env.update(STREAM_DIFFVSR_TMP_DIR=str(work / "tmp"), STREAM_DIFFVSR_CACHE_DIR=str(work / "cache"))
-    argv = [sys.executable, "-m", "vsr", "upscale", str(clip_path), "-o", str(work / "out.mp4"), "--overwrite",
-            "--model-id", str(FIXTURE / "model"), "--flow-weights", str(FIXTURE / "raft_large.safetensors"),
-            "--device", "cpu", "--seed", "1", "--preset", "veryfast"]
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", "cli", "--out", str(work / "cli.json"), "--",
+            "upscale", str(clip_path), "-o", str(work / "out.mp4"), "--overwrite", "--device", "cpu", "--seed", "1",
+            *extra]
     started = time.perf_counter()
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    data = json.loads((work / "cli.json").read_text()) if (work / "cli.json").is_file() else {}
     plan = next((line for line in proc.stdout.splitlines() if line.startswith("Memory:")), "")
-    return {"input": "640x360", "frames": args.cli_frames, "exit_code": proc.returncode, "seconds": seconds,
-            "peak_rss": peak, "plan_memory_line": plan.strip(),
-            "stderr_tail": proc.stderr.strip().splitlines()[-1:] if proc.returncode else []}
+    return {"exit_code": data.get("code", proc.returncode), "seconds": seconds, "peak_rss": data.get("peak_rss"),
+            "plan_memory_line": plan.strip(),
+            "error_line": (proc.stderr.strip().splitlines() or [""])[-1] if data.get("code") else ""}
+
+
+def cli_child(args: argparse.Namespace) -> dict:
+    """``vsr.cli.main`` in this fresh process; its exit code and the process's peak RSS."""
+    _threads()
+    from vsr.cli import main as cli_main
+
+    code = cli_main(args.rest)
+    return {"code": code, "peak_rss": hwm()}
+
+
+def bare_child(args: argparse.Namespace) -> dict:
+    """RSS of a process that imported what the CLI imports for a bicubic job, before any work."""
+    _threads()
+    import media  # noqa: F401
+    import vsr.job  # noqa: F401
+    from vsr.model.bicubic import BicubicUpscaler  # noqa: F401
+
+    return {"rss": rss()}
+
+
+def _bare_cli_rss() -> int:
+    return int(run_child("bare", [])["rss"])
 
 
 def _short(row: dict) -> str:
@@ -482,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="frame,flow,cli", help="comma-separated: frame, flow, cli, calibrate")
     parser.add_argument("--precision", default="auto", help="of the frame cases (auto: what the product picks)")
+    parser.add_argument("--device", default="cpu", help="of the frame cases: cpu, or cuda (peaks from torch.cuda)")
     parser.add_argument("--tile", type=int, default=64, help="latent tile side of the tiled frame cases")
     parser.add_argument("--max-case-gb", type=float, default=12.0, help="flow cases predicted above this are not run")
     parser.add_argument("--cli-frames", type=int, default=3)
@@ -493,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
     parser.add_argument("--method")
+    parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         Path(args.out).write_text(json.dumps(CHILDREN[args.child](args)))
