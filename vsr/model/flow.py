@@ -9,7 +9,6 @@ pixel (x, y) of frame i is found in frame i-1, so the previous output is backwar
 from __future__ import annotations
 
 import logging
-import socket
 import urllib.error
 import urllib.parse
 from pathlib import Path
@@ -19,12 +18,12 @@ import torch.nn.functional as F
 from torchvision.models.optical_flow import RAFT, Raft_Large_Weights, raft_large
 
 from vsr.model.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
+from vsr.model.network import REACH_TIMEOUT_S, unreachable_reason
 
 logger = logging.getLogger(__name__)
 
 RAFT_ITERATIONS = 12
 RAFT_MIN_SIDE = 128  # RAFT's correlation pyramid needs feature maps of 16+ at 1/8 scale
-REACH_TIMEOUT_S = 5.0
 
 
 def default_raft_url() -> str:
@@ -38,17 +37,13 @@ def _cached_path(url: str) -> Path:
 
 def _check_reachable(url: str, timeout: float) -> None:
     """Raise HubUnreachableError within ``timeout`` seconds if the URL's host does not accept a connection."""
-    parts = urllib.parse.urlparse(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
-            pass
-    except OSError as exc:
+    reason = unreachable_reason(url, timeout)
+    if reason is not None:
         raise HubUnreachableError(
-            f"Cannot download the RAFT optical-flow weights from {url} ({exc}). Fix: pass a local file with "
+            f"Cannot download the RAFT optical-flow weights from {url}: {reason}. Fix: pass a local file with "
             f"--flow-weights / STREAM_DIFFVSR_FLOW_WEIGHTS (.pth or .safetensors), or put the file at "
             f"{_cached_path(url)} (torch hub cache) on a machine with internet access."
-        ) from exc
+        )
 
 
 def _download_state_dict(url: str, timeout: float) -> dict[str, torch.Tensor]:

@@ -28,11 +28,10 @@ from vsr.model.protocol import check_frame, new_seed
 from vsr.model.errors import DeviceError
 from vsr.model.flow import Warper, compute_flow, load_raft
 from vsr.model.temporal_vae import TemporalAutoencoderTiny
+from vsr.options import ATTENTIONS, SCALE
 
 logger = logging.getLogger(__name__)
 
-SCALE = 4
-ATTENTIONS = ("sdpa", "xformers", "sliced")
 
 
 @dataclass
