@@ -19,6 +19,7 @@ from media.errors import (
     NoVideoStream,
     OutputNotWritable,
     SizeLimitExceeded,
+    StillImage,
     TimestampError,
     TruncatedVideo,
     UnsupportedContainer,
@@ -50,7 +51,7 @@ __all__ = [
     "EncodeSettings", "CODEC_SPECS", "VideoWriter", "WriteReport", "StreamAction", "plan_stream_actions",
     "verify", "ExpectedOutput", "VerifyReport", "Check",
     "make_browser_preview", "plays_in_browser", "unique_output_path",
-    "MediaError", "MediaFileNotFound", "NotAVideo", "NoVideoStream", "ZeroFrames", "TruncatedVideo", "DecodeError",
+    "MediaError", "MediaFileNotFound", "NotAVideo", "NoVideoStream", "StillImage", "ZeroFrames", "TruncatedVideo", "DecodeError",
     "UnsupportedPixelFormat", "UnsupportedSize", "SizeLimitExceeded", "InvalidTrim", "EncoderUnavailable",
     "UnsupportedContainer", "TimestampError", "OutputNotWritable", "DiskFull", "WriteAborted", "VerificationFailed",
 ]

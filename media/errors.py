@@ -15,6 +15,7 @@ __all__ = [
     "MediaFileNotFound",
     "NotAVideo",
     "NoVideoStream",
+    "StillImage",
     "ZeroFrames",
     "TruncatedVideo",
     "DecodeError",
@@ -50,6 +51,10 @@ class NotAVideo(MediaError, ValueError):
 
 class NoVideoStream(MediaError, ValueError):
     """The file opens but holds no video stream (an audio-only file, a subtitle file...)."""
+
+
+class StillImage(MediaError, ValueError):
+    """The file is a still picture (PNG, JPEG, WebP, a one-frame GIF...), whatever its name says, not a video."""
 
 
 class ZeroFrames(MediaError, ValueError):

@@ -24,6 +24,7 @@ from media.errors import (
     NotAVideo,
     NoVideoStream,
     SizeLimitExceeded,
+    StillImage,
     TruncatedVideo,
     UnsupportedSize,
     ZeroFrames,
@@ -188,8 +189,10 @@ class _Scan:
 
 def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
     """Describe ``path``. Raises a ``MediaError`` naming the problem and the fix: missing file, not a
-    media file, no video stream / audio only, zero frames, truncated file, picture smaller than
-    ``MIN_SIDE`` or (with ``max_pixels``) larger than ``max_pixels`` pixels per frame."""
+    media file, no video stream / audio only, a still picture (``StillImage``: a PNG/JPEG/WebP... file
+    or a one-frame GIF/APNG, whatever its name; one frame in a video container is a video), zero
+    frames, truncated file, picture smaller than ``MIN_SIDE`` or (with ``max_pixels``) larger than
+    ``max_pixels`` pixels per frame."""
     path = Path(path)
     if not path.is_file():
         raise MediaFileNotFound(f"{path}: no such file. Check the path (and that the upload finished).", path)
@@ -211,6 +214,7 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
             raise NoVideoStream(f"{path}: {what}, there is no video stream to upscale. Choose a video file.", path)
         vstream = container.streams.video[0]
         scans = _scan_packets(path, container, vstream)
+        _refuse_still_picture(path, container, vstream, scans[vstream.index].count)
         vinfo = _video_info(path, container, vstream, scans[vstream.index])
         audio = tuple(_audio_info(s, scans[s.index]) for s in container.streams.audio)
         subs = tuple(_subtitle_info(s, scans[s.index]) for s in container.streams.subtitles)
@@ -262,6 +266,34 @@ def _scan_packets(path: Path, container: av.container.InputContainer, vstream: a
             frame_index=vscan.count,
         )
     return scans
+
+
+# FFmpeg reads a picture file with ``image2`` (by file name) or a content-probed ``<codec>_pipe``
+# demuxer (``png_pipe``, ``jpeg_pipe``...), whatever the file is called; GIF and APNG files are
+# animations, pictures when they hold a single frame. A single frame in a real video container
+# (MP4, MKV, MOV...) is a one-frame video and is accepted.
+_ANIMATION_FORMATS = frozenset({"gif", "apng"})
+_PICTURE_KINDS = {"png": "PNG", "apng": "PNG", "mjpeg": "JPEG", "jpegls": "JPEG-LS", "jpeg2000": "JPEG 2000",
+                  "jpegxl": "JPEG XL", "webp": "WebP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF", "qoi": "QOI"}
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts",
+                            ".mts", ".flv", ".wmv", ".ogv", ".3gp", ".mxf"})
+
+
+def _refuse_still_picture(path: Path, container: av.container.InputContainer, stream: av.VideoStream,
+                          frames: int) -> None:
+    """Raise ``StillImage`` when ``path`` is a picture file (or a one-frame GIF/APNG), not a video."""
+    fmt = container.format.name
+    if not (fmt == "image2" or fmt.endswith("_pipe") or (fmt in _ANIMATION_FORMATS and frames == 1)):
+        return
+    codec = stream.codec.canonical_name
+    kind = _PICTURE_KINDS.get(codec, codec.upper())
+    misnamed = f", although its name ends in {path.suffix}" if path.suffix.lower() in VIDEO_SUFFIXES else ""
+    raise StillImage(
+        f"{path}: this is a still picture ({kind}){misnamed}, not a video; there are no frames to upscale one "
+        "after another. Choose a video file. To upscale this picture, use an image upscaler, or turn it into a "
+        "short video first.",
+        path,
+    )
 
 
 _DURATION_TAG = re.compile(r"^(\d+):(\d\d):(\d\d)(?:\.(\d+))?$")

@@ -16,13 +16,14 @@ from media import (
     NotAVideo,
     NoVideoStream,
     SizeLimitExceeded,
+    StillImage,
     TruncatedVideo,
     UnsupportedPixelFormat,
     UnsupportedSize,
     ZeroFrames,
     probe,
 )
-from media_factory import SUBTITLE_CUES, make_audio_only, make_video
+from media_factory import SUBTITLE_CUES, make_audio_only, make_picture, make_video
 
 
 @pytest.mark.parametrize(
@@ -133,6 +134,36 @@ def test_text_file_named_mp4(tmp_path: Path) -> None:
     with pytest.raises(NotAVideo, match="notes.mp4") as err:
         probe(path)
     assert isinstance(err.value, ValueError) and isinstance(err.value, MediaError)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("png", "holiday.mp4"), ("jpeg", "holiday.mp4"), ("png", "clip.mkv"),
+                                            ("jpeg", "clip.mov")])
+def test_picture_with_a_video_name_is_refused(tmp_path: Path, kind: str, name: str) -> None:
+    path = make_picture(tmp_path / name, kind)
+    with pytest.raises(StillImage) as err:
+        probe(path)
+    message = str(err.value)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, MediaError)
+    assert message.startswith(f"{path}: ")
+    assert f"still picture ({kind.upper()})" in message and "not a video" in message
+    assert f"its name ends in {path.suffix}" in message
+    assert "Choose a video file" in message
+
+
+@pytest.mark.parametrize(("kind", "name"), [("png", "photo.png"), ("jpeg", "photo.jpg"), ("webp", "photo.webp"),
+                                            ("gif", "photo.gif")])
+def test_picture_file_is_refused(tmp_path: Path, kind: str, name: str) -> None:
+    path = make_picture(tmp_path / name, kind)
+    with pytest.raises(StillImage, match=r"photo\.\w+: this is a still picture .*not a video.*Choose a video file"):
+        probe(path)
+
+
+@pytest.mark.parametrize(("name", "codec"), [("one.mp4", None), ("one.mkv", "ffv1"), ("one.mov", "png")])
+def test_one_frame_video_is_still_a_video(tmp_path: Path, name: str, codec: str | None) -> None:
+    # A single picture inside a video container is a (very short) video: accepted, as before.
+    kw = {"codec": codec, "pix_fmt": "rgb24"} if codec == "png" else {"codec": codec}
+    v = probe(make_video(tmp_path / name, 64, 48, 25, 1, audio=None, **kw)).video
+    assert (v.frame_count, v.width, v.height, v.avg_rate) == (1, 64, 48, 25)
 
 
 def test_audio_only(tmp_path: Path) -> None:
