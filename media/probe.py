@@ -47,7 +47,9 @@ class VideoStreamInfo:
     ``width``/``height`` are the coded size (what the reader's RGB arrays have); ``display_width`` /
     ``display_height`` are what a player shows after the sample aspect ratio and the rotation.
     ``rotation`` is the display-matrix rotation in degrees (0, 90, 180, 270; FFmpeg's convention:
-    counter-clockwise). ``avg_rate`` is frames / duration for a variable rate; ``real_rate`` is the
+    counter-clockwise). ``pix_fmt`` is what the reader decodes; ``has_alpha`` says whether the source
+    carries transparency, in the pixel format or beside it (VP8/VP9 alpha in WebM/Matroska), which the
+    reader drops. ``avg_rate`` is frames / duration for a variable rate; ``real_rate`` is the
     container's base rate. ``frame_count`` and ``duration`` come from the packets, not the header.
     """
 
@@ -388,7 +390,7 @@ def _video_info(
         rotation=rotation,
         pix_fmt=pix_fmt,
         bit_depth=bit_depth(pix_fmt),
-        has_alpha=has_alpha(pix_fmt),
+        has_alpha=has_alpha(pix_fmt) or _alpha_beside_picture(stream),
         color_primaries=names["primaries"],
         color_transfer=names["transfer"],
         color_matrix=names["matrix"],
@@ -403,6 +405,14 @@ def _video_info(
         variable_rate=variable,
         bit_rate=stream.bit_rate or None,
     )
+
+
+def _alpha_beside_picture(stream: av.VideoStream) -> bool:
+    """Whether the container says the stream's alpha travels beside the picture: VP8/VP9 in WebM or
+    Matroska keep it in BlockAdditional data (track tag ``alpha_mode=1``), which only libvpx decodes, so
+    the decoded pixel format (yuv420p from FFmpeg's own decoder) does not show it."""
+    value = (stream.metadata or {}).get("alpha_mode") or (stream.metadata or {}).get("ALPHA_MODE")
+    return str(value).strip() == "1"
 
 
 # Frame rates cameras, films and TV use; a constant-rate stream whose timestamps match one of them

@@ -230,8 +230,8 @@ class FrameReader:
                         self.path,
                     )
                 if v.has_alpha and not warned_alpha:
-                    log.warning("%s: the video has an alpha channel (%s); it is dropped, only RGB is upscaled",
-                                self.path, frame.format.name)
+                    log.warning("%s: the video has an alpha channel (transparency); it is dropped, only the "
+                                "colour picture is read", self.path)
                     warned_alpha = True
                 rgb = frame_to_rgb(frame, v.colour, str(self.path))
                 duration = Fraction(frame.duration) * tb if frame.duration else None

@@ -11,7 +11,7 @@ import pytest
 
 import media
 from job_support import isolate_environment
-from media_factory import make_picture
+from media_factory import make_picture, make_video
 from vsr.cli import EXIT_INPUT, EXIT_OK, main
 
 
@@ -39,3 +39,45 @@ def test_upscale_refuses_a_picture_named_mp4(tmp_path: Path, vsr, kind: str) -> 
     assert stderr.startswith(f"vsr: error: {src}: this is a still picture")
     assert "not a video" in stderr and "Choose a video file" in stderr
     assert not out.exists() and stdout == ""
+
+
+# -- point 3: a source with alpha is planned with a note that the alpha is dropped -----------------
+
+ALPHA_NOTE = "the source's transparency (alpha channel) is dropped"
+
+
+@pytest.mark.parametrize(("name", "codec"), [("alpha.webm", "libvpx-vp9"), ("alpha.mkv", "ffv1")])
+def test_upscale_plan_says_alpha_is_dropped(tmp_path: Path, vsr, name: str, codec: str) -> None:
+    src = make_video(tmp_path / name, 32, 24, 25, 3, codec=codec, pix_fmt="yuva420p", audio=None)
+    out = tmp_path / "out.mkv"
+    code, stdout, stderr = vsr("upscale", src, "-o", out, "--engine", "bicubic", "--codec", "ffv1")
+    assert code == EXIT_OK, stderr
+    assert any(line.startswith("Note:") and ALPHA_NOTE in line for line in stdout.splitlines()), stdout
+    assert media.probe(out).video.frame_count == 3 and not media.probe(out).video.has_alpha
+
+
+def test_plan_on_the_web_page_says_alpha_is_dropped(tmp_path: Path) -> None:
+    from vsr import web
+    from vsr.job import plan
+    from vsr.options import build_options
+
+    src = make_video(tmp_path / "alpha.webm", 32, 24, 25, 3, codec="libvpx-vp9", pix_fmt="yuva420p", audio=None)
+    options = build_options({"engine": "bicubic", "tmp_dir": tmp_path / "tmp", "cache_dir": tmp_path / "cache"},
+                            env={})
+    job = plan(src, options, output=tmp_path / "out.mp4")
+    assert any(ALPHA_NOTE in note for note in job.notes)
+    assert ALPHA_NOTE in job.to_text() and ALPHA_NOTE in web.plan_markdown(job)
+
+
+def test_probe_reports_vp9_alpha(tmp_path: Path, vsr) -> None:
+    src = make_video(tmp_path / "alpha.webm", 32, 24, 25, 3, codec="libvpx-vp9", pix_fmt="yuva420p", audio=None)
+    code, stdout, stderr = vsr("probe", src)
+    assert code == EXIT_OK, stderr
+    assert json.loads(stdout)["video"]["has_alpha"] is True
+
+
+def test_opaque_source_has_no_alpha_note(tmp_path: Path, vsr) -> None:
+    src = make_video(tmp_path / "opaque.webm", 32, 24, 25, 3, codec="libvpx-vp9", audio=None)
+    code, stdout, stderr = vsr("upscale", src, "-o", tmp_path / "out.mkv", "--engine", "bicubic", "--codec", "ffv1")
+    assert code == EXIT_OK, stderr
+    assert "alpha" not in stdout

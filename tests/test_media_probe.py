@@ -75,6 +75,19 @@ def test_alpha_is_reported(tmp_path: Path) -> None:
     assert v.has_alpha and v.pix_fmt == "yuva420p"
 
 
+def test_vp9_alpha_in_webm_is_reported(tmp_path: Path) -> None:
+    # VP9 keeps alpha beside the picture (Matroska BlockAdditional, track tagged alpha_mode=1); FFmpeg's
+    # own VP9 decoder ignores it and decodes yuv420p, so the pixel format alone does not tell.
+    v = probe(make_video(tmp_path / "alpha.webm", 32, 32, 25, 4, codec="libvpx-vp9", pix_fmt="yuva420p",
+                         audio=None)).video
+    assert v.codec == "vp9" and v.has_alpha
+
+
+def test_vp9_without_alpha_has_none(tmp_path: Path) -> None:
+    v = probe(make_video(tmp_path / "opaque.webm", 32, 32, 25, 4, codec="libvpx-vp9", audio=None)).video
+    assert v.codec == "vp9" and not v.has_alpha
+
+
 def test_audio_and_subtitle_streams(tmp_path: Path) -> None:
     path = make_video(tmp_path / "all.mkv", frames=45, audio="opus", audio_tracks=2, subtitles="srt",
                       languages=["eng", "fra"])
