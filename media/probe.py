@@ -29,6 +29,7 @@ from media.errors import (
     UnsupportedSize,
     ZeroFrames,
 )
+from media.rates import STANDARD_RATES, constant_rate
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +335,7 @@ def _video_info(
     if variable and deltas:
         avg_rate = 1 / (Fraction(sum(deltas), len(deltas)) * tb)
     elif deltas:
-        avg_rate = _constant_rate(stream, Fraction(sum(deltas), len(deltas)) * tb, tb / len(deltas)) or avg_rate
+        avg_rate = _stream_rate(stream, pts, tb, Fraction(sum(deltas), len(deltas)) * tb) or avg_rate
     if avg_rate is None:
         base = stream.base_rate or stream.guessed_rate
         avg_rate = Fraction(base) if base else Fraction(25)
@@ -415,22 +416,16 @@ def _alpha_beside_picture(stream: av.VideoStream) -> bool:
     return str(value).strip() == "1"
 
 
-# Frame rates cameras, films and TV use; a constant-rate stream whose timestamps match one of them
-# (within the container's rounding) has that rate exactly.
-STANDARD_RATES = tuple(
-    Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60", "12",
-                          "25/2", "15", "90", "100", "120000/1001", "120", "144", "240")
-)
-
-
-def _constant_rate(stream: av.VideoStream, mean_step: Fraction, tolerance: Fraction) -> Fraction | None:
-    """The exact rate of a constant-rate stream whose mean frame step is ``mean_step`` seconds, known
-    to ``tolerance`` (one tick spread over the frames): the rate in the bitstream (H.264/HEVC timing
-    info) if it fits, else the closest standard rate that fits, else None (keep FFmpeg's estimate).
-    Matroska rounds timestamps to ms, so FFmpeg's own estimate of a short clip can be 19001/317."""
-    coded = stream.codec_context.framerate
-    if coded and abs(1 / Fraction(coded) - mean_step) <= tolerance:
-        return Fraction(coded)
+def _stream_rate(stream: av.VideoStream, pts: list[int], tb: Fraction, mean_step: Fraction) -> Fraction | None:
+    """The exact rate of a constant-rate stream (see ``media.rates``): the rate its timestamps and what
+    the file declares agree on (the bitstream's timing info, e.g. H.264/HEVC, then the container's,
+    e.g. Matroska's DefaultDuration); else the closest standard rate within one tick over the whole
+    span; else None (keep FFmpeg's estimate, which for a short Matroska clip can be 19001/317)."""
+    declared = (stream.codec_context.framerate, stream.average_rate)
+    rate = constant_rate(pts, tb, declared)
+    if rate is not None:
+        return rate
+    tolerance = tb / (len(pts) - 1)
     fits = [r for r in STANDARD_RATES if abs(1 / r - mean_step) <= tolerance]
     return min(fits, key=lambda r: abs(1 / r - mean_step)) if fits else None
 

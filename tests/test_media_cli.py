@@ -81,3 +81,18 @@ def test_opaque_source_has_no_alpha_note(tmp_path: Path, vsr) -> None:
     code, stdout, stderr = vsr("upscale", src, "-o", tmp_path / "out.mkv", "--engine", "bicubic", "--codec", "ffv1")
     assert code == EXIT_OK, stderr
     assert "alpha" not in stdout
+
+
+# -- point 2: a short piece of 30 fps video in Matroska/WebM stays exactly 30 fps -----------------
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".mkv", "ffv1"), (".mkv", "prores"), (".webm", "av1")])
+@pytest.mark.parametrize("rate", [Fraction(30), Fraction(30000, 1001)], ids=str)
+def test_upscale_a_half_second_piece_keeps_the_exact_rate(tmp_path: Path, vsr, suffix: str, codec: str,
+                                                           rate: Fraction) -> None:
+    src = make_video(tmp_path / "in.mp4", 32, 24, rate, 45, audio=None)
+    out = tmp_path / f"out{suffix}"
+    code, stdout, stderr = vsr("upscale", src, "-o", out, "--engine", "bicubic", "--codec", codec, "--end", "0.5")
+    assert code == EXIT_OK, stderr
+    assert "checks passed" in stdout
+    v = media.probe(out).video
+    assert (v.avg_rate, v.frame_count, v.width, v.height) == (rate, 15, 128, 96)

@@ -43,6 +43,25 @@ def test_rate_duration_and_count_are_exact(tmp_path: Path, rate: Fraction, frame
     assert abs(v.duration - frames / rate) <= tolerance
 
 
+EXACT_RATES = [Fraction(24), Fraction(25), Fraction(30), Fraction(50), Fraction(60), Fraction(24000, 1001),
+               Fraction(30000, 1001), Fraction(60000, 1001)]
+
+
+@pytest.mark.parametrize("frames", [3, 8, 15, 90])  # 0.05 to 0.6 s, and a long piece
+@pytest.mark.parametrize("rate", EXACT_RATES, ids=str)
+@pytest.mark.parametrize(("suffix", "codec"), [(".mkv", "ffv1"), (".webm", None), (".mp4", None)])
+def test_short_and_long_pieces_keep_their_exact_rate(tmp_path: Path, rate: Fraction, frames: int, suffix: str,
+                                                     codec: str | None) -> None:
+    # Matroska/WebM store milliseconds: 15 frames at 30 fps fit 30000/1001 as well, within rounding.
+    # FFV1 and VP9 carry no rate in the bitstream, so only the container's own says which it is.
+    pix_fmt = "yuv444p" if codec == "ffv1" else "yuv420p"
+    v = probe(make_video(tmp_path / f"piece{suffix}", 16, 16, rate, frames, codec=codec, pix_fmt=pix_fmt,
+                         audio=None)).video
+    assert (v.avg_rate, v.frame_count, v.variable_rate) == (rate, frames, False)
+    tolerance = Fraction(0) if suffix == ".mp4" else Fraction(1, 1000)
+    assert abs(v.duration - frames / rate) <= tolerance
+
+
 def test_variable_rate_is_detected(tmp_path: Path) -> None:
     times = [Fraction(0), Fraction(1, 30), Fraction(1, 10), Fraction(1, 5), Fraction(1, 4)]
     v = probe(make_video(tmp_path / "vfr.mp4", frames=5, timestamps=times, audio=None)).video

@@ -1,5 +1,5 @@
 """Property tests over size, rate and length: frames in == frames out, timestamps equal, audio
-packets byte-identical after stream copy."""
+packets byte-identical after stream copy; the exact rate behind millisecond timestamps."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from media import FrameReader, probe
+from media.rates import STANDARD_RATES, constant_rate, explains
 from media_factory import copy_through, make_video
 
 RATES = [Fraction(30000, 1001), Fraction(24000, 1001), Fraction(25), Fraction(30), Fraction(60000, 1001), Fraction(15)]
@@ -49,3 +50,41 @@ def test_stream_round_trip(width: int, height: int, rate: Fraction, frames: int,
         if frames > 1:
             assert out_info.video.avg_rate == rate
         assert audio_payloads(out) == audio_payloads(src)
+
+
+@st.composite
+def ms_timestamps(draw: st.DrawFn, frames: st.SearchStrategy[int]) -> tuple[Fraction, list[int]]:
+    """A standard rate and its frames' times rounded to Matroska's milliseconds, from any start."""
+    rate = draw(st.sampled_from(STANDARD_RATES))
+    count = draw(frames)
+    start = Fraction(draw(st.integers(0, 10_000)), 1000) + Fraction(draw(st.integers(0, 999)), 1_000_000)
+    return rate, [round((start + i / rate) * 1000) for i in range(count)]
+
+
+MS = Fraction(1, 1000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=ms_timestamps(st.integers(2, 40)))
+def test_the_declared_rate_wins_when_the_timestamps_allow_it(case: tuple[Fraction, list[int]]) -> None:
+    rate, pts = case
+    assert constant_rate(pts, MS, [rate]) == rate
+    # Matroska's DefaultDuration in whole nanoseconds, read back by FFmpeg with terms up to 30000.
+    approx = Fraction(10**9, round(Fraction(10**9) / rate)).limit_denominator(30000)
+    assert constant_rate(pts, MS, [None, approx]) == rate
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=ms_timestamps(st.integers(300, 600)), wrong=st.sampled_from(STANDARD_RATES))
+def test_a_long_piece_has_one_rate_whatever_is_declared(case: tuple[Fraction, list[int]], wrong: Fraction) -> None:
+    rate, pts = case
+    assert constant_rate(pts, MS, []) == rate
+    assert constant_rate(pts, MS, [wrong]) == rate
+
+
+def test_a_short_undeclared_piece_gets_the_simplest_rate() -> None:
+    # Half a second: 30 and 30000/1001 fit the same milliseconds; nothing says which, 30 is simpler.
+    pts = [round(i * 1000 / Fraction(30)) for i in range(15)]
+    assert explains(Fraction(30000, 1001), pts[:13], MS) and explains(Fraction(30), pts, MS)
+    assert constant_rate(pts[:13], MS, []) == 30
+    assert constant_rate(pts[:13], MS, [Fraction(30000, 1001)]) == Fraction(30000, 1001)

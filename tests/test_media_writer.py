@@ -56,6 +56,20 @@ def test_rate_and_every_timestamp_are_kept(tmp_path: Path, rate: Fraction, suffi
     assert_verified(src, out, 20, 96, 64)
 
 
+@pytest.mark.parametrize("rate", [Fraction(30), Fraction(24), Fraction(60), Fraction(60000, 1001)], ids=str)
+@pytest.mark.parametrize(("dest", "codec"), [("o.mkv", "ffv1"), ("o.mkv", "prores"), ("o.webm", "av1")])
+def test_short_piece_keeps_its_exact_rate_in_matroska(tmp_path: Path, rate: Fraction, dest: str, codec: str) -> None:
+    # Half a second or less in a container with millisecond timestamps, from an encoder that does
+    # not write the rate into the bitstream: it must still read back as exactly the source's rate.
+    src = make_video(tmp_path / "src.mp4", 32, 32, rate, 40, audio=None)
+    out = tmp_path / dest
+    end = Fraction(1, 2)
+    _, report = copy_through(src, out, encode=EncodeSettings(codec), end=end)
+    v = probe(out).video
+    assert (v.avg_rate, v.variable_rate, v.frame_count) == (rate, False, report.frames)
+    assert_verified(src, out, report.frames, 32, 32, end=end)
+
+
 def test_variable_rate_keeps_its_timestamps(tmp_path: Path) -> None:
     times = [Fraction(0), Fraction(1, 30), Fraction(1, 10), Fraction(1, 5), Fraction(1, 4), Fraction(3, 10)]
     src = make_video(tmp_path / "vfr.mp4", frames=6, timestamps=times, audio="aac")
