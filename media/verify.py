@@ -1,7 +1,8 @@
 """``verify(source, output, expected) -> VerifyReport``: decode the finished output and check it.
 
 Checks, each reported in plain words: the file opens and every frame decodes; frame count; size;
-display (rotation and aspect ratio as the source); frame rate (a constant rate exactly equal to the
+display (rotation and aspect ratio as the source, the aspect within 1%, or half a pixel of a tiny
+picture, as WebM stores whole display pixels); frame rate (a constant rate exactly equal to the
 source's, as a ``Fraction``; a variable rate stays variable); video duration (within one frame);
 every source audio track present with the same duration (within one audio packet); the audio/video
 start offset equal to the source's (within one frame); every subtitle track present.
@@ -98,7 +99,9 @@ def verify(source: MediaInfo, output: str | Path, expected: ExpectedOutput) -> V
     size_ok = (ov.width, ov.height) == (expected.width, expected.height)
     size_msg = f"{ov.width}x{ov.height}" + ("" if size_ok else f", expected {expected.width}x{expected.height}")
     checks.append(Check("size", size_ok, size_msg))
-    dar_ok = abs(ov.display_aspect_ratio - v.display_aspect_ratio) <= v.display_aspect_ratio / 100
+    # Within 1%, or half a pixel of a tiny picture (WebM stores the display size in whole pixels).
+    dar_tolerance = max(Fraction(1, 100), Fraction(1, 2 * min(ov.width, ov.height)))
+    dar_ok = abs(ov.display_aspect_ratio - v.display_aspect_ratio) <= v.display_aspect_ratio * dar_tolerance
     rot_ok = ov.rotation == v.rotation
     checks.append(Check(
         "display", dar_ok and rot_ok,

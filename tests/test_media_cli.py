@@ -96,3 +96,22 @@ def test_upscale_a_half_second_piece_keeps_the_exact_rate(tmp_path: Path, vsr, s
     assert "checks passed" in stdout
     v = media.probe(out).video
     assert (v.avg_rate, v.frame_count, v.width, v.height) == (rate, 15, 128, 96)
+
+
+# -- point 1: non-square pixels keep their display aspect in every container ----------------------
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".mkv", "ffv1"), (".mkv", "prores"), (".webm", "av1"),
+                                               (".mkv", "h264"), (".mp4", "av1")])
+def test_upscale_keeps_the_display_aspect_of_non_square_pixels(tmp_path: Path, vsr, suffix: str, codec: str) -> None:
+    sar = Fraction(128, 117)  # 176x144 CIF from PAL: shows as 1.3371, not 176/144 = 1.2222
+    src = make_video(tmp_path / "cif.mp4", 176, 144, 25, 3, audio=None, sample_aspect_ratio=sar)
+    out = tmp_path / f"out{suffix}"
+    code, stdout, stderr = vsr("upscale", src, "-o", out, "--engine", "bicubic", "--codec", codec)
+    assert code == EXIT_OK, stderr
+    assert "Input:    cif.mp4: 176x144 (shown as 193x144)" in stdout and "checks passed" in stdout
+    v = media.probe(out).video
+    assert (v.width, v.height) == (704, 576)
+    if suffix == ".webm":  # WebM stores whole display pixels: shown as 770x576, 1.3368
+        assert (v.display_width, v.display_height) == (770, 576)
+    else:
+        assert v.display_aspect_ratio == Fraction(176 * 128, 144 * 117)  # 1.3371
