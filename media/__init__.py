@@ -51,7 +51,8 @@ __all__ = [
     "EncodeSettings", "CODEC_SPECS", "VideoWriter", "WriteReport", "StreamAction", "plan_stream_actions",
     "verify", "ExpectedOutput", "VerifyReport", "Check",
     "make_browser_preview", "plays_in_browser", "unique_output_path",
-    "MediaError", "MediaFileNotFound", "NotAVideo", "NoVideoStream", "StillImage", "ZeroFrames", "TruncatedVideo", "DecodeError",
-    "UnsupportedPixelFormat", "UnsupportedSize", "SizeLimitExceeded", "InvalidTrim", "EncoderUnavailable",
-    "UnsupportedContainer", "TimestampError", "OutputNotWritable", "DiskFull", "WriteAborted", "VerificationFailed",
+    "MediaError", "MediaFileNotFound", "NotAVideo", "NoVideoStream", "StillImage", "ZeroFrames", "TruncatedVideo",
+    "DecodeError", "UnsupportedPixelFormat", "UnsupportedSize", "SizeLimitExceeded", "InvalidTrim",
+    "EncoderUnavailable", "UnsupportedContainer", "TimestampError", "OutputNotWritable", "DiskFull", "WriteAborted",
+    "VerificationFailed",
 ]

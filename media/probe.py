@@ -20,6 +20,7 @@ import av
 
 from media.colour import ColourTags, bit_depth, has_alpha, resolve_tags, sws_matrix
 from media.errors import (
+    DecodeError,
     MediaFileNotFound,
     NotAVideo,
     NoVideoStream,
@@ -28,6 +29,7 @@ from media.errors import (
     TruncatedVideo,
     UnsupportedSize,
     ZeroFrames,
+    reason,
 )
 from media.rates import STANDARD_RATES, constant_rate
 
@@ -203,7 +205,7 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
         container = av.open(str(path), metadata_errors="replace")
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise NotAVideo(
-            f"{path}: not a video FFmpeg can read ({exc}). Check that it is a complete video file "
+            f"{path}: not a video FFmpeg can read ({reason(exc)}). Check that it is a complete video file "
             "(MP4, MKV, MOV, WebM, AVI...); a partial download whose index is missing cannot be opened.",
             path,
         ) from exc
@@ -250,7 +252,7 @@ def _scan_packets(path: Path, container: av.container.InputContainer, vstream: a
     except av.FFmpegError as exc:
         got = scans[vstream.index].count
         raise TruncatedVideo(
-            f"{path}: the file breaks after video frame {got} ({exc}); it is truncated or damaged. "
+            f"{path}: the file breaks after video frame {got} ({reason(exc)}); it is truncated or damaged. "
             "Download or copy it again; frames before the break would not be the whole video.",
             path,
             frame_index=got,
@@ -437,10 +439,8 @@ def _first_frame(path: Path, container: av.container.InputContainer, stream: av.
         for frame in container.decode(stream):
             return frame
     except av.FFmpegError as exc:
-        from media.errors import DecodeError
-
         raise DecodeError(
-            f"{path}: the first video frame cannot be decoded ({exc}). The file is damaged or uses an "
+            f"{path}: the first video frame cannot be decoded ({reason(exc)}). The file is damaged or uses an "
             "unsupported codec; re-encode it (for example to H.264) and try again.",
             path,
             frame_index=0,

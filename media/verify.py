@@ -18,7 +18,7 @@ from typing import Any
 
 import av
 
-from media.errors import MediaError
+from media.errors import MediaError, reason
 from media.probe import MediaInfo, _jsonable, probe
 from media.reader import resolve_trim
 
@@ -174,5 +174,5 @@ def _decode_all(path: Path) -> tuple[int, str | None]:
                     return count, f"frame {count} is corrupt"
                 count += 1
     except av.FFmpegError as exc:
-        return count, str(exc)
+        return count, reason(exc)
     return count, None

@@ -39,6 +39,7 @@ from media.errors import (
     VerificationFailed,
     WriteAborted,
     ZeroFrames,
+    reason,
     translate_os_error,
 )
 from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions, supported_codecs
@@ -326,10 +327,10 @@ class VideoWriter:
         if video and isinstance(exc, av.FFmpegError) and self._frames == 0:
             raise EncoderUnavailable(
                 f"{self.dest}: the {self.encode.codec} encoder ({self.encode.spec.encoder}) rejected the settings "
-                f"({self.width}x{self.height}, {self.pix_fmt}): {exc}. Try another pixel format or codec.",
+                f"({self.width}x{self.height}, {self.pix_fmt}): {reason(exc)}. Try another pixel format or codec.",
                 self.dest,
             ) from exc
-        raise MediaError(f"{self.dest}: writing failed while {action}: {exc}", self.dest) from exc
+        raise MediaError(f"{self.dest}: writing failed while {action}: {reason(exc)}.", self.dest) from exc
 
     # -- end ----------------------------------------------------------------------------------
     def finish(self, expected: Any | None = None) -> WriteReport:
@@ -404,7 +405,7 @@ class VideoWriter:
                 streams = len(check.streams)
         except (av.FFmpegError, IndexError) as exc:
             self._remove_tmp()
-            raise MediaError(f"{self.dest}: the finished file cannot be read back ({exc}).", self.dest) from exc
+            raise MediaError(f"{self.dest}: the finished file cannot be read back ({reason(exc)}).", self.dest) from exc
         want = 1 + sum(1 for a in self.actions if a.action != "dropped")
         if packets != report.frames or streams < want:
             self._remove_tmp()

@@ -115,3 +115,15 @@ def test_upscale_keeps_the_display_aspect_of_non_square_pixels(tmp_path: Path, v
         assert (v.display_width, v.display_height) == (770, 576)
     else:
         assert v.display_aspect_ratio == Fraction(176 * 128, 144 * 117)  # 1.3371
+
+
+# -- point 7: the media layer's words ----------------------------------------------------------------
+
+def test_probe_of_a_non_video_says_ffmpegs_reason_once(tmp_path: Path, vsr) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 20)
+    code, stdout, stderr = vsr("probe", path)
+    assert code == EXIT_INPUT and stdout == ""
+    assert stderr.startswith(f"vsr: error: {path}: not a video FFmpeg can read (Invalid data found when "
+                             "processing input).")
+    assert stderr.count(str(path)) == 1 and "Errno" not in stderr

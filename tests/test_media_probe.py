@@ -198,6 +198,16 @@ def test_one_frame_video_is_still_a_video(tmp_path: Path, name: str, codec: str 
     assert (v.frame_count, v.width, v.height, v.avg_rate) == (1, 64, 48, 25)
 
 
+def test_ffmpeg_reason_is_plain_and_the_path_said_once(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 20)
+    with pytest.raises(NotAVideo) as err:
+        probe(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a video FFmpeg can read (Invalid data found when processing input)")
+    assert message.count(str(path)) == 1 and "Errno" not in message and "1094995529" not in message
+
+
 def test_audio_only(tmp_path: Path) -> None:
     with pytest.raises(NoVideoStream, match="audio-only"):
         probe(make_audio_only(tmp_path / "song.m4a"))
@@ -238,6 +248,7 @@ def test_truncated_mkv_names_the_frame(tmp_path: Path) -> None:
     with pytest.raises(TruncatedVideo, match=r"truncated") as err:
         probe(cut)
     assert err.value.frame_index is not None and 0 < err.value.frame_index < 60
+    assert str(err.value).count(str(cut)) == 1 and "Errno" not in str(err.value)
 
 
 def test_truncated_mp4_without_index(tmp_path: Path) -> None:
