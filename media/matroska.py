@@ -27,12 +27,13 @@ from media.errors import MediaError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PLACEHOLDER_NAME", "display_size", "write_display_size"]
+__all__ = ["PLACEHOLDER_NAME", "display_size", "doc_type", "write_display_size"]
 
 # The video track's Name while the muxer writes the file; removed by ``write_display_size``. Long
 # enough for the display elements that replace it (at most 3 + 11 + 11 + 4 bytes).
 PLACEHOLDER_NAME = "media.matroska: display size goes here"
 
+_EBML, _DOC_TYPE = 0x1A45DFA3, 0x4282
 _SEGMENT, _TRACKS, _CLUSTER, _TRACK_ENTRY, _CRC32, _VOID = 0x18538067, 0x1654AE6B, 0x1F43B675, 0xAE, 0xBF, 0xEC
 _NAME, _VIDEO, _PIXEL_HEIGHT = 0x536E, 0xE0, 0xBA
 _DISPLAY_WIDTH, _DISPLAY_HEIGHT, _DISPLAY_UNIT = 0x54B0, 0x54BA, 0x54B2
@@ -88,6 +89,21 @@ def write_display_size(path: Path, width: int, height: int, unit: int | None) ->
             path,
         ) from None
     log.debug("%s: video display size %dx%d (unit %s) written", path, width, height, unit)
+
+
+def doc_type(head: bytes) -> str | None:
+    """The DocType of the EBML header that opens ``head`` (``"matroska"``, ``"webm"``), or None."""
+    buf = bytearray(head)
+    try:
+        ebml = next(_children(buf, 0, len(buf)), None)
+        if ebml is None or ebml.id != _EBML:
+            return None
+        for child in _children(buf, ebml.data, min(ebml.end, len(buf))):
+            if child.id == _DOC_TYPE:
+                return bytes(buf[child.data:child.end]).rstrip(b"\0").decode("ascii", "replace")
+    except _Layout:
+        return None
+    return None
 
 
 # -- EBML -------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import av
 
 from media.colour import ColourTags, bit_depth, has_alpha, resolve_tags, sws_matrix
+from media.containers import container_name
 from media.errors import (
     DecodeError,
     MediaFileNotFound,
@@ -135,7 +136,11 @@ class OtherStreamInfo:
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """A probed file: the container, its video stream and every audio and subtitle stream."""
+    """A probed file: the container, its video stream and every audio and subtitle stream.
+
+    ``container`` is FFmpeg's demuxer name (``mov,mp4,m4a,3gp,3g2,mj2``), for programs;
+    ``container_name`` what people call the file's format (``MP4``, ``QuickTime (MOV)``, ``WebM``).
+    """
 
     path: Path
     container: str
@@ -145,6 +150,7 @@ class MediaInfo:
     audio: tuple[AudioStreamInfo, ...]
     subtitles: tuple[SubtitleStreamInfo, ...]
     other: tuple[OtherStreamInfo, ...] = ()
+    container_name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: ``Fraction`` -> ``"30000/1001"``, ``Path`` -> str, colour tags -> names."""
@@ -225,7 +231,8 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
         subs = tuple(_subtitle_info(s, scans[s.index]) for s in container.streams.subtitles)
         duration = Fraction(container.duration, av.time_base) if container.duration else None
         other = tuple(_other_info(s) for s in container.streams if s.type not in ("video", "audio", "subtitle"))
-        info = MediaInfo(path, container.format.name, path.stat().st_size, duration, vinfo, audio, subs, other)
+        name = container_name(path, container.format.name, container.format.long_name)
+        info = MediaInfo(path, container.format.name, path.stat().st_size, duration, vinfo, audio, subs, other, name)
 
     if vinfo.width < MIN_SIDE or vinfo.height < MIN_SIDE:
         raise UnsupportedSize(

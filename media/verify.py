@@ -86,7 +86,7 @@ def verify(source: MediaInfo, output: str | Path, expected: ExpectedOutput) -> V
     except MediaError as exc:
         return VerifyReport(output, (Check("readable", False, f"the output cannot be read: {exc}"),))
     streams = 1 + len(out.audio) + len(out.subtitles)
-    checks.append(Check("readable", True, f"opens as {out.container} with {streams} streams"))
+    checks.append(Check("readable", True, f"opens as {out.container_name} with {streams} streams"))
     v, ov = source.video, out.video
     abs_start, abs_end = resolve_trim(source, expected.start, expected.end)
     trimmed = expected.start is not None or expected.end is not None

@@ -127,3 +127,10 @@ def test_probe_of_a_non_video_says_ffmpegs_reason_once(tmp_path: Path, vsr) -> N
     assert stderr.startswith(f"vsr: error: {path}: not a video FFmpeg can read (Invalid data found when "
                              "processing input).")
     assert stderr.count(str(path)) == 1 and "Errno" not in stderr
+
+
+def test_upscale_report_names_the_container_for_people(tmp_path: Path, vsr) -> None:
+    src = make_video(tmp_path / "in.mp4", 32, 24, 25, 3, audio=None)
+    code, stdout, stderr = vsr("upscale", src, "-o", tmp_path / "out.mp4", "--engine", "bicubic")
+    assert code == EXIT_OK, stderr
+    assert "[ok] readable: opens as MP4 with 1 streams" in stdout and "mov,mp4" not in stdout

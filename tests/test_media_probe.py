@@ -132,6 +132,17 @@ def test_to_dict_is_json_with_exact_fractions(tmp_path: Path) -> None:
     assert d["subtitles"][0]["codec"] == "mov_text"
 
 
+@pytest.mark.parametrize(("name", "kw", "container_name"), [
+    ("c.mp4", {}, "MP4"), ("c.mov", {}, "QuickTime (MOV)"), ("c.m4v", {}, "MP4 (M4V)"),
+    ("c.mkv", {}, "Matroska"), ("c.webm", {}, "WebM"), ("c.avi", {"codec": "mpeg4"}, "AVI"),
+])
+def test_container_is_named_for_people(tmp_path: Path, name: str, kw: dict, container_name: str) -> None:
+    info = probe(make_video(tmp_path / name, 32, 32, 25, 2, audio=None, **kw))
+    assert info.container_name == container_name
+    assert info.to_dict()["container_name"] == container_name
+    assert info.container in ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi")  # FFmpeg's demuxer, for programs
+
+
 def test_awkward_file_name(tmp_path: Path) -> None:
     path = make_video(tmp_path / "my \"holiday\" 'clip' été 東京 #1.mp4", audio="aac")
     info = probe(path)
