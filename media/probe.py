@@ -206,7 +206,7 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
     ``max_pixels`` pixels per frame."""
     path = Path(path)
     if not path.is_file():
-        raise MediaFileNotFound(f"{path}: no such file. Check the path (and that the upload finished).", path)
+        raise MediaFileNotFound(f"{path}: no such file. Check the path and the spelling of the file name.", path)
     try:
         container = av.open(str(path), metadata_errors="replace")
     except (av.FFmpegError, UnicodeDecodeError) as exc:

@@ -134,3 +134,10 @@ def test_upscale_report_names_the_container_for_people(tmp_path: Path, vsr) -> N
     code, stdout, stderr = vsr("upscale", src, "-o", tmp_path / "out.mp4", "--engine", "bicubic")
     assert code == EXIT_OK, stderr
     assert "[ok] readable: opens as MP4 with 1 streams" in stdout and "mov,mp4" not in stdout
+
+
+def test_probe_of_a_missing_file_says_check_the_path(tmp_path: Path, vsr) -> None:
+    path = tmp_path / "holliday.mp4"
+    code, stdout, stderr = vsr("probe", path)
+    assert (code, stdout) == (EXIT_INPUT, "")
+    assert stderr == f"vsr: error: {path}: no such file. Check the path and the spelling of the file name.\n"

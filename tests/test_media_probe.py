@@ -167,8 +167,12 @@ def test_gradio_sample_videos(gradio_videos: Path, name: str, clip: tuple[int, i
 # -- refusals ------------------------------------------------------------------------------------
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(MediaFileNotFound, match="no such file"):
-        probe(tmp_path / "nope.mp4")
+    path = tmp_path / "nope.mp4"
+    with pytest.raises(MediaFileNotFound) as err:
+        probe(path)
+    # Words for any caller (command line, web app, library): the path, the problem, the fix.
+    assert str(err.value) == f"{path}: no such file. Check the path and the spelling of the file name."
+    assert isinstance(err.value, FileNotFoundError) and err.value.path == path
 
 
 def test_text_file_named_mp4(tmp_path: Path) -> None:
