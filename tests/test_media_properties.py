@@ -108,7 +108,8 @@ PIXEL_ASPECTS = st.tuples(st.integers(1, 100), st.integers(1, 100)).map(lambda t
 def test_pixel_aspect_is_kept_for_every_codec_and_container(codec: str, suffix: str, sar: Fraction, width: int,
                                                             height: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        src = make_video(Path(tmp) / "s.mp4", width, height, 25, 2, audio=None, sample_aspect_ratio=sar)
+        # Five frames: libx265 sometimes gives a two-frame clip a garbage DTS, which MP4 refuses.
+        src = make_video(Path(tmp) / "s.mp4", width, height, 25, 5, audio=None, sample_aspect_ratio=sar)
         out = Path(tmp) / f"o{suffix}"
         copy_through(src, out, encode=EncodeSettings(codec))
         v, ov = probe(src).video, probe(out).video
@@ -117,5 +118,5 @@ def test_pixel_aspect_is_kept_for_every_codec_and_container(codec: str, suffix: 
             assert abs(ov.display_aspect_ratio / v.display_aspect_ratio - 1) <= Fraction(1, 2 * min(width, height))
         else:
             assert ov.display_aspect_ratio == v.display_aspect_ratio
-        report = verify(probe(src), out, ExpectedOutput(2, width, height))
+        report = verify(probe(src), out, ExpectedOutput(5, width, height))
         assert report.ok, report.to_text()
