@@ -301,9 +301,8 @@ def _refuse_still_picture(path: Path, container: av.container.InputContainer, st
     kind = _PICTURE_KINDS.get(codec, codec.upper())
     misnamed = f", although its name ends in {path.suffix}" if path.suffix.lower() in VIDEO_SUFFIXES else ""
     raise StillImage(
-        f"{path}: this is a still picture ({kind}){misnamed}, not a video; there are no frames to upscale one "
-        "after another. Choose a video file. To upscale this picture, use an image upscaler, or turn it into a "
-        "short video first.",
+        f"{path}: this is a still picture ({kind}), not a video{misnamed}. Choose a video file; to upscale "
+        "this picture, use an image upscaler or first turn it into a short video.",
         path,
     )
 
