@@ -287,7 +287,7 @@ def _scan_packets(path: Path, container: av.container.InputContainer, vstream: a
 _ANIMATION_FORMATS = frozenset({"gif", "apng"})
 _PICTURE_KINDS = {"png": "PNG", "apng": "PNG", "mjpeg": "JPEG", "jpegls": "JPEG-LS", "jpeg2000": "JPEG 2000",
                   "jpegxl": "JPEG XL", "webp": "WebP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF", "qoi": "QOI"}
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts",
+_VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts",
                             ".mts", ".flv", ".wmv", ".ogv", ".3gp", ".mxf"})
 
 
@@ -299,7 +299,7 @@ def _refuse_still_picture(path: Path, container: av.container.InputContainer, st
         return
     codec = stream.codec.canonical_name
     kind = _PICTURE_KINDS.get(codec, codec.upper())
-    misnamed = f", although its name ends in {path.suffix}" if path.suffix.lower() in VIDEO_SUFFIXES else ""
+    misnamed = f", although its name ends in {path.suffix}" if path.suffix.lower() in _VIDEO_SUFFIXES else ""
     raise StillImage(
         f"{path}: this is a still picture ({kind}), not a video{misnamed}. Choose a video file; to upscale "
         "this picture, use an image upscaler or first turn it into a short video.",
