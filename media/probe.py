@@ -288,7 +288,7 @@ _ANIMATION_FORMATS = frozenset({"gif", "apng"})
 _PICTURE_KINDS = {"png": "PNG", "apng": "PNG", "mjpeg": "JPEG", "jpegls": "JPEG-LS", "jpeg2000": "JPEG 2000",
                   "jpegxl": "JPEG XL", "webp": "WebP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF", "qoi": "QOI"}
 _VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts",
-                            ".mts", ".flv", ".wmv", ".ogv", ".3gp", ".mxf"})
+                             ".mts", ".flv", ".wmv", ".ogv", ".3gp", ".mxf"})
 
 
 def _refuse_still_picture(path: Path, container: av.container.InputContainer, stream: av.VideoStream,
