@@ -317,6 +317,9 @@ def _decide(
         notes.append(f"the source's pixel aspect ratio {v.sample_aspect_ratio} becomes square pixels in the output")
     if v.variable_rate:
         notes.append("variable frame rate: every frame keeps its own timestamp")
+    if v.has_alpha:
+        notes.append("the source's transparency (alpha channel) is dropped: only the colour picture is "
+                     "upscaled and the output is opaque")
     seconds_per_frame = calibration.seconds_per_frame(v.width, v.height)
     if gpu_call_limit is not None and check_gpu_call:
         _check_gpu_call(path, v, engine, size, calibration, seconds_per_frame, frames, gpu_call_limit)
