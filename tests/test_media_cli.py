@@ -57,16 +57,16 @@ def test_upscale_plan_says_alpha_is_dropped(tmp_path: Path, vsr, name: str, code
 
 
 def test_plan_on_the_web_page_says_alpha_is_dropped(tmp_path: Path) -> None:
-    from vsr import web
-    from vsr.job import plan
+    from job_support import plan
     from vsr.options import build_options
+    from vsr.web import texts
 
     src = make_video(tmp_path / "alpha.webm", 32, 24, 25, 3, codec="libvpx-vp9", pix_fmt="yuva420p", audio=None)
     options = build_options({"engine": "bicubic", "tmp_dir": tmp_path / "tmp", "cache_dir": tmp_path / "cache"},
                             env={})
     job = plan(src, options, output=tmp_path / "out.mp4")
     assert any(ALPHA_NOTE in note for note in job.notes)
-    assert ALPHA_NOTE in job.to_text() and ALPHA_NOTE in web.plan_markdown(job)
+    assert ALPHA_NOTE in job.to_text() and ALPHA_NOTE in texts.plan_markdown(job)
 
 
 def test_probe_reports_vp9_alpha(tmp_path: Path, vsr) -> None:
