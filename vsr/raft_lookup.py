@@ -94,6 +94,7 @@ class LookupCorrBlock(nn.Module):
         self._levels: list[_Level] = []
         self._queries: Tensor | None = None  # (tiles, TILE * TILE, C)
         self._norm: Tensor | None = None
+        self._scratch: Tensor | None = None  # chunk buffer, see _copy_runs
         self._shape: tuple[int, int, int] = (0, 0, 0)  # batch, fmap height, fmap width
 
     # ---- sizes -----------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ class LookupCorrBlock(nn.Module):
         batch, channels, height, width = fmap1.shape
         self._shape = (batch, height, width)
         self._norm = torch.sqrt(torch.tensor(channels, dtype=torch.float32)).to(fmap1.device, fmap1.dtype)
-        self._queries = _tiles(fmap1, TILE)
+        self._queries = _tiles(fmap1, TILE) / self._norm  # torchvision divides the products (same for C = 4^k)
         self._levels = []
         level_map = fmap2
         for level in range(self.num_levels):
@@ -156,7 +157,16 @@ class LookupCorrBlock(nn.Module):
 
     def release(self) -> None:
         """Drop the stored feature maps (they are linear in area, but need not outlive one forward)."""
-        self._levels, self._queries, self._norm = [], None, None
+        self._levels, self._queries, self._norm, self._scratch = [], None, None, None
+
+    def _copy_runs(self, table: Tensor, starts: Tensor, length: int) -> Tensor:
+        """``_runs`` into a buffer reused by every chunk of one forward (fresh pages cost more than the copy)."""
+        size = starts.numel() * length * table.shape[1]
+        scratch = self._scratch
+        if scratch is None or scratch.numel() < size or scratch.dtype != table.dtype or scratch.device != table.device:
+            scratch = self._scratch = table.new_empty(size)
+        out = scratch[:size].view(starts.numel(), length * table.shape[1])
+        return _runs(table, starts, length, out=out)
 
     def index_pyramid(self, centroids_coords: Tensor) -> Tensor:
         """Correlation features (B, levels * 81, h, w) at ``centroids_coords`` (B, 2, h, w) [x, y]."""
@@ -186,31 +196,37 @@ class LookupCorrBlock(nn.Module):
         base = coords.floor()
         frac = (coords - base).to(target.dtype)
         origin = base.long() - r + self._pad  # window start in padded table coordinates, (tiles, TT, 2) [x, y]
-        tile_ids = torch.arange(origin.shape[0], device=origin.device)
-        image = tile_ids // (origin.shape[0] // self._shape[0])
+        tiles = origin.shape[0]
+        image = torch.arange(tiles, device=origin.device) // (tiles // self._shape[0])
         low = origin.amin(dim=1)
         fits = (origin.amax(dim=1) - low).amax(dim=1) + self._window <= level.patch
-        channels, itemsize = level.table.shape[1], level.table.element_size()
-        step = self.per_chunk(self.tile_bytes(channels, itemsize, level.patch))
-        dense = tile_ids[fits]
+        step = self.per_chunk(self.tile_bytes(level.table.shape[1], level.table.element_size(), level.patch))
+        if bool(fits.all()):  # the usual case: whole ranges of tiles, no index copies
+            for start in range(0, tiles, step):
+                sel = slice(start, min(start + step, tiles))
+                target[sel] = self._dense(level, sel, origin[sel], low[sel], image[sel], frac[sel])
+            return
+        dense, sparse = fits.nonzero().flatten(), (~fits).nonzero().flatten()
+        logger.debug("level %dx%d: %d tiles dense, %d single-pixel", level.width, level.height,
+                     dense.numel(), sparse.numel())
         for ids in dense.split(step) if dense.numel() else ():
-            target.index_copy_(0, ids, self._dense(level, ids, origin[ids], low[ids], image[ids], frac[ids]))
-        sparse = tile_ids[~fits]
-        if sparse.numel():
-            self._sparse(level, sparse, origin, image, frac, target.view(-1, target.shape[-1]))
+            target[ids] = self._dense(level, ids, origin[ids], low[ids], image[ids], frac[ids])
+        self._sparse(level, sparse, origin, image, frac, target.view(-1, target.shape[-1]))
 
-    def _dense(self, level: _Level, ids: Tensor, origin: Tensor, low: Tensor, image: Tensor, frac: Tensor) -> Tensor:
-        """Features of the tiles ``ids``, whose windows all fit the patch that starts at ``low`` [x, y]."""
-        side, win = level.patch, self._window
+    def _dense(self, level: _Level, sel: slice | Tensor, origin: Tensor, low: Tensor, image: Tensor,
+               frac: Tensor) -> Tensor:
+        """Features of the tiles ``sel``, whose windows all fit the patch that starts at ``low`` [x, y]."""
+        side, win, count = level.patch, self._window, origin.shape[0]
         steps = torch.arange(side, device=origin.device)
         starts = (image[:, None] * level.rows + low[:, 1:2] + steps) * level.cols + low[:, 0:1]  # (n, side)
-        patches = _runs(level.table, starts, side).view(ids.numel(), side * side, level.table.shape[1])
-        products = torch.bmm(self._queries[ids], patches.transpose(1, 2)) / self._norm  # (n, TT, side*side)
+        patches = self._copy_runs(level.table, starts, side).view(count, side * side, level.table.shape[1])
+        products = torch.bmm(self._queries[sel], patches.transpose(1, 2))  # (n, TT, side*side)
         offset = origin - low[:, None, :]  # (n, TT, 2): where each window starts inside the patch
         wsteps = torch.arange(win, device=origin.device)
-        pick = (offset[..., 1, None, None] + wsteps[:, None]) * side + offset[..., 0, None, None] + wsteps
-        window = products.gather(2, pick.flatten(2))  # (n, TT, win * win)
-        return _blend(window.view(*window.shape[:2], win, win), frac)
+        pattern = (wsteps * side + wsteps[:, None]).flatten()  # [dx, dy] -> dy * side + dx: x-major windows
+        pick = (offset[..., 1:2] * side + offset[..., 0:1]) + pattern  # (n, TT, win * win)
+        window = products.gather(2, pick)
+        return _blend(window.view(count, -1, win, win), frac)
 
     def _sparse(self, level: _Level, tiles: Tensor, origin: Tensor, image: Tensor, frac: Tensor,
                 target: Tensor) -> None:
@@ -225,27 +241,28 @@ class LookupCorrBlock(nn.Module):
         for ids in pixels.split(self.per_chunk(self.pixel_bytes(channels, itemsize))):
             start, img = origin[ids], image[ids // per_tile]
             starts = (img[:, None] * level.rows + start[:, 1:2] + steps) * level.cols + start[:, 0:1]  # (n, win)
-            windows = _runs(level.table, starts, win).view(ids.numel(), win * win, channels)
-            products = torch.bmm(windows, queries[ids, :, None]).view(ids.numel(), win, win) / self._norm
-            target.index_copy_(0, ids, _blend(products, frac[ids]))
+            windows = self._copy_runs(level.table, starts, win).view(ids.numel(), win * win, channels)
+            products = torch.bmm(windows, queries[ids, :, None]).view(ids.numel(), win, win)  # [.., y, x]
+            target[ids] = _blend(products.transpose(1, 2), frac[ids])
 
 
-def _runs(table: Tensor, starts: Tensor, length: int) -> Tensor:
+def _runs(table: Tensor, starts: Tensor, length: int, *, out: Tensor | None = None) -> Tensor:
     """Copy ``length`` consecutive table rows from each start: (n, k) starts -> (n * k, length * C)."""
     rows, channels = table.shape
     runs = table.as_strided((rows - length + 1, length * channels), (channels, 1))
-    return runs.index_select(0, starts.flatten())
+    if out is None:
+        return runs.index_select(0, starts.flatten())
+    return torch.index_select(runs, 0, starts.flatten(), out=out)
 
 
 def _blend(window: Tensor, frac: Tensor) -> Tensor:
-    """Bilinear 9x9 samples from 10x10 integer-position values [.., y, x] at fraction ``frac`` [.., (x, y)].
+    """Bilinear 9x9 samples from 10x10 integer-position values [.., x, y] at fraction ``frac`` [.., (x, y)].
 
     Returns (.., 81) with channel ``dx * 9 + dy`` (torchvision's order).
     """
     fx, fy = frac[..., 0, None, None], frac[..., 1, None, None]
-    rows = window[..., :-1, :] * (1 - fy) + window[..., 1:, :] * fy
-    values = rows[..., :-1] * (1 - fx) + rows[..., 1:] * fx  # (.., 9 [y], 9 [x])
-    return values.transpose(-1, -2).flatten(-2)
+    columns = torch.lerp(window[..., :-1, :], window[..., 1:, :], fx)  # (.., 9 [x], 10 [y])
+    return torch.lerp(columns[..., :-1], columns[..., 1:], fy).flatten(-2)
 
 
 def _tiles(grid: Tensor, tile: int, *, replicate: bool = False) -> Tensor:
