@@ -75,13 +75,14 @@ def load_engine(
     steps: int = 4,
     seed: int | None = None,
     attention: str = "sdpa",
+    flow_scale: float = 1.0,
 ) -> FrameProcessor:
     """Build the engine ``name`` (``"stream-diffvsr"`` or ``"bicubic"``) and start its first stream.
 
     ``seed`` is passed to ``start_stream`` so the returned engine is ready to process frames; call
-    ``start_stream`` again before every further video. The bicubic engine ignores the model
-    arguments. Loading failures raise ``vsr.errors.ModelLoadError`` (never a silent fallback to
-    another engine).
+    ``start_stream`` again before every further video. ``flow_scale`` (1, 0.5, 0.25): optical flow on
+    frames downscaled by it (1 = exact). The bicubic engine ignores the model arguments. Loading
+    failures raise ``vsr.errors.ModelLoadError`` (never a silent fallback to another engine).
     """
     if name == "bicubic":
         from vsr.bicubic import BicubicUpscaler
@@ -97,6 +98,7 @@ def load_engine(
             precision=precision,
             steps=steps,
             attention=attention,
+            flow_scale=flow_scale,
         )
     else:
         raise ValueError(f"Unknown engine {name!r}. Use one of: {', '.join(ENGINE_NAMES)}.")

@@ -118,6 +118,7 @@ def processor_key(options: UpscaleOptions) -> tuple:
         options.precision,
         options.steps,
         options.attention,
+        options.flow_scale,
     )
 
 
@@ -148,6 +149,7 @@ def get_processor(options: UpscaleOptions) -> FrameProcessor:
             steps=options.steps,
             seed=options.seed,
             attention=options.attention,
+            flow_scale=options.flow_scale,
         )
         logger.info("loaded engine %s in %.1f s", key, time.perf_counter() - started)
         _PROCESSORS[key] = processor

@@ -26,7 +26,7 @@ from vsr.artg import ARTGBranch
 from vsr.devices import NAMES, resolve_device, resolve_precision
 from vsr.engines import check_frame, new_seed
 from vsr.errors import DeviceError
-from vsr.flow import Warper, compute_flow, load_raft
+from vsr.flow import CORRELATIONS, FLOW_MEMORY_BUDGET, FLOW_SCALES, Warper, compute_flow, load_raft
 from vsr.temporal_vae import TemporalAutoencoderTiny
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,13 @@ class StreamDiffVSRUpscaler:
         attention: str = "sdpa",
         source: str = "",
         flow_source: str = "",
+        flow_scale: float = 1.0,
+        flow_correlation: str = "auto",
+        flow_memory_budget: int = FLOW_MEMORY_BUDGET,
     ) -> None:
+        if flow_scale not in FLOW_SCALES or flow_correlation not in CORRELATIONS:
+            raise ValueError(f"flow_scale must be one of {FLOW_SCALES} (got {flow_scale!r}) and flow_correlation one "
+                             f"of {CORRELATIONS} (got {flow_correlation!r}).")
         if steps < 1:
             raise ValueError(f"steps must be at least 1; got {steps}. The model was trained for 4.")
         if vae.scale_factor != SCALE:
@@ -116,6 +122,7 @@ class StreamDiffVSRUpscaler:
         self.steps = steps
         self.attention = attention
         self.source, self.flow_source = source, flow_source
+        self.flow_scale, self.flow_correlation, self.flow_memory_budget = flow_scale, flow_correlation, flow_memory_budget
         self.unet = self._place(unet, self.dtype)
         self.controlnet = self._place(controlnet, self.dtype)
         self.vae = self._place(vae, self.dtype)
@@ -142,6 +149,7 @@ class StreamDiffVSRUpscaler:
         precision: str = "auto",
         steps: int = 4,
         attention: str = "sdpa",
+        flow_scale: float = 1.0,
     ) -> "StreamDiffVSRUpscaler":
         """Load a hub id or local folder plus RAFT weights (see ``vsr.loading`` / ``vsr.flow``)."""
         from vsr.loading import load_checkpoint
@@ -158,6 +166,7 @@ class StreamDiffVSRUpscaler:
             ckpt.unet, ckpt.controlnet, ckpt.vae, ckpt.scheduler, ckpt.prompt_embeds, raft,
             device=torch_device, precision=NAMES[dtype], steps=steps, attention=attention,
             source=str(model_id), flow_source=str(flow_weights or "torchvision RAFT large (default weights)"),
+            flow_scale=flow_scale,
         )
 
     def _place(self, model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -203,7 +212,7 @@ class StreamDiffVSRUpscaler:
         return []
 
     def describe(self) -> dict:
-        """JSON-safe description: engine, model, device, precision, steps, seed, attention, scale."""
+        """JSON-safe description: engine, model, device, precision, steps, seed, attention, flow scale, scale."""
         return {
             "engine": "stream-diffvsr",
             "model": self.source,
@@ -213,6 +222,7 @@ class StreamDiffVSRUpscaler:
             "steps": self.steps,
             "seed": self.seed,
             "attention": self.attention,
+            "flow_scale": self.flow_scale,
             "scale": SCALE,
         }
 
@@ -240,7 +250,8 @@ class StreamDiffVSRUpscaler:
         upscaled = F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
         cond = features = None
         if state.previous_output is not None:
-            flow = compute_flow(self.raft, upscaled, state.previous_upscaled)
+            flow = compute_flow(self.raft, upscaled, state.previous_upscaled, correlation=self.flow_correlation,
+                                memory_budget=self.flow_memory_budget, scale=self.flow_scale)
             warped = self.warp(state.previous_output, flow).to(self.dtype)
             features = self.vae.encoder_features(warped)
             cond = self.artg.condition(warped)
