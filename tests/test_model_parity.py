@@ -162,3 +162,33 @@ def test_end_to_end_streaming_matches_the_fixture(fixture_dir: Path, ckpt, raft)
         assert diff.max() <= 1, f"frame {i + 1}: {int((diff > 1).sum())} values off by more than one 8-bit step"
         assert (diff > 0).sum() <= 10, f"frame {i + 1}: {int((diff > 0).sum())} values differ"
         np.testing.assert_array_equal(postprocess(torch.from_numpy(decoded[i])), expected)  # post-processing exact
+
+
+def _stream(fixture_dir: Path, ckpt, raft, **flow) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The six outputs (uint8) and raw decoder outputs of the streaming engine built with ``flow`` options."""
+    up = StreamDiffVSRUpscaler(ckpt.unet, ckpt.controlnet, ckpt.vae, ckpt.scheduler, ckpt.prompt_embeds, raft,
+                               device="cpu", precision="fp32", **flow)
+    up.start_stream(FIXTURE_SEED)
+    outputs, raws = [], []
+    for frame in lr_frames(fixture_dir):
+        outputs.append(up.process(frame))
+        raws.append(up.state.previous_output.numpy())
+    return outputs, raws
+
+
+def test_on_demand_correlation_flows_match_the_recording(fixture_dir: Path, raft) -> None:
+    up = torch.from_numpy(intermediate(fixture_dir, "lr_bicubic_x4.npy"))
+    flows = intermediate(fixture_dir, "flows.npy")
+    with torch.inference_mode():
+        for i in range(1, 6):
+            cur, prev = (u.to(memory_format=torch.channels_last) for u in (up[i], up[i - 1]))
+            assert _max(compute_flow(raft, cur, prev, correlation="on-demand"), flows[i - 1]) < 1e-4
+
+
+def test_end_to_end_with_on_demand_correlation_within_one_step(fixture_dir: Path, ckpt, raft) -> None:
+    outputs, raws = _stream(fixture_dir, ckpt, raft, flow_correlation="on-demand")
+    decoded = np.load(fixture_dir / "expected" / "decoded.npy")
+    for i, (out, raw, expected) in enumerate(zip(outputs, raws, expected_frames(fixture_dir))):
+        assert _max(raw, decoded[i]) < 1e-4, f"frame {i + 1}: decoder output drifted"
+        diff = np.abs(out.astype(np.int16) - expected)
+        assert diff.max() <= 1, f"frame {i + 1}: {int((diff > 1).sum())} values off by more than one 8-bit step"
