@@ -191,8 +191,8 @@ def _upscale(args: argparse.Namespace) -> int:
     options = build_options({
         "engine": args.engine, "model_id": args.model_id, "flow_weights": args.flow_weights,
         "steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
-        "attention": args.attention, "flow_scale": args.flow_scale, "height": args.height, "start": args.start, "end": args.end,
-        "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
+        "attention": args.attention, "flow_scale": args.flow_scale, "height": args.height, "start": args.start,
+        "end": args.end, "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
         "scene_threshold": args.scene_threshold,
     })
     output = Path(args.output)

@@ -122,7 +122,8 @@ class StreamDiffVSRUpscaler:
         self.steps = steps
         self.attention = attention
         self.source, self.flow_source = source, flow_source
-        self.flow_scale, self.flow_correlation, self.flow_memory_budget = flow_scale, flow_correlation, flow_memory_budget
+        self.flow_scale, self.flow_correlation = flow_scale, flow_correlation
+        self.flow_memory_budget = flow_memory_budget
         self.unet = self._place(unet, self.dtype)
         self.controlnet = self._place(controlnet, self.dtype)
         self.vae = self._place(vae, self.dtype)
