@@ -12,9 +12,12 @@ moved by (+6, -4) px and zoomed 2 %):
 - ``fixture``: the golden fixture's six frames through the engine at flow scale 1, 0.5 and 0.25:
   flow seconds and deviation from the exact flow per frame pair, and the 8-bit deviation of the
   outputs from the exact-flow output.
+- ``corr:WxH``: the correlation alone (build + 12 lookups), both blocks, CPU seconds: where
+  on-demand becomes the cheaper one (``vsr.flow.ALL_PAIRS_MAX_PIXELS``).
 
 Default: pairs at 640x360 and 1280x720 in both modes, on-demand at 2560x1440, scales at 640x360, the
-fixture (about 5 minutes on 2 free cores). ``--large`` adds on-demand at 5120x2880 (long). Results go
+fixture, correlation alone at 1280x720 (about 5 minutes on 2 free cores). ``--large`` adds the
+correlation alone at 1920x1080 (all-pairs needs 8.4 GB) and on-demand at 5120x2880 (long). Results go
 to bench/results/flow.json; a summary is logged.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/flow.py`` (``--cases pair:on-demand:640x360,fixture`` picks
@@ -42,8 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "flow.json"
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "stream-diffvsr-tiny"
 DEFAULT_CASES = ("pair:all-pairs:640x360", "pair:on-demand:640x360", "pair:all-pairs:1280x720",
-                 "pair:on-demand:1280x720", "pair:on-demand:2560x1440", "scales:640x360", "fixture")
-LARGE_CASES = ("pair:on-demand:5120x2880",)
+                 "pair:on-demand:1280x720", "pair:on-demand:2560x1440", "scales:640x360", "fixture",
+                 "corr:1280x720")
+LARGE_CASES = ("corr:1920x1080", "pair:on-demand:5120x2880")
 
 
 def moving_pair(height: int, width: int, seed: int = 0):
@@ -140,11 +144,11 @@ def run_scales(size: str) -> dict:
 def run_fixture() -> dict:
     """The fixture clip through the engine at every flow scale: flow time, flow and output deviation."""
     import torch
+    from PIL import Image
 
     from vsr.flow import FLOW_SCALES, compute_flow
     from vsr.loading import load_checkpoint
     from vsr.stream import StreamDiffVSRUpscaler
-    from PIL import Image
 
     raft = _raft()
     up = torch.from_numpy(np.load(FIXTURE / "intermediates" / "lr_bicubic_x4.npy"))
@@ -152,13 +156,18 @@ def run_fixture() -> dict:
              for i in range(1, len(up))]
     ckpt = load_checkpoint(str(FIXTURE / "model"))
     frames = [np.array(Image.open(FIXTURE / "lr" / f"frame_{i:04d}.png").convert("RGB")) for i in range(1, 7)]
+    with torch.inference_mode():
+        compute_flow(raft, *pairs[0])  # warm-up (first-call kernel set-up is not flow time)
     result: dict = {"scales": {}}
     exact_flows, exact_out = None, None
     for scale in FLOW_SCALES:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            flows = [compute_flow(raft, cur, prev, scale=scale) for cur, prev in pairs]
-        entry: dict = {"flow_seconds_per_pair": (time.perf_counter() - start) / len(pairs)}
+        flows, seconds = [], []
+        for cur, prev in pairs:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                flows.append(compute_flow(raft, cur, prev, scale=scale))
+            seconds.append(time.perf_counter() - start)
+        entry: dict = {"flow_seconds_per_pair_median": float(np.median(seconds))}
         engine = StreamDiffVSRUpscaler(ckpt.unet, ckpt.controlnet, ckpt.vae, ckpt.scheduler, ckpt.prompt_embeds,
                                        raft, device="cpu", precision="fp32", flow_scale=scale)
         engine.start_stream(1234)
@@ -172,7 +181,34 @@ def run_fixture() -> dict:
                      output_values_changed=float((pixels > 0).mean()))
         result["scales"][str(scale)] = entry
         logger.info("fixture scale %s: %s", scale, entry)
+    result["mean_abs_exact_flow_px"] = float(torch.stack(exact_flows).abs().mean())
     return result
+
+
+def run_corr(size: str) -> dict:
+    """The correlation alone (build + 12 lookups of 4 levels) of both blocks on random 256-channel feature
+    maps of a size x size/8 input, alternating twice: CPU seconds of each (the rest of RAFT is common)."""
+    import torch
+    from torchvision.models.optical_flow.raft import CorrBlock
+
+    from vsr.raft_lookup import LookupCorrBlock
+
+    height, width = (side // 8 for side in _size(size))
+    gen = torch.Generator().manual_seed(0)
+    fmap1, fmap2 = torch.randn(2, 1, 256, height, width, generator=gen)
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                            indexing="ij")
+    coords = torch.stack([xs, ys])[None] + 2.3 + 0.3 * torch.randn(1, 2, height, width, generator=gen)
+    timings: dict[str, list[float]] = {"all-pairs": [], "on-demand": []}
+    for _ in range(2):
+        for name, block in (("all-pairs", CorrBlock()), ("on-demand", LookupCorrBlock())):
+            cpu = _cpu_s()
+            block.build_pyramid(fmap1, fmap2)
+            for _ in range(12):
+                block.index_pyramid(coords)
+            timings[name].append(_cpu_s() - cpu)
+            del block
+    return {"size": size, "cpu_seconds": {k: min(v) for k, v in timings.items()}}
 
 
 def child(case: str, out: Path) -> dict:
@@ -187,6 +223,8 @@ def child(case: str, out: Path) -> dict:
         return run_scales(rest)
     if kind == "fixture":
         return run_fixture()
+    if kind == "corr":
+        return run_corr(rest)
     raise SystemExit(f"unknown case {case!r}")
 
 
