@@ -268,3 +268,9 @@ def test_tile_layout_round_trip() -> None:
     tiled = raft_lookup._tiles(grid, TILE)
     assert tiled.shape == (2 * 3 * 3, TILE * TILE, 3)
     assert torch.equal(raft_lookup._untile(tiled, 2, 9, 10), grid)
+
+
+def test_on_demand_memory_estimate_is_linear_in_area() -> None:
+    small, large = raft_lookup.on_demand_bytes(1440, 2560), raft_lookup.on_demand_bytes(2880, 5120)
+    assert 3.5 < (large - raft_lookup.DEFAULT_BUDGET_BYTES) / (small - raft_lookup.DEFAULT_BUDGET_BYTES) < 4.1
+    assert large < 1.5e9 < all_pairs_bytes(2880, 5120) / 100

@@ -80,6 +80,21 @@ def patch_side(level: int, *, radius: int = 4, tile: int = TILE) -> int:
     return 2 * radius + 2 + math.ceil((tile - 1) / 2**level) + PATCH_SLACK
 
 
+def on_demand_bytes(height: int, width: int, *, channels: int = 256, itemsize: int = 4, levels: int = 4,
+                    budget_bytes: int = DEFAULT_BUDGET_BYTES) -> int:
+    """Bytes the on-demand correlation holds for RAFT inputs of ``height`` x ``width`` (batch 1): the padded
+    pooled fmap2 pyramid, the tiled fmap1, the features it returns (and their tiled copy) and one chunk.
+    RAFT's own activations (the encoders at 1/2 to 1/8 scale) come on top, in both correlation modes.
+    """
+    rows, cols = height // 8, width // 8
+    tiles = -(-rows // TILE) * -(-cols // TILE) * TILE * TILE
+    total = tiles * channels * itemsize + 2 * tiles * levels * 81 * itemsize + budget_bytes
+    for level in range(levels):
+        after = max(patch_side(level), 10) + 1
+        total += (rows // 2**level + 10 + after) * (cols // 2**level + 10 + after) * channels * itemsize
+    return total
+
+
 class LookupCorrBlock(nn.Module):
     """torchvision's ``CorrBlock`` computed on demand, in chunks bounded by ``budget_bytes``."""
 
