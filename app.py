@@ -1,14 +1,13 @@
 """The web app: upload a video, see the plan, watch it upscale live, compare, download.
 
-Layout and wiring only. The work is ``vsr.job.runner`` (plan, run); the texts and the job folders are
-``vsr.web.texts``. Errors become ``gr.Error`` in exactly one place (``_user_errors``). Run it with
-``python app.py``; it listens on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (127.0.0.1:7860).
+Layout and wiring only. The page's logic lives in ``vsr.web`` (``sessions``: planning with the
+visible bicubic fallback, running, cancelling, job folders; ``texts``: what the page says;
+``controls``: controls -> options), the work in ``vsr.job``. Errors become ``gr.Error`` in exactly
+one place (``_user_errors``). Run it with ``python app.py``; it listens on
+GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (127.0.0.1:7860).
 
 On a Hugging Face ZeroGPU Space the upscaling runs inside a ``spaces.GPU`` function whose reservation
-is computed from the plan (``JobPlan.gpu_seconds``); the model loads and runs only inside it (plans
-there never touch the model, see ``vsr.job.planning``), and a video that cannot finish in one call is refused
-by the plan with the longest length that fits. Elsewhere ``spaces.GPU`` changes nothing (or ``spaces``
-is not installed).
+comes from the plan (``JobPlan.gpu_seconds``); the model loads and runs only inside it.
 """
 
 from __future__ import annotations
@@ -18,36 +17,29 @@ try:  # ZeroGPU needs ``spaces`` imported before torch initialises CUDA.
 except ImportError:
     spaces = None
 
-import contextlib
-import contextvars
 import functools
 import inspect
 import logging
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from media import MediaError
-from vsr import environment, job
-from vsr.web import texts as web
-from vsr.model.errors import ModelLoadError
-from vsr.job.errors import JobCancelled, JobError, VerificationFailed
+from vsr import environment
+from vsr.job.errors import JobError
 from vsr.logs import configure_logging
+from vsr.model.errors import ModelLoadError
 from vsr.options import CODECS, CRF_RANGE, OptionsError, UpscaleOptions, build_options
+from vsr.web import sessions, texts
+from vsr.web.controls import SIZE_LABELS, display_size, size_choices
 
 logger = logging.getLogger("app")
 
 QUEUE_SIZE = 16
 """How many jobs may wait in line behind the running one; the next visitor is told to come back."""
-KEEP_SECONDS = 24 * 3600
-"""Uploads, cached results and job folders older than this are deleted (checked every hour)."""
-SAMPLE_SECONDS = 2.0
 JOB_CONCURRENCY = "upscale"  # one job at a time on this process's device
-PREVIEW_INTERVAL_S = 0.5  # newest before/after picture sent at most this often
 EXPECTED_ERRORS = (JobError, MediaError, OptionsError, ModelLoadError)
 PLAN_HINT = "Upload a video (or pick an example) to see what will happen."
 PLAN_FAILED = "**This video cannot be processed as asked.** The message that popped up says why and what to do."
@@ -124,195 +116,34 @@ def _user_errors(fn: Callable) -> Callable:
     return function
 
 
-# ---------------------------------------------------------------------------------------------
-# Process-wide state, owned by the app: the model's load status and the running jobs' cancel flags.
+JOB_EVENTS = sessions.gpu_function(spaces) if spaces is not None else sessions.job_events
+"""The job generator: under ZeroGPU the ``spaces.GPU`` function (decorated at import, as ZeroGPU
+requires); elsewhere ``spaces.GPU`` changes nothing, or ``spaces`` is not installed."""
 
 
-@dataclass
-class ModelStatus:
-    """Whether the diffusion model failed to load in this process, and the message that says why."""
-
-    error: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def failed(self, message: str) -> None:
-        with self.lock:
-            self.error = message
-
-    def loaded(self) -> None:
-        with self.lock:
-            self.error = None
-
-    def notice(self) -> str:
-        """Markdown for the notice box ("" when the model is fine or not tried yet)."""
-        with self.lock:
-            if self.error is None:
-                return ""
-            return ("### The Stream-DiffVSR model could not be loaded\n\n"
-                    f"{self.error}\n\nThe **Bicubic** engine still works; it has been selected for you.")
-
-
-MODEL = ModelStatus()
-JOBS = web.ActiveJobs()
-
-
-# ---------------------------------------------------------------------------------------------
-# The job, run in a worker thread; under ZeroGPU this generator is the GPU function.
-
-
-def _job_events(plan: Any, output: str, session: str) -> Iterator[tuple[str, Any]]:
-    """Run ``plan`` into ``output`` and yield ``("progress", (event, newest_frames_event))`` while it
-    runs, then ``("result", JobResult)``. Errors of the job re-raise here.
-
-    Arguments are picklable (ZeroGPU runs this in a worker process). The cancel flag is the one the
-    session registered in ``JOBS``; closing this generator (the visitor left) also cancels.
-    """
-    cancel = JOBS.flag(session) or threading.Event()
-    newest = web.NewestEvent()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["result"] = job.run(plan, Path(output), on_progress=newest.put, cancel=cancel,
-                                        preview_dir=Path(output).parent)
-        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread below
-            outcome["error"] = error
-        finally:
-            newest.close()
-
-    # copy_context: gr.Progress(track_tqdm=True) then also sees the model download's tqdm bars.
-    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="upscale-job", daemon=True)
-    worker.start()
-    try:
-        for update in newest.updates(PREVIEW_INTERVAL_S):
-            yield "progress", update
-        worker.join()
-    finally:
-        if worker.is_alive():  # the generator was closed early: the visitor is gone
-            cancel.set()
-            worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    yield "result", outcome["result"]
-
-
-def _gpu_duration(plan: Any, output: str, session: str) -> int:
-    """ZeroGPU reservation (seconds) for ``plan``: its time estimate with a margin and loading time
-    (``JobPlan.gpu_seconds``; the plan already refused a job whose reservation is over the limit)."""
-    return int(plan.gpu_seconds)
-
-
-def gpu_function(spaces_module: Any, events: Callable = _job_events) -> Callable:
-    """``events`` as ``spaces_module``'s GPU function, its duration from the plan (``_gpu_duration``).
-    ``spaces.GPU`` returns it unchanged outside ZeroGPU."""
-    return spaces_module.GPU(duration=_gpu_duration)(events)
-
-
-if spaces is not None:
-    _job_events = gpu_function(spaces)
-
-
-# ---------------------------------------------------------------------------------------------
-# Handlers. ``controls`` is the tuple of the settings controls' values, in CONTROLS order.
-
-CONTROLS = ("engine", "size", "start", "end", "steps", "seed", "codec", "crf", "scene_cuts")
-
-
-def _options(settings: UpscaleOptions, controls: tuple) -> UpscaleOptions:
-    """The job's options: the server's settings with the visitor's control values on top."""
-    overrides = web.control_overrides(**dict(zip(CONTROLS, controls)))
-    return settings.replace(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def _plan(settings: UpscaleOptions, video: str, controls: tuple,
-          sample: bool = False) -> tuple[Any, UpscaleOptions, bool]:
-    """Plan the job; when the diffusion model cannot load, record why and plan with bicubic instead.
-
-    Returns (plan, options, fell_back). The fallback is never silent: the page shows the notice and
-    switches the engine control to bicubic. With ``sample`` only a piece will run (``preview_plan``),
-    so a whole video too long for one ZeroGPU call is not refused here (the piece's plan checks).
-    """
-    options = _options(settings, controls)
-    zero_gpu = environment.on_zero_gpu()
-
-    def planned_with(options: UpscaleOptions) -> Any:
-        estimator = job.estimator_for(options, zero_gpu=zero_gpu)
-        return job.plan(Path(video), options, estimator=estimator, zero_gpu=zero_gpu, piece_only=sample)
-
-    try:
-        planned = planned_with(options)
-    except ModelLoadError as error:
-        if options.engine == "bicubic":
-            raise
-        MODEL.failed(str(error))
-        options = options.replace(engine="bicubic")
-        return planned_with(options), options, True
-    if options.engine != "bicubic":
-        MODEL.loaded()
-    return planned, options, False
-
-
-def _run_job(settings: UpscaleOptions, ui: dict, video: str | None, sample: bool, controls: tuple,
-             session: str, progress: gr.Progress) -> Iterator[dict]:
-    """Run one job for the visitor and stream its progress to the page."""
-    if not video:
-        raise OptionsError("No video yet: upload one (or pick an example) first, then press Upscale.")
-    plan, options, fell_back = _plan(settings, video, controls, sample)
-    if fell_back:
-        yield {ui["notice"]: gr.update(value=MODEL.notice(), visible=True), ui["engine"]: "bicubic"}
-        raise ModelLoadError(f"{MODEL.error} Nothing was started; press the button again to upscale with Bicubic.")
-    if sample:
-        plan = job.preview_plan(plan, SAMPLE_SECONDS)
-    web.prune_job_dirs(options.output_dir, KEEP_SECONDS)
-    job_dir = web.new_job_dir(options.output_dir)
-    output = job_dir / web.output_filename(Path(video).name, options, plan.container_suffix)
-    flag = JOBS.start(session)
-    keep = False
-    try:
-        yield {ui["status"]: "Starting…", ui["slider"]: None, ui["result"]: None,
-               ui["download"]: gr.update(value=None, visible=False), ui["report"]: ""}
-        result = None
-        # Closing the events stops the job (its thread, or ZeroGPU's worker process, which cannot see
-        # ``flag``) and waits for it, before the job folder is cleaned up: on Cancel, and when the
-        # visitor leaves (gradio closes this generator).
-        with contextlib.closing(_job_events(plan, str(output), session)) as events:
-            for kind, payload in events:
-                if flag.is_set():
-                    break
-                if kind == "result":
-                    result = payload
-                    continue
-                event, frames = payload
-                if event.stage == "upscaling" and event.total:
-                    progress((event.done, event.total), desc="Upscaling", unit="frames")
-                update = {ui["status"]: web.progress_text(event.stage, event.done, event.total, event.fps,
-                                                          event.eta_seconds, event.message)}
-                if frames is not None:
-                    update[ui["slider"]] = web.before_after(frames.input_frame, frames.output_frame)
-                yield update
-        if result is None:
-            raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")
-        keep = True
-        yield {ui["status"]: web.done_text(result), ui["result"]: str(result.preview or result.output),
-               ui["download"]: gr.update(value=str(result.output), visible=True,
-                                         label=f"Download {result.output.name}"),
-               ui["report"]: web.report_markdown(result)}
-    except JobCancelled:
-        logger.info("job on %s cancelled; removing %s", Path(video).name, job_dir)
-        yield {ui["status"]: "Cancelled. Nothing was kept.", ui["slider"]: None}
-    except VerificationFailed:
-        keep = True  # its message tells the operator where the file is, for inspection
-        raise
-    except ModelLoadError as error:
-        # On ZeroGPU the model first loads here, inside the GPU call (plans there never load it):
-        # the page's notice then says why and offers bicubic, as when a plan fails to load it.
-        if options.engine != "bicubic":
-            MODEL.failed(str(error))
-        raise
-    finally:
-        JOBS.finish(session, flag)
-        if not keep:
-            web.remove_job_dir(job_dir)
+def _page_update(ui: dict, update: sessions.JobUpdate, progress: gr.Progress) -> dict:
+    """A ``JobUpdate`` of the running job as component updates."""
+    out: dict = {}
+    if update.notice is not None:
+        out[ui["notice"]] = gr.update(value=update.notice, visible=True)
+        out[ui["engine"]] = "bicubic"
+    if update.starting:
+        out.update({ui["slider"]: None, ui["result"]: None, ui["report"]: "",
+                    ui["download"]: gr.update(value=None, visible=False)})
+    if update.progress is not None:
+        progress(update.progress, desc="Upscaling", unit="frames")
+    if update.status is not None:
+        out[ui["status"]] = update.status
+    if update.pictures is not None:
+        out[ui["slider"]] = update.pictures
+    if update.result is not None:
+        result = update.result
+        out.update({ui["result"]: str(result.preview or result.output), ui["report"]: texts.report_markdown(result),
+                    ui["download"]: gr.update(value=str(result.output), visible=True,
+                                              label=f"Download {result.output.name}")})
+    elif update.status is not None and update.status.startswith("Cancelled"):
+        out[ui["slider"]] = None
+    return out
 
 
 def _session(request: gr.Request | None) -> str:
@@ -323,7 +154,7 @@ def _crf_control(codec: str) -> dict:
     """The quality slider for ``codec``: its CRF range and default, hidden when it has no CRF."""
     spec = CRF_RANGE.get(codec)
     if spec is None:
-        return gr.update(visible=False)  # its value is ignored for this codec (web.control_overrides)
+        return gr.update(visible=False)  # its value is ignored for this codec (vsr.web.controls.control_overrides)
     low, high, default = spec
     return gr.update(visible=True, minimum=low, maximum=high, value=default,
                      info=f"{low} = best and largest, {high} = smallest; {default} is the default for {codec}.")
@@ -333,15 +164,16 @@ def _crf_control(codec: str) -> dict:
 # Layout and wiring.
 
 
-def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
+def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs | None = None) -> gr.Blocks:
     """The whole page, wired to its handlers, with the queue set up. ``settings`` defaults to the
-    environment's (``build_options()``)."""
+    environment's (``build_options()``); ``jobs`` (the page's state) to a new ``WebJobs`` on them."""
     settings = settings or build_options()
+    jobs = jobs or sessions.WebJobs(settings, events=JOB_EVENTS)
     with gr.Blocks(title="Stream-DiffVSR video upscaler", analytics_enabled=False,
-                   delete_cache=(3600, KEEP_SECONDS)) as demo:
+                   delete_cache=(3600, sessions.KEEP_SECONDS)) as demo:
         gr.Markdown("# Stream-DiffVSR video upscaler\nMake a small or blurry video **4x sharper**. "
                     "Sound, subtitles and timing are kept exactly.")
-        gr.Markdown(web.limits_text(settings, QUEUE_SIZE, zero_gpu=environment.on_zero_gpu()), elem_id="limits")
+        gr.Markdown(texts.limits_text(settings, QUEUE_SIZE, zero_gpu=jobs.zero_gpu), elem_id="limits")
         notice = gr.Markdown(visible=False, elem_id="model-notice")
         with gr.Row():
             with gr.Column(scale=1):
@@ -357,7 +189,7 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 with gr.Accordion("Settings", open=True):
                     engine = gr.Radio(ENGINE_CHOICES, value=settings.engine, label="Engine")
-                    size = gr.Radio(list(web.SIZE_LABELS), value=settings.height_label.removesuffix("p"),
+                    size = gr.Radio(list(SIZE_LABELS), value=settings.height_label.removesuffix("p"),
                                     label="Output size", info="4x keeps the exact shape; presets set the height.")
                     with gr.Row():
                         start = gr.Textbox(label="Start", placeholder="0", info="seconds or m:ss; empty = beginning",
@@ -398,16 +230,16 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
                 return {ui["plan"]: PLAN_HINT}
             values = (engine, size, start, end, steps, seed, codec, crf, scene_cuts)
             progress(0, desc="Reading the video (and loading the model the first time)")
-            planned, options, fell_back = _plan(settings, video, values)
-            width, height = web.display_size(planned)
-            sizes = web.size_choices(width, height, options.max_output_pixels)
+            planned = jobs.plan(video, values)
+            width, height = display_size(planned.plan)
+            sizes = size_choices(width, height, planned.options.max_output_pixels)
             chosen = size if size in [value for _, value in sizes.allowed] else "4x"
-            text = MODEL.notice()
-            update = {ui["plan"]: web.plan_markdown(planned),
+            text = jobs.model.notice()
+            update = {ui["plan"]: texts.plan_markdown(planned.plan),
                       ui["size"]: gr.update(choices=list(sizes.allowed), value=chosen,
                                             info=sizes.note or "4x keeps the exact shape; presets set the height."),
                       ui["notice"]: gr.update(value=text, visible=bool(text))}
-            if fell_back:
+            if planned.fell_back:
                 update[ui["engine"]] = "bicubic"
             return update
 
@@ -417,22 +249,23 @@ def build_demo(settings: UpscaleOptions | None = None) -> gr.Blocks:
                         codec: str, crf: float, scene_cuts: bool, request: gr.Request,
                         progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Iterator[dict]:
                 values = (engine, size, start, end, steps, seed, codec, crf, scene_cuts)
-                yield from _run_job(settings, ui, video, sample, values, _session(request), progress)
+                for update in jobs.run(video, values, sample, _session(request)):
+                    yield _page_update(ui, update, progress)
 
             handler.__name__ = "sample" if sample else "upscale"
             return handler
 
         @_user_errors
         def cancel(request: gr.Request) -> str:
-            return "Cancelling…" if JOBS.cancel(_session(request)) else "Nothing is running."
+            return "Cancelling…" if jobs.cancel(_session(request)) else "Nothing is running."
 
         def on_load() -> tuple:
-            text = MODEL.notice()
+            text = jobs.model.notice()
             return (gr.update(value=text, visible=bool(text)), "bicubic" if text else settings.engine,
-                    web.device_text(settings))
+                    texts.device_text(settings))
 
         def on_unload(request: gr.Request) -> None:
-            if JOBS.cancel(_session(request)):  # the visitor closed the tab: stop their job
+            if jobs.cancel(_session(request)):  # the visitor closed the tab: stop their job
                 logger.info("a visitor left during their job: it is cancelled")
 
         plan_outputs = [plan, size, notice, engine]

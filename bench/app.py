@@ -2,7 +2,7 @@
 
 1. ``before_after``: milliseconds to build the before/after slider picture for one frame at common
    output sizes (sent at most every 0.5 s while a job runs, so this bounds the page's CPU share).
-2. Hand-over: ``vsr.job.runner.run`` called directly against the app's ``_job_events`` (job thread +
+2. Hand-over: ``vsr.job.runner.run`` called directly against the app's ``vsr.web.sessions.job_events`` (job thread +
    ``NewestEvent`` hand-over, as the page runs it), bicubic engine (fast, so overhead shows), same
    clip; median of a few runs.
 3. End to end: ``/upscale`` through ``gradio_client`` against the real server (``python app.py`` in a
@@ -42,11 +42,14 @@ import app  # noqa: E402
 from app_harness import AppServer  # noqa: E402
 from media_factory import make_video  # noqa: E402
 from vsr import job  # noqa: E402
-from vsr.web import texts as web  # noqa: E402
+from vsr.web import sessions  # noqa: E402
+from vsr.web.preview import before_after  # noqa: E402
 from vsr.options import build_options  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "app.json"
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "stream-diffvsr-tiny"
+import fixture_files  # noqa: E402
+
+FIXTURE = fixture_files.fixture_dir()  # tests/fixtures/stream-diffvsr-tiny
 
 
 def bench_before_after(repeats: int) -> dict[str, float]:
@@ -55,10 +58,10 @@ def bench_before_after(repeats: int) -> dict[str, float]:
     for label, (w, h) in {"720p": (1280, 720), "1080p": (1920, 1080), "4K": (3840, 2160)}.items():
         low = rng.integers(0, 256, (h // 4, w // 4, 3), dtype=np.uint8)
         high = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        web.before_after(low, high)
+        before_after(low, high)
         start = time.perf_counter()
         for _ in range(repeats):
-            web.before_after(low, high)
+            before_after(low, high)
         out[label] = (time.perf_counter() - start) / repeats * 1000
     return out
 
@@ -74,7 +77,7 @@ def bench_handover(clip: Path, work: Path, repeats: int) -> dict[str, float]:
         job.run(plan, work / f"direct{i}.mp4")
         direct.append(time.perf_counter() - start)
         start = time.perf_counter()
-        for _ in app._job_events(plan, str(work / f"app{i}.mp4"), f"bench{i}"):
+        for _ in sessions.job_events(plan, str(work / f"app{i}.mp4"), f"bench{i}"):
             pass
         through.append(time.perf_counter() - start)
     return {"frames": plan.frames, "direct_s": statistics.median(direct), "app_s": statistics.median(through)}

@@ -8,9 +8,8 @@ Every case runs in a fresh child process (peak RSS is per process; CUDA peak too
   640x360, untiled and tiled (``--tile``, default 64). The stream state is primed as after one frame
   (the previous output is the bicubic upscale) so no first frame has to run. Reported: peak RSS of
   the process (loading included), the frame's own peak (VmHWM reset before it), the memory model's
-  prediction of both, and the time. The flow's correlation follows the flow module's rule when it
-  has one (``choose_correlation``), else all pairs; an on-demand implementation that is not in the
-  package yet can be named with ``--on-demand-module FILE`` (a module with ``lookup_raft(raft)``).
+  prediction of both, and the time. The flow's correlation is the engine's own choice
+  (``vsr.model.flow.choose_correlation``: all pairs up to 1280x720, on demand above).
 - ``flow``: one RAFT pair at HR 1280x720, 2560x1440 and 5120x2880, all pairs and on demand; a case
   whose predicted peak exceeds ``--max-case-gb`` is not run (its prediction is reported).
 - ``calibrate`` (``--calibrate``): the coefficients of vsr/job/memory.py: each component's peak
@@ -27,7 +26,6 @@ Run: ``.venv/bin/python bench/memory.py`` (``--only frame,flow,cli``, ``--budget
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -110,31 +108,11 @@ def make_video(path: Path, width: int, height: int, frames: int) -> Path:
     return path
 
 
-def on_demand(module_file: str | None):
-    """``lookup_raft`` of the on-demand correlation: the package's own module when it has one, else
-    ``module_file``; None when neither exists."""
-    for name in ("vsr.model.raft_lookup", "vsr.raft_lookup"):
-        if importlib.util.find_spec(name.rsplit(".", 1)[0]) and importlib.util.find_spec(name):
-            return importlib.import_module(name).lookup_raft
-    if module_file:
-        spec = importlib.util.spec_from_file_location("raft_lookup_bench", module_file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module.lookup_raft
-    return None
+def flow_rule(hr_width: int, hr_height: int) -> str:
+    """The correlation the engine picks at this output size (``vsr.model.flow.choose_correlation``)."""
+    from vsr.model.flow import choose_correlation
 
-
-def flow_rule(hr_width: int, hr_height: int, lookup) -> str:
-    """The correlation the product uses at this size: the flow module's rule, else all pairs
-    (on demand only where an implementation exists)."""
-    from vsr.job.memory import FLOW_ALL_PAIRS, FLOW_ON_DEMAND
-    from vsr.model import flow
-
-    choose = getattr(flow, "choose_correlation", None)
-    if choose is not None:
-        return choose(hr_height, hr_width)
-    return FLOW_ON_DEMAND if lookup is not None and hr_width * hr_height > 1280 * 720 else FLOW_ALL_PAIRS
+    return choose_correlation(hr_height, hr_width)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,12 +166,7 @@ def frame_child(args: argparse.Namespace) -> dict:
     baseline = rss()
     folder, engine = load_standin(args.precision, args.device)
     loaded, load_peak = rss(), hwm()
-    lookup = on_demand(args.on_demand_module)
-    method = flow_rule(4 * width, 4 * height, lookup)
-    if method == FLOW_ON_DEMAND:
-        if lookup is None:
-            return {"skipped": "on-demand flow needed at this size but not available"}
-        engine.raft = lookup(engine.raft)
+    method = flow_rule(4 * width, 4 * height)  # the engine's own choice (flow_correlation "auto")
     tiling = Tiling(args.tile, args.tile) if args.tile else Tiling()
     engine.set_tiling(tiling)
     first, second = clip(width, height, 2)
@@ -223,7 +196,7 @@ def flow_child(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from vsr.job.memory import FLOW_ON_DEMAND, flow_bytes
+    from vsr.job.memory import flow_bytes
     from vsr.model.flow import compute_flow, load_raft
     from vsr.model.stream import preprocess
 
@@ -232,18 +205,13 @@ def flow_child(args: argparse.Namespace) -> dict:
     from standin import ensure
 
     raft = load_raft(ensure() / "raft_large.safetensors")
-    if args.method == FLOW_ON_DEMAND:
-        lookup = on_demand(args.on_demand_module)
-        if lookup is None:
-            return {"skipped": "no on-demand correlation in the package (and no --on-demand-module)"}
-        raft = lookup(raft)
     images = [F.interpolate(preprocess(f), scale_factor=4, mode="bicubic", align_corners=False)
               for f in clip(args.width // 4, args.height // 4, 2)]
     reset_hwm()
     before = rss()
     started = time.perf_counter()
     with torch.inference_mode():
-        compute_flow(raft, images[1], images[0])
+        compute_flow(raft, images[1], images[0], correlation=args.method)
     seconds = time.perf_counter() - started
     peak, resident = flow_bytes(args.width, args.height, args.method)
     return {"hr": [args.width, args.height], "method": args.method, "seconds": seconds,
@@ -316,8 +284,7 @@ def frames(args: argparse.Namespace) -> list[dict]:
     for width, height in FRAME_SIZES:
         for tile in (0, args.tile):
             extra = ["--width", str(width), "--height", str(height), "--precision", args.precision,
-                     "--tile", str(tile), "--device", args.device] + (["--on-demand-module", args.on_demand_module]
-                                            if args.on_demand_module else [])
+                     "--tile", str(tile), "--device", args.device]
             row = run_child("frame", extra)
             row.setdefault("lr", [width, height])
             row["tiled"] = bool(tile)
@@ -339,7 +306,6 @@ def flows(args: argparse.Namespace) -> list[dict]:
                              "skipped": f"predicted {predicted / GB:.1f} GB > --max-case-gb {args.max_case_gb:g}"})
                 continue
             extra = ["--width", str(width), "--height", str(height), "--method", method]
-            extra += ["--on-demand-module", args.on_demand_module] if args.on_demand_module else []
             row = run_child("flow", extra)
             row.setdefault("hr", [width, height])
             row.setdefault("method", method)
@@ -387,10 +353,9 @@ def _line(x: list[float], y: list[float], unit: float) -> dict:
 
 
 def cli_case(args: argparse.Namespace, work: Path) -> dict:
-    """``vsr upscale`` of a generated 640x360 clip end to end: with the tiny fixture model (the plan
-    refuses it while the package's flow is all pairs only: the volume alone is ~26 GB at 2560x1440),
-    and with the bicubic engine, whose peak minus the bare process is what decoding and encoding take
-    (the memory model's MEDIA_BYTES_PER_PIXEL)."""
+    """``vsr upscale`` of a generated 640x360 clip end to end: with the tiny fixture model (RAFT at
+    2560x1440 with on-demand correlation dominates its time), and with the bicubic engine, whose peak
+    minus the bare process is what decoding and encoding take (the memory model's MEDIA_BYTES_PER_PIXEL)."""
     clip_path = make_video(work / "clip640.mp4", 640, 360, args.cli_frames)
     rows = {"bare_process_rss": _bare_cli_rss()}
     for engine in ("stream-diffvsr", "bicubic"):
@@ -529,7 +494,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-case-gb", type=float, default=12.0, help="flow cases predicted above this are not run")
     parser.add_argument("--cli-frames", type=int, default=3)
     parser.add_argument("--flow-methods", default="all-pairs,on-demand", help="correlations of the flow cases")
-    parser.add_argument("--on-demand-module", help="a file with lookup_raft(raft), when the package has none")
     parser.add_argument("--merge", action="store_true", help="keep the other parts of an existing results file")
     parser.add_argument("--child")
     parser.add_argument("--out")

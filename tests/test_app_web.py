@@ -17,7 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vsr.web import texts as web
+from vsr import formatting
+from vsr.job import planning
+from vsr.web import controls as page_controls
+from vsr.web import folders, preview, sessions, texts
 from vsr.job.errors import TargetTooLarge
 from vsr.options import OptionsError, build_options
 from vsr.job.progress import ProgressEvent
@@ -31,7 +34,7 @@ def controls(**changes):
     values = dict(engine="bicubic", size="4x", start="", end="", steps=4, seed="", codec="h264", crf=18,
                   scene_cuts=True)
     values.update(changes)
-    return web.control_overrides(**values)
+    return page_controls.control_overrides(**values)
 
 
 def test_empty_fields_mean_not_given_and_the_result_builds_options():
@@ -73,21 +76,21 @@ def test_bad_typed_values_raise_options_error_naming_the_field():
 
 
 def test_tiny_input_only_allows_4x_and_says_why():
-    choices = web.size_choices(64, 48, 7680 * 4320)
+    choices = page_controls.size_choices(64, 48, 7680 * 4320)
     assert choices.allowed == (("4x", "4x"),)
     assert [label for label, _ in choices.refused] == ["720p", "1080p", "1440p", "4K"]
     assert "exactly 4x" in choices.note and "at most 192p" in choices.note
 
 
 def test_presets_up_to_four_times_the_short_side_are_allowed():
-    choices = web.size_choices(320, 180, 7680 * 4320)
+    choices = page_controls.size_choices(320, 180, 7680 * 4320)
     assert [value for _, value in choices.allowed] == ["4x", "720"]
-    portrait = web.size_choices(270, 480, 7680 * 4320)  # short side 270: up to 1080
+    portrait = page_controls.size_choices(270, 480, 7680 * 4320)  # short side 270: up to 1080
     assert [value for _, value in portrait.allowed] == ["4x", "720", "1080"]
 
 
 def test_output_pixel_limit_refuses_sizes_even_4x():
-    choices = web.size_choices(640, 360, 1280 * 720)
+    choices = page_controls.size_choices(640, 360, 1280 * 720)
     assert [value for _, value in choices.allowed] == ["720"]
     assert "4x" in [label for label, _ in choices.refused]
     assert "1,280x" not in choices.note and "921,600 output pixels" in choices.note
@@ -97,12 +100,12 @@ def test_output_pixel_limit_refuses_sizes_even_4x():
 @given(width=st.integers(16, 4000), height=st.integers(16, 4000))
 def test_offered_sizes_agree_with_the_job_sizing(width, height):
     """Every preset the page offers is one the job accepts; every preset refused for 4x, it refuses."""
-    choices = web.size_choices(width, height, 10**12)
+    choices = page_controls.size_choices(width, height, 10**12)
     for label, value in choices.allowed:
         if value != "4x":
             output_size(width, height, width, height, 0, int(value))  # must not raise
     for label, reason in choices.refused:
-        target = int(dict(web.SIZE_LABELS)[label])
+        target = int(dict(page_controls.SIZE_LABELS)[label])
         with pytest.raises(TargetTooLarge):
             output_size(width, height, width, height, 0, target)
         assert "4x" in reason
@@ -114,26 +117,26 @@ def test_offered_sizes_agree_with_the_job_sizing(width, height):
 @pytest.mark.parametrize(("seconds", "text"), [(None, "unknown"), (3.25, "3.2 s"), (42, "42 s"), (75, "1 min 15 s"),
                                                (3 * 3600 + 61, "3 h 01 min")])
 def test_duration_text(seconds, text):
-    assert web.duration_text(seconds) == text
+    assert formatting.duration_text(seconds) == text
 
 
 def test_size_text():
-    assert web.size_text(999) == "999 bytes"
-    assert web.size_text(1_536_000) == "1.5 MB"
-    assert web.size_text(2_500_000_000) == "2.5 GB"
+    assert formatting.bytes_text(999) == "999 bytes"
+    assert formatting.bytes_text(1_536_000) == "1.5 MB"
+    assert formatting.bytes_text(2_500_000_000) == "2.5 GB"
 
 
 def test_progress_text_says_frames_rate_and_time_left():
-    text = web.progress_text("upscaling", 24, 120, 3.1, 31.0)
+    text = texts.progress_text("upscaling", 24, 120, 3.1, 31.0)
     assert text == "Upscaling frame 24 of 120 · 3.10 frames/s · about 31 s left"
-    assert "measuring" in web.progress_text("upscaling", 1, 120, None, None)
-    assert web.progress_text("loading", 0, 120, None, None, "downloading").startswith("Loading the model")
+    assert "measuring" in texts.progress_text("upscaling", 1, 120, None, None)
+    assert texts.progress_text("loading", 0, 120, None, None, "downloading").startswith("Loading the model")
 
 
 def test_limits_text_shows_every_limit():
     options = build_options({"max_upload_mb": 100, "max_duration": 90, "max_input_pixels": 1000,
                              "max_output_pixels": 16000}, env={})
-    text = web.limits_text(options, 16)
+    text = texts.limits_text(options, 16)
     for part in ("100 MB", "1 min 30 s", "1,000 pixels", "16,000 pixels", "up to 16"):
         assert part in text
 
@@ -143,7 +146,7 @@ def test_report_markdown_lists_every_check():
     report = SimpleNamespace(ok=True, path=Path("/x/clip_4x.mp4"), checks=(
         check(name="frames", ok=True, message="12 frames"),
         check(name="frame rate", ok=True, message="30000/1001 fps")))
-    text = web.report_markdown(SimpleNamespace(report=report, scene_cuts=(5,)))
+    text = texts.report_markdown(SimpleNamespace(report=report, scene_cuts=(5,)))
     assert text.splitlines()[0] == "### Verification passed: clip_4x.mp4"
     assert "✓ **frames**: 12 frames" in text and "30000/1001 fps" in text and "frame): 5" in text
 
@@ -155,7 +158,7 @@ def test_before_is_the_bicubic_enlarged_input_at_the_output_size():
     rng = np.random.default_rng(0)
     low = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
     high = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    before, after = web.before_after(low, high)
+    before, after = preview.before_after(low, high)
     assert before.shape == after.shape == (48, 64, 3)
     assert np.array_equal(after, high)
     assert np.array_equal(before, np.asarray(Image.fromarray(low).resize((64, 48), Image.Resampling.BICUBIC)))
@@ -164,7 +167,7 @@ def test_before_is_the_bicubic_enlarged_input_at_the_output_size():
 def test_big_frames_are_scaled_down_alike():
     low = np.zeros((540, 960, 3), np.uint8)
     high = np.full((2160, 3840, 3), 200, np.uint8)
-    before, after = web.before_after(low, high, max_pixels=1920 * 1080)
+    before, after = preview.before_after(low, high, max_pixels=1920 * 1080)
     assert before.shape == after.shape and before.shape[0] * before.shape[1] <= 1920 * 1080
     assert abs(after.shape[1] / after.shape[0] - 16 / 9) < 0.01
     assert int(after.mean()) == 200 and int(before.mean()) == 0
@@ -175,13 +178,13 @@ def test_big_frames_are_scaled_down_alike():
 
 def test_output_filename_is_safe_and_follows_the_plan():
     options = build_options({"height": "1080"}, env={})
-    assert web.output_filename("my holiday (1).MOV", options, ".mov") == "my_holiday_1_1080p.mov"
-    assert web.output_filename("../../etc/passwd", build_options({}, env={}), ".mp4") == "passwd_4x.mp4"
-    assert web.output_filename("...", build_options({}, env={}), ".mkv") == "video_4x.mkv"
+    assert folders.output_filename("my holiday (1).MOV", options, ".mov") == "my_holiday_1_1080p.mov"
+    assert folders.output_filename("../../etc/passwd", build_options({}, env={}), ".mp4") == "passwd_4x.mp4"
+    assert folders.output_filename("...", build_options({}, env={}), ".mkv") == "video_4x.mkv"
 
 
 def test_job_dirs_are_private_distinct_and_unguessable(tmp_path):
-    dirs = [web.new_job_dir(tmp_path / "out") for _ in range(50)]
+    dirs = [folders.new_job_dir(tmp_path / "out") for _ in range(50)]
     assert len({d.name for d in dirs}) == 50
     for d in dirs:
         assert re.fullmatch(r"job-[A-Za-z0-9_-]{22}", d.name)  # 128 random bits
@@ -192,31 +195,31 @@ def test_remove_job_dir_refuses_other_folders(tmp_path):
     other = tmp_path / "precious"
     other.mkdir()
     with pytest.raises(ValueError, match="not a job folder"):
-        web.remove_job_dir(other)
-    job = web.new_job_dir(tmp_path)
+        folders.remove_job_dir(other)
+    job = folders.new_job_dir(tmp_path)
     (job / "out.mp4").write_bytes(b"x")
-    web.remove_job_dir(job)
+    folders.remove_job_dir(job)
     assert not job.exists() and other.exists()
 
 
 def test_prune_removes_only_old_job_folders(tmp_path):
-    old, fresh = web.new_job_dir(tmp_path), web.new_job_dir(tmp_path)
+    old, fresh = folders.new_job_dir(tmp_path), folders.new_job_dir(tmp_path)
     (old / "a.mp4").write_bytes(b"x")
     (tmp_path / "job-notes").mkdir()  # not a job folder name: kept
     past = time.time() - 7200
     for path in (old, old / "a.mp4", tmp_path / "job-notes"):
         os.utime(path, (past, past))
-    removed = web.prune_job_dirs(tmp_path, 3600)
+    removed = folders.prune_job_dirs(tmp_path, 3600)
     assert removed == [old]
     assert fresh.exists() and (tmp_path / "job-notes").exists() and not old.exists()
-    assert web.prune_job_dirs(tmp_path / "missing", 1) == []
+    assert folders.prune_job_dirs(tmp_path / "missing", 1) == []
 
 
 # -- cancel flags, progress hand-over, ZeroGPU reservation ------------------------------------------
 
 
 def test_cancel_reaches_only_its_own_session():
-    jobs = web.ActiveJobs()
+    jobs = sessions.ActiveJobs()
     mine, theirs = jobs.start("me"), jobs.start("them")
     assert jobs.cancel("me") is True
     assert mine.is_set() and not theirs.is_set()
@@ -229,7 +232,7 @@ def test_cancel_reaches_only_its_own_session():
 
 
 def test_newest_event_coalesces_and_always_ends_on_the_last_frame():
-    newest = web.NewestEvent(min_interval=0.02)
+    newest = sessions.NewestEvent(min_interval=0.02)
     frame = np.zeros((2, 2, 3), np.uint8)
     total = 300
 
@@ -254,13 +257,13 @@ def test_newest_event_coalesces_and_always_ends_on_the_last_frame():
 
 
 def test_newest_event_ends_when_closed_without_events():
-    newest = web.NewestEvent()
+    newest = sessions.NewestEvent()
     newest.close()
     assert list(newest.updates(0.1)) == []
 
 
 def test_gpu_seconds():
-    assert web.gpu_seconds(None) == 120
-    assert web.gpu_seconds(1.0) == 62  # 1.5 s with the margin, plus 60 s of loading
-    assert web.gpu_seconds(100.0) == 210
-    assert web.gpu_seconds(100.0, loading_seconds=0, margin=1.0, minimum=10) == 100
+    assert planning.gpu_seconds(None) == 120
+    assert planning.gpu_seconds(1.0) == 62  # 1.5 s with the margin, plus 60 s of loading
+    assert planning.gpu_seconds(100.0) == 210
+    assert planning.gpu_seconds(100.0, loading_seconds=0, margin=1.0, minimum=10) == 100

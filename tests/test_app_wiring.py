@@ -17,6 +17,7 @@ from media import NotAVideo
 from media_factory import make_video
 from job_support import plan
 from vsr import job
+from vsr.web import sessions
 from vsr.model.errors import ModelNotFoundError
 from vsr.job.errors import LimitExceeded
 from vsr.options import OptionsError, build_options
@@ -81,7 +82,7 @@ def test_the_zerogpu_job_takes_and_yields_only_picklable_things(tmp_path):
     restored = pickle.loads(pickle.dumps(planned))
     assert restored.frames == planned.frames and restored.size == planned.size
     output = tmp_path / "out.mp4"
-    items = list(app._job_events(restored, str(output), "session"))
+    items = list(sessions.job_events(restored, str(output), "session"))
     kinds = [kind for kind, _ in items]
     assert kinds[-1] == "result" and set(kinds[:-1]) == {"progress"}
     for _kind, payload in items:
@@ -96,7 +97,7 @@ def test_app_imports_with_and_without_the_spaces_package(blocked, tmp_path):
             + ("sys.modules['spaces'] = None\n" if blocked else "")
             + "import app\n"
             "print('spaces', app.spaces is not None)\n"
-            "print('plain', app._job_events.__name__ == '_job_events')\n")
+            "print('plain', app.JOB_EVENTS.__name__ == 'job_events')\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr

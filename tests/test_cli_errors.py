@@ -60,6 +60,8 @@ def _one_line(capsys, *argv: str) -> tuple[int, str]:
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--preset", "warp"], 2,
          r"preset='warp' is not a h264 preset\. Use one of: ultrafast"),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--start", "1:75"], 2, r"minutes and seconds must be below 60"),
+        (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--flow-scale", "0.3"], 2,
+         r"flow_scale='0\.3' is not a flow scale\. Use one of: 1, 0\.5, 0\.25"),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--log-level", "LOUD"], 2, r"Log level 'LOUD' is not valid"),
         (["upscale", "{tmp}/missing.mp4", "-o", "{tmp}/o.mp4"], 3, r"missing\.mp4: no such file\. Check the path\."),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--height", "720"], 3,

@@ -25,6 +25,7 @@ from job_support import plan
 from vsr import environment, job
 from vsr.model import engines
 from vsr.job import estimate as calibration
+from vsr.web import sessions
 from vsr.web import texts as web
 from vsr.model.bicubic import BicubicUpscaler
 from vsr.job.errors import GPUCallTooLong
@@ -33,7 +34,6 @@ from vsr.job.estimate import zerogpu_calibration_key
 from vsr.job.planning import frames_per_gpu_call, gpu_seconds
 
 CONTROLS = ("stream-diffvsr", "4x", "", "", 4, "", "h264", 18, False)
-UI = {name: name for name in ("status", "slider", "result", "download", "report", "notice", "engine", "plan", "size")}
 
 
 class FakeSpaces:
@@ -83,7 +83,7 @@ class GPUOnlyEngine(BicubicUpscaler):
 @pytest.fixture
 def zerogpu(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeSpaces, GPUOnlyEngine, list[bool]]:
     """ZeroGPU switched on; ``vsr.model.engines.get_processor`` hands out the recording engine and notes
-    whether each load happened inside the GPU call; ``app._job_events`` is the fake GPU function."""
+    whether each load happened inside the GPU call; ``_jobs`` runs jobs through the fake GPU function."""
     gpu = FakeSpaces()
     engine = GPUOnlyEngine(gpu)
     loads: list[bool] = []
@@ -94,7 +94,6 @@ def zerogpu(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeSpaces, GPUOnlyEngine,
 
     monkeypatch.setattr(environment, "on_zero_gpu", lambda: True)
     monkeypatch.setattr(engines, "get_processor", get_processor)
-    monkeypatch.setattr(app, "_job_events", app.gpu_function(gpu, app._job_events))
     return gpu, engine, loads
 
 
@@ -103,29 +102,35 @@ def _settings(tmp_path: Path, **overrides: Any) -> UpscaleOptions:
                           "cache_dir": str(tmp_path / "cache"), "scene_cuts": False, **overrides}, env={})
 
 
-def _run(settings: UpscaleOptions, video: Path, *, sample: bool = False) -> list[dict]:
-    return list(app._run_job(settings, UI, str(video), sample, CONTROLS, "session", lambda *a, **k: None))
+def _jobs(settings: UpscaleOptions, gpu: FakeSpaces | None = None) -> sessions.WebJobs:
+    """The page's jobs on ZeroGPU, their GPU function made with ``gpu``'s decorator."""
+    events = sessions.gpu_function(gpu) if gpu is not None else sessions.job_events
+    return sessions.WebJobs(settings, events=events, zero_gpu=True)
+
+
+def _run(jobs: sessions.WebJobs, video: Path, *, sample: bool = False) -> list[sessions.JobUpdate]:
+    return list(jobs.run(str(video), CONTROLS, sample, "session"))
 
 
 def test_the_model_is_loaded_and_run_only_inside_the_gpu_call(tmp_path, zerogpu):
     gpu, engine, loads = zerogpu
     clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 8)
-    settings = _settings(tmp_path)
+    jobs = _jobs(_settings(tmp_path), gpu)
 
-    planned, _, _ = app._plan(settings, str(clip), CONTROLS)  # what the page shows on upload
+    planned = jobs.plan(str(clip), CONTROLS).plan  # what the page shows on upload
     assert loads == [] and engine.calls == []  # planning never touched the model
     assert planned.calibration.provisional and planned.gpu_call_limit == 300.0
 
-    updates = _run(settings, clip)
+    updates = _run(jobs, clip)
     assert loads == [True]
     assert engine.calls and all(inside for _, inside in engine.calls), engine.calls
     assert gpu.durations == [planned.gpu_seconds]  # the reservation the plan computed
     final = updates[-1]
-    output = Path(final["download"]["value"])
-    assert output.is_file() and final["status"].startswith("Done")
+    output = final.result.output
+    assert output.is_file() and final.status.startswith("Done")
 
     # The run recorded its measured speed: the next plan's estimate is measured, not provisional.
-    again, _, _ = app._plan(settings, str(clip), CONTROLS)
+    again = jobs.plan(str(clip), CONTROLS).plan
     assert not again.calibration.provisional
     assert again.seconds_per_frame != planned.seconds_per_frame
     assert "measured on this device" in again.to_text()
@@ -178,16 +183,16 @@ def test_a_video_too_long_for_one_call_is_refused_with_the_longest_length_that_f
 
     # In the app: the plan error, with the upload named by its file name, and no GPU call made.
     with pytest.raises(Exception) as shown:
-        app._user_errors(lambda video: app._plan(options, video, CONTROLS))(str(clip))
+        app._user_errors(lambda video: _jobs(options, gpu).plan(video, CONTROLS))(str(clip))
     assert type(shown.value).__name__ == "Error" and "at most 70 s" in str(shown.value)
     assert str(tmp_path) not in str(shown.value)
     with pytest.raises(GPUCallTooLong):
-        _run(options, clip)
+        _run(_jobs(options, gpu), clip)
     assert gpu.durations == [] and loads == [] and engine.calls == []
 
     # The 2-second sample of the same video fits in one call and runs.
-    updates = _run(options, clip, sample=True)
-    assert gpu.durations == [gpu_seconds(0.05 * 60)] and updates[-1]["status"].startswith("Done")
+    updates = _run(_jobs(options, gpu), clip, sample=True)
+    assert gpu.durations == [gpu_seconds(0.05 * 60)] and updates[-1].status.startswith("Done")
 
 
 def test_the_call_limit_setting(tmp_path):
@@ -235,9 +240,10 @@ def test_a_model_that_fails_to_load_in_the_gpu_call_turns_on_the_notice(tmp_path
         raise ModelNotFoundError("no-such/model: not found on the Hub. Check the id (STREAM_DIFFVSR_MODEL_ID).")
 
     monkeypatch.setattr(engines, "get_processor", get_processor)
-    monkeypatch.setattr(app, "MODEL", app.ModelStatus())
+    gpu = zerogpu[0]
+    jobs = _jobs(_settings(tmp_path), gpu)
     clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 3, audio=None)
     with pytest.raises(ModelNotFoundError):
-        _run(_settings(tmp_path), clip)
-    assert "no-such/model: not found" in app.MODEL.notice() and "Bicubic" in app.MODEL.notice()
+        _run(jobs, clip)
+    assert "no-such/model: not found" in jobs.model.notice() and "Bicubic" in jobs.model.notice()
     assert list((tmp_path / "out").iterdir()) == []  # the job folder was removed

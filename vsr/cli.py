@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vsr import environment
-from vsr.options import ATTENTIONS, CODECS, DEVICES, ENGINES, HEIGHT_PRESETS, PRECISIONS, OptionsError, build_options
+from vsr.options import (ATTENTIONS, CODECS, DEVICES, ENGINES, FLOW_SCALES, HEIGHT_PRESETS, PRECISIONS, OptionsError,
+                         build_options)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
     up.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
     up.add_argument("--attention", metavar="|".join(ATTENTIONS), help="attention implementation (default sdpa)")
+    _add_flow_scale(up)
     up.add_argument("--height", metavar="4x|" + "|".join(str(h) for h in HEIGHT_PRESETS),
                     help="output size: 4x (default) or the output's short side as displayed")
     up.add_argument("--start", metavar="T", help="start time (seconds or HH:MM:SS.ff)")
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--flow-weights", metavar="FILE", help="local RAFT large weights (.pth/.safetensors)")
     fr.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
     fr.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
+    _add_flow_scale(fr)
     _add_log_level(fr)
     fr.set_defaults(handler=_frames)
 
@@ -111,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_level(pr)
     pr.set_defaults(handler=_probe)
     return parser
+
+
+def _add_flow_scale(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flow-scale", metavar="|".join(f"{s:g}" for s in FLOW_SCALES),
+                        help="optical flow on frames downscaled by this factor (default 1: exact; smaller is faster)")
 
 
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -188,8 +196,8 @@ def _upscale(args: argparse.Namespace) -> int:
     options = build_options({
         "engine": args.engine, "model_id": args.model_id, "flow_weights": args.flow_weights,
         "steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
-        "attention": args.attention, "height": args.height, "start": args.start, "end": args.end,
-        "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
+        "attention": args.attention, "flow_scale": args.flow_scale, "height": args.height, "start": args.start,
+        "end": args.end, "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
         "scene_threshold": args.scene_threshold, "tile": args.tile, "max_memory": args.max_memory,
     })
     output = Path(args.output)
@@ -221,6 +229,7 @@ def _frames(args: argparse.Namespace) -> int:
     options = build_options({
         "model_id": args.model_id, "steps": args.num_inference_steps, "seed": args.seed,
         "flow_weights": args.flow_weights, "device": args.device, "precision": args.precision,
+        "flow_scale": args.flow_scale,
     })
     in_path, out_path = Path(args.in_path), Path(args.out_path)
     total = sum(len(s.frames) for s in find_sequences(in_path))  # check the layout before loading the model

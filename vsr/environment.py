@@ -32,6 +32,8 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_DEVICE", "auto", "`auto` (CUDA, then MPS, then CPU), `cpu`, `cuda`, `cuda:N` or `mps`."),
     EnvVar("STREAM_DIFFVSR_PRECISION", "auto", "`auto`, `fp32`, `fp16` or `bf16`."),
     EnvVar("STREAM_DIFFVSR_ATTENTION", "sdpa", "`sdpa`, `xformers` (when installed) or `sliced`."),
+    EnvVar("STREAM_DIFFVSR_FLOW_SCALE", "1",
+           "Optical flow on frames downscaled by `1` (exact), `0.5` or `0.25` (faster, approximate)."),
     EnvVar("STREAM_DIFFVSR_TMP_DIR", "(system temp dir)/stream-diffvsr",
            "Where each job's temporary directory is made."),
     EnvVar("STREAM_DIFFVSR_OUTPUT_DIR", "./outputs", "Where the web app writes finished videos."),

@@ -23,6 +23,7 @@ ENGINES = ("stream-diffvsr", "bicubic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ATTENTIONS = ("sdpa", "xformers", "sliced")
+FLOW_SCALES = (1.0, 0.5, 0.25)  # optical flow on frames downscaled by this factor (1 = exact)
 HEIGHT_PRESETS = (720, 1080, 1440, 2160)
 CODECS = ("h264", "hevc", "av1", "prores", "ffv1")
 # CRF range and default per codec; None: the codec has no CRF (ProRes profiles, lossless FFV1).
@@ -64,6 +65,7 @@ class UpscaleOptions:
     device: str = "auto"
     precision: str = "auto"
     attention: str = "sdpa"
+    flow_scale: float = 1.0
     height: int | None = None  # None: exactly 4x the input; else a target output height
     start: Fraction | None = None  # seconds on the source's time line
     end: Fraction | None = None
@@ -108,6 +110,7 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_DEVICE": "device",
     "STREAM_DIFFVSR_PRECISION": "precision",
     "STREAM_DIFFVSR_ATTENTION": "attention",
+    "STREAM_DIFFVSR_FLOW_SCALE": "flow_scale",
     "STREAM_DIFFVSR_TMP_DIR": "tmp_dir",
     "STREAM_DIFFVSR_OUTPUT_DIR": "output_dir",
     "STREAM_DIFFVSR_CACHE_DIR": "cache_dir",
@@ -244,6 +247,18 @@ def _flow_weights(value: Any, source: str) -> Path | None:
     return path
 
 
+def _flow_scale(value: Any, source: str) -> float:
+    choices = ", ".join(f"{s:g}" for s in FLOW_SCALES)
+    try:
+        number = float(str(value).strip()) if not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number not in FLOW_SCALES:
+        raise OptionsError(f"{source}={value!r} is not a flow scale. Use one of: {choices} (1 = exact flow; "
+                           "smaller is faster and approximate).")
+    return float(number)
+
+
 def _height(value: Any, source: str) -> int | None:
     text = str(value).strip().lower().removesuffix("p")
     if text in ("4x", "x4", "", "none"):
@@ -335,6 +350,7 @@ _PARSERS = {
     "device": _device,
     "precision": _choice(PRECISIONS),
     "attention": _choice(ATTENTIONS),
+    "flow_scale": _flow_scale,
     "height": _height,
     "start": parse_time,
     "end": parse_time,

@@ -214,39 +214,60 @@ def _header_params(path: Path) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Optical flow. These two figures are this module's own estimate of the flow's memory; swap them
-# for the flow module's own functions when it provides them (vsr/model/flow.py).
+# Optical flow: the correlation's bytes come from the flow modules (vsr.model.flow.all_pairs_bytes,
+# vsr.model.raft_lookup.on_demand_bytes); what RAFT's encoders take around them is measured here.
 
 FLOW_ALL_PAIRS = "all-pairs"
 FLOW_ON_DEMAND = "on-demand"
 RAFT_LEVELS = 4
 RAFT_FEATURES = 256  # channels of RAFT large's feature and context maps, at 1/8 of the input
 FLOW_BYTES_PER_PIXEL = 665.0
-"""RAFT large's peak per HR pixel apart from an all-pairs volume: its feature encoder on both frames at
-1/2 scale dominates. Measured by bench/memory.py's flow cases with on-demand correlation (1280x720:
-0.62 GB, 2560x1440: 2.45 GB; CPU, fp32, 2 threads): the slope between them."""
+"""RAFT large's feature encoder on both frames at once (batch 2, 64 channels at 1/2 scale): its peak
+per HR pixel, the largest of the flow call apart from an all-pairs volume. Measured by
+bench/memory.py's flow cases with on-demand correlation (1280x720: 0.62 GB, 2560x1440: 2.45 GB; CPU,
+fp32, 2 threads): the slope between them. The context encoder (batch 1) takes about half of it."""
 FLOW_FIXED = 16 * 2**20
 
 
 def flow_bytes(hr_width: int, hr_height: int, method: str = FLOW_ALL_PAIRS) -> tuple[int, int]:
     """(peak bytes during one RAFT call, bytes that stay allocated after it) at HR ``hr_width`` x ``hr_height``.
 
-    All pairs (torchvision): with n = (H/8)(W/8) positions the correlation volume is n^2 float32
-    values, V = 4 n^2 bytes. Building it holds the matrix product and its scaled copy (2 V) next to
-    the feature maps; the 4-level pyramid (V (1 + 1/4 + 1/16 + 1/64)) is kept on the module
-    (``corr_block.corr_pyramid``) until the next call replaces it, so it stays allocated between
-    frames. The encoders' peak comes before the volume exists, so the call's peak is the larger of
-    the two. On demand (RAFT's "alternate" correlation): linear in the area (``FLOW_BYTES_PER_PIXEL``).
+    RAFT encodes both frames first (``FLOW_BYTES_PER_PIXEL``), then builds the correlation and
+    encodes the context (half that) next to it. All pairs (torchvision): the matrix product and its
+    scaled copy (``all_pairs_bytes``: 2 V for the V = 4 n^2 bytes of the volume, n = (H/8)(W/8)) next
+    to the feature maps; its 4-level pyramid (V (1 + 1/4 + 1/16 + 1/64)) stays on the module
+    (``corr_block.corr_pyramid``) until the next call replaces it, so it is allocated between frames.
+    On demand: ``on_demand_bytes`` (linear in the area), nothing kept after the call.
     """
+    from vsr.model.flow import all_pairs_bytes
+    from vsr.model.raft_lookup import on_demand_bytes
+
     n = (hr_height // 8) * (hr_width // 8)
-    linear = FLOW_BYTES_PER_PIXEL * hr_width * hr_height + FLOW_FIXED
+    encoders = FLOW_BYTES_PER_PIXEL * hr_width * hr_height + FLOW_FIXED
     if method == FLOW_ALL_PAIRS:
         volume = 4 * n * n
         pyramid = volume * sum(4.0**-level for level in range(RAFT_LEVELS))
-        return int(max(linear, 2 * volume + 3 * 4 * RAFT_FEATURES * n)), int(pyramid)
+        return int(max(encoders, all_pairs_bytes(hr_height, hr_width) + 3 * 4 * RAFT_FEATURES * n)), int(pyramid)
     if method == FLOW_ON_DEMAND:
-        return int(linear), 0
+        return int(max(encoders, encoders / 2 + on_demand_bytes(hr_height, hr_width))), 0
     raise ValueError(f"unknown flow method {method!r}; use {FLOW_ALL_PAIRS!r} or {FLOW_ON_DEMAND!r}.")
+
+
+def flow_method(engine: dict[str, Any], hr_width: int, hr_height: int) -> str:
+    """The correlation the engine's RAFT uses at this output size: the one its description names
+    (``flow_correlation``), else the flow module's own automatic choice (``choose_correlation``)."""
+    named = engine.get("flow_correlation")
+    if named in (FLOW_ALL_PAIRS, FLOW_ON_DEMAND):
+        return str(named)
+    from vsr.model.flow import choose_correlation
+
+    return choose_correlation(hr_height, hr_width)
+
+
+def flow_size(hr_width: int, hr_height: int, scale: float = 1.0) -> tuple[int, int]:
+    """(width, height) RAFT runs at: the output size times ``flow_scale``, padded as compute_flow pads."""
+    width, height = max(1, round(hr_width * scale)), max(1, round(hr_height * scale))
+    return max(128, -(-width // 8) * 8), max(128, -(-height // 8) * 8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,10 +302,11 @@ class FrameMemory:
 
 
 def predict_frame(sizes: ModelSizes, width: int, height: int, *, element: int = 4, tiling: Tiling = Tiling(),
-                  device: str = "cpu", flow: str = FLOW_ALL_PAIRS,
+                  device: str = "cpu", flow: str = FLOW_ALL_PAIRS, flow_scale: float = 1.0,
                   coefficients: Coefficients = COEFFICIENTS) -> FrameMemory:
     """Peak memory of the engine on ``width`` x ``height`` LR frames (padded to multiples of 4)
-    with networks of ``element`` bytes per value, cut as ``tiling`` says."""
+    with networks of ``element`` bytes per value, cut as ``tiling`` says; RAFT with correlation
+    ``flow`` on the output frames scaled by ``flow_scale``."""
     k = coefficients
     h, w = -(-height // SCALE) * SCALE, -(-width // SCALE) * SCALE
     px, hr = h * w, h * w * SCALE * SCALE
@@ -293,7 +315,7 @@ def predict_frame(sizes: ModelSizes, width: int, height: int, *, element: int = 
     base = 24 * hr + 12 * hr + 12 * px  # carried state (2 HR fp32 images) + this frame's bicubic + LR
     warped = 3 * hr * element
     cond = sizes.unet_widths[0] * px * element
-    flow_peak, resident = flow_bytes(w * SCALE, h * SCALE, flow)
+    flow_peak, resident = flow_bytes(*flow_size(w * SCALE, h * SCALE, flow_scale), flow)
     dn, dc = tiling.denoise_grid(h, w), tiling.decode_grid(h, w)
     unet_px = _tile_area(dn, tiling.denoise, px)
     cond_px = px if dn is None else min(px, (tiling.denoise + 2 * CONDITION_HALO) ** 2)
@@ -480,7 +502,8 @@ def element_size(precision: str, device: str) -> int:
 
 
 def plan_memory(sizes: ModelSizes, width: int, height: int, *, device: str, precision: str, tile: int | str,
-                budget: Budget, flow: str = FLOW_ALL_PAIRS, media: bool | None = None) -> MemoryPlan:
+                budget: Budget, flow: str = FLOW_ALL_PAIRS, flow_scale: float = 1.0,
+                media: bool | None = None) -> MemoryPlan:
     """Predict the job's peak and choose its tiling; ``NotEnoughMemory`` when nothing fits ``budget``.
 
     ``tile``: ``"auto"`` (whole frames when they fit, else the largest tiles that do), ``"off"`` or a
@@ -489,8 +512,9 @@ def plan_memory(sizes: ModelSizes, width: int, height: int, *, device: str, prec
     element = element_size(precision, device)
     extra = MEDIA_BYTES_PER_PIXEL * width * height * 16 if (device in ("cpu", "mps") if media is None else media) else 0
 
-    def peak(tiling: Tiling) -> FrameMemory:
-        return predict_frame(sizes, width, height, element=element, tiling=tiling, device=device, flow=flow)
+    def peak(tiling: Tiling, w: int = width, h: int = height) -> FrameMemory:
+        return predict_frame(sizes, w, h, element=element, tiling=tiling, device=device, flow=flow,
+                             flow_scale=flow_scale)
 
     untiled = peak(Tiling())
     limit = None if budget.bytes is None else budget.bytes - extra
@@ -502,7 +526,7 @@ def plan_memory(sizes: ModelSizes, width: int, height: int, *, device: str, prec
         tiling = Tiling(denoise=int(tile), decode=int(tile))
     chosen = peak(tiling)
     if limit is not None and chosen.peak > limit:
-        raise _not_enough(sizes, width, height, element, device, flow, chosen, budget, extra, tile)
+        raise _not_enough(peak, width, height, chosen, budget, extra, tile)
     return MemoryPlan(device, precision, flow, chosen.peak + extra, untiled.peak + extra, budget.bytes, budget.text,
                       tiling, chosen.largest_phase if chosen.frame_peak >= chosen.load else "loading", sizes.source)
 
@@ -525,33 +549,34 @@ def _fitting_tiling(peak, width: int, height: int, limit: int) -> Tiling:
     return Tiling(denoise=denoise, decode=decode)
 
 
-def _not_enough(sizes: ModelSizes, width: int, height: int, element: int, device: str, flow: str, chosen: FrameMemory,
-                budget: Budget, extra: int, tile: int | str) -> NotEnoughMemory:
+def _not_enough(peak, width: int, height: int, chosen: FrameMemory, budget: Budget, extra: int,
+                tile: int | str) -> NotEnoughMemory:
+    """The refusal, naming the largest input of this aspect ratio that fits with the smallest tiles.
+    ``peak(tiling, width, height)`` predicts a frame of another size."""
     smallest = Tiling(denoise=MIN_TILE, decode=MIN_TILE)
 
+    def size(scale: float) -> tuple[int, int]:
+        return max(SCALE, int(width * scale) // SCALE * SCALE), max(SCALE, int(height * scale) // SCALE * SCALE)
+
     def fits(scale: float) -> bool:
-        w, h = max(SCALE, int(width * scale) // SCALE * SCALE), max(SCALE, int(height * scale) // SCALE * SCALE)
+        w, h = size(scale)
         media = MEDIA_BYTES_PER_PIXEL * w * h * 16 if extra else 0
-        used = predict_frame(sizes, w, h, element=element, tiling=smallest, device=device, flow=flow).peak + media
-        return budget.bytes is not None and used <= budget.bytes
+        return budget.bytes is not None and peak(smallest, w, h).peak + media <= budget.bytes
 
     low, high = 0.0, 1.0
     for _ in range(30):
         middle = (low + high) / 2
         low, high = (middle, high) if fits(middle) else (low, middle)
-    largest = None
-    if low > 0 and fits(low):
-        largest = (int(width * low) // SCALE * SCALE, int(height * low) // SCALE * SCALE)
-    where = (f"the {chosen.largest_phase} step" if chosen.frame_peak >= chosen.load else "loading the model")
-    reach = (f"The largest input of this shape that fits is about {largest[0]}x{largest[1]}."
-             if largest and largest[0] >= SCALE and largest[1] >= SCALE else
+    largest = size(low) if low > 0 and fits(low) else None
+    where = f"the {chosen.largest_phase} step" if chosen.frame_peak >= chosen.load else "loading the model"
+    reach = (f"The largest input of this shape that fits is about {largest[0]}x{largest[1]}." if largest else
              "Not even a small input fits: the model itself needs more than that.")
     tiled = "" if tile == "auto" else f" With --tile {tile} it does not fit; --tile auto picks tiles that do, if any."
     fix = ("Fix: use a smaller input (downscale the video first; --height resizes only after the model), "
-           "--precision bf16 or fp16 where available, or raise --max-memory / STREAM_DIFFVSR_MAX_MEMORY if more "
-           "memory is free.")
+           "--precision bf16 or fp16 where available, --flow-scale 0.5 when the flow step is the largest, or "
+           "raise --max-memory / STREAM_DIFFVSR_MAX_MEMORY if more memory is free.")
     return NotEnoughMemory(
-        f"This job needs about {_gb(chosen.peak + extra)} of memory on {device} (most at {where}), more than "
+        f"This job needs about {_gb(chosen.peak + extra)} of memory (most at {where}), more than "
         f"{budget.text}.{tiled} {reach} {fix}",
         needed_bytes=chosen.peak + extra, budget_bytes=budget.bytes or 0, largest=largest,
     )
@@ -566,21 +591,10 @@ def job_memory(options: UpscaleOptions, engine: dict[str, Any], width: int, heig
     if engine.get("engine") == "bicubic":
         return _bicubic_memory(width, height, device, precision, budget)
     sizes = model_sizes(options.model_id, options.flow_weights)
+    scale = float(engine.get("flow_scale") or options.flow_scale)
+    flow = flow_method(engine, *flow_size(width * SCALE, height * SCALE, scale))
     return plan_memory(sizes, width, height, device=device, precision=precision, tile=options.tile,
-                       budget=budget, flow=flow_method(engine, width * SCALE, height * SCALE))
-
-
-def flow_method(engine: dict[str, Any], hr_width: int, hr_height: int) -> str:
-    """The correlation the engine's RAFT uses at this output size: the one its description names
-    (``flow_correlation``), else the flow module's own rule (``choose_correlation``) when it has one,
-    else torchvision's all pairs (the only one before on-demand correlation)."""
-    named = engine.get("flow_correlation")
-    if named in (FLOW_ALL_PAIRS, FLOW_ON_DEMAND):
-        return str(named)
-    from vsr.model import flow
-
-    choose = getattr(flow, "choose_correlation", None)  # present once the on-demand flow is in
-    return str(choose(hr_height, hr_width)) if choose is not None else FLOW_ALL_PAIRS
+                       budget=budget, flow=flow, flow_scale=scale)
 
 
 def _bicubic_memory(width: int, height: int, device: str, precision: str, budget: Budget) -> MemoryPlan:

@@ -27,6 +27,7 @@ from typing import Any
 
 import media
 from vsr import environment
+from vsr.formatting import bytes_text, clock_text, duration_text, fraction_text, rate_text
 from vsr.job import memory as memory_model
 from vsr.job.estimate import Calibration, Estimator
 from vsr.job.errors import GPUCallTooLong, InputNotFound, LimitExceeded, TrimOutOfRange
@@ -147,11 +148,11 @@ class JobPlan:
             "model_size": [self.size.model_width, self.size.model_height],
             "output_size": [self.size.width, self.size.height],
             "resized": self.size.resized,
-            "frame_rate": _fraction(v.avg_rate),
+            "frame_rate": fraction_text(v.avg_rate),
             "variable_rate": v.variable_rate,
-            "start": _fraction(self.start),
-            "end": _fraction(self.end),
-            "duration": _fraction(self.duration),
+            "start": fraction_text(self.start),
+            "end": fraction_text(self.end),
+            "duration": fraction_text(self.duration),
             "frames": self.frames,
             "tracks": [dataclasses.asdict(t) for t in self.tracks],
             "container": self.container_suffix,
@@ -179,8 +180,8 @@ class JobPlan:
             f"Input:    {self.input.name}: {v.width}x{v.height}"
             + (f" (shown as {v.display_width}x{v.display_height})" if (v.display_width, v.display_height)
                != (v.width, v.height) else "")
-            + f", {_rate_text(v.avg_rate)} fps{' (variable)' if v.variable_rate else ''}, {v.codec}",
-            f"Range:    {_clock(self.start)} to {_clock(self.end)} ({float(self.duration):.2f} s, "
+            + f", {rate_text(v.avg_rate)} fps{' (variable)' if v.variable_rate else ''}, {v.codec}",
+            f"Range:    {clock_text(self.start)} to {clock_text(self.end)} ({float(self.duration):.2f} s, "
             f"about {self.frames} frames)" + (" [trimmed]" if self.trimmed else ""),
             f"Output:   {self.size.width}x{self.size.height} "
             + (f"(model at {self.size.model_width}x{self.size.model_height}, resized with Lanczos)"
@@ -200,9 +201,9 @@ class JobPlan:
         if not self.tracks:
             lines.append("Track:    no audio or subtitle tracks")
         lines.append(
-            f"Estimate: about {_duration_text(self.estimate_seconds)} "
+            f"Estimate: about {duration_text(self.estimate_seconds)} "
             f"({self.seconds_per_frame:.3f} s per frame, {self.calibration.describe()}); "
-            f"output about {_bytes_text(self.estimate_bytes)} (rough)"
+            f"output about {bytes_text(self.estimate_bytes)} (rough)"
         )
         if self.memory is not None:
             lines.append(f"Memory:   {self.memory.to_text()}")
@@ -333,6 +334,9 @@ def _decide(
         notes.append(f"the source's pixel aspect ratio {v.sample_aspect_ratio} becomes square pixels in the output")
     if v.variable_rate:
         notes.append("variable frame rate: every frame keeps its own timestamp")
+    if v.has_alpha:
+        notes.append("the source's transparency (alpha channel) is dropped: only the colour picture is "
+                     "upscaled and the output is opaque")
     seconds_per_frame = calibration.seconds_per_frame(v.width, v.height)
     if gpu_call_limit is not None and check_gpu_call:
         _check_gpu_call(path, v, engine, size, calibration, seconds_per_frame, frames, gpu_call_limit)
@@ -412,33 +416,3 @@ def _estimate_bytes(info: Any, options: UpscaleOptions, size: OutputSize, frames
     video_bits = bpp * size.width * size.height * frames
     audio_bits = sum((a.bit_rate or 128_000) * float(length) for a in info.audio)
     return int((video_bits + audio_bits) / 8)
-
-
-def _fraction(value: Fraction) -> str:
-    return f"{value.numerator}/{value.denominator}"
-
-
-def _rate_text(rate: Fraction) -> str:
-    return f"{float(rate):.3f}".rstrip("0").rstrip(".") + (f" ({_fraction(rate)})" if rate.denominator != 1 else "")
-
-
-def _clock(seconds: Fraction) -> str:
-    total = float(seconds)
-    minutes, secs = divmod(total, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{secs:06.3f}"
-
-
-def _duration_text(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _bytes_text(count: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} B"

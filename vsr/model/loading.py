@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Repo
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from vsr.model.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
+from vsr.model.network import REACH_TIMEOUT_S, unreachable_reason
 from vsr.model.temporal_vae import TemporalAutoencoderTiny
 from vsr.model.text import encode_empty_prompt
 
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 SUBFOLDERS = ("unet", "controlnet", "vae", "scheduler", "text_encoder", "tokenizer")
 ALLOW_PATTERNS = ["model_index.json"] + [f"{s}/*.{ext}" for s in SUBFOLDERS for ext in ("json", "safetensors", "txt")]
-REACH_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -49,17 +48,6 @@ class Checkpoint:
 
 def _looks_like_path(model_id: str) -> bool:
     return model_id.startswith(("/", ".", "~")) or model_id.count("/") != 1 or Path(model_id).exists()
-
-
-def _endpoint_reachable(endpoint: str, timeout: float) -> str | None:
-    """None if a TCP connection to the endpoint opens within ``timeout`` s, else the reason."""
-    parts = urllib.parse.urlparse(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc}"
 
 
 def resolve_model_folder(
@@ -92,7 +80,7 @@ def resolve_model_folder(
         "allow_patterns": ALLOW_PATTERNS, "endpoint": endpoint, "etag_timeout": timeout, "cache_dir": cache_dir,
     }
     offline = huggingface_hub.constants.HF_HUB_OFFLINE
-    reason = None if offline else _endpoint_reachable(endpoint, timeout)
+    reason = None if offline else unreachable_reason(endpoint, timeout)
     try:
         if offline or reason is not None:
             folder = Path(snapshot_download(model_id, local_files_only=True, **kwargs))

@@ -24,17 +24,16 @@ from torchvision.models.optical_flow import RAFT
 
 from vsr.model.artg import ARTGBranch
 from vsr.model.devices import NAMES, resolve_device, resolve_precision
-from vsr.model.protocol import check_frame, new_seed
 from vsr.model.errors import DeviceError
 from vsr.model import tiling
-from vsr.model.flow import Warper, compute_flow, load_raft
+from vsr.model.flow import CORRELATIONS, FLOW_MEMORY_BUDGET, FLOW_SCALES, Warper, compute_flow, load_raft
+from vsr.model.protocol import check_frame, new_seed
 from vsr.model.temporal_vae import TemporalAutoencoderTiny
 from vsr.model.tiling import Tiling
+from vsr.options import ATTENTIONS, SCALE
 
 logger = logging.getLogger(__name__)
 
-SCALE = 4
-ATTENTIONS = ("sdpa", "xformers", "sliced")
 
 
 @dataclass
@@ -108,7 +107,13 @@ class StreamDiffVSRUpscaler:
         attention: str = "sdpa",
         source: str = "",
         flow_source: str = "",
+        flow_scale: float = 1.0,
+        flow_correlation: str = "auto",
+        flow_memory_budget: int = FLOW_MEMORY_BUDGET,
     ) -> None:
+        if flow_scale not in FLOW_SCALES or flow_correlation not in CORRELATIONS:
+            raise ValueError(f"flow_scale must be one of {FLOW_SCALES} (got {flow_scale!r}) and flow_correlation one "
+                             f"of {CORRELATIONS} (got {flow_correlation!r}).")
         if steps < 1:
             raise ValueError(f"steps must be at least 1; got {steps}. The model was trained for 4.")
         if vae.scale_factor != SCALE:
@@ -118,6 +123,8 @@ class StreamDiffVSRUpscaler:
         self.steps = steps
         self.attention = attention
         self.source, self.flow_source = source, flow_source
+        self.flow_scale, self.flow_correlation = flow_scale, flow_correlation
+        self.flow_memory_budget = flow_memory_budget
         self.unet = self._place(unet, self.dtype)
         self.controlnet = self._place(controlnet, self.dtype)
         self.vae = self._place(vae, self.dtype)
@@ -145,6 +152,7 @@ class StreamDiffVSRUpscaler:
         precision: str = "auto",
         steps: int = 4,
         attention: str = "sdpa",
+        flow_scale: float = 1.0,
     ) -> "StreamDiffVSRUpscaler":
         """Load a hub id or local folder plus RAFT weights (see ``vsr.model.loading`` / ``vsr.model.flow``)."""
         from vsr.model.loading import load_checkpoint
@@ -161,6 +169,7 @@ class StreamDiffVSRUpscaler:
             ckpt.unet, ckpt.controlnet, ckpt.vae, ckpt.scheduler, ckpt.prompt_embeds, raft,
             device=torch_device, precision=NAMES[dtype], steps=steps, attention=attention,
             source=str(model_id), flow_source=str(flow_weights or "torchvision RAFT large (default weights)"),
+            flow_scale=flow_scale,
         )
 
     def _place(self, model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -210,7 +219,7 @@ class StreamDiffVSRUpscaler:
         return []
 
     def describe(self) -> dict:
-        """JSON-safe description: engine, model, device, precision, steps, seed, attention, scale."""
+        """JSON-safe description: engine, model, device, precision, steps, seed, attention, flow scale, scale."""
         return {
             "engine": "stream-diffvsr",
             "model": self.source,
@@ -220,6 +229,7 @@ class StreamDiffVSRUpscaler:
             "steps": self.steps,
             "seed": self.seed,
             "attention": self.attention,
+            "flow_scale": self.flow_scale,
             "scale": SCALE,
         }
 
@@ -248,7 +258,8 @@ class StreamDiffVSRUpscaler:
         denoise_grid, decode_grid = self.tiling.denoise_grid(h, w), self.tiling.decode_grid(h, w)
         cond = features = warped = None
         if state.previous_output is not None:
-            flow = compute_flow(self.raft, upscaled, state.previous_upscaled)
+            flow = compute_flow(self.raft, upscaled, state.previous_upscaled, correlation=self.flow_correlation,
+                                memory_budget=self.flow_memory_budget, scale=self.flow_scale)
             warped = self.warp(state.previous_output, flow).to(self.dtype)
             del flow
             if decode_grid is None:

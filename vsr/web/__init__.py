@@ -1,0 +1,6 @@
+"""The web app's logic that needs no Gradio, tested without a browser; ``app.py`` is its layout.
+
+- ``sessions``: the page's state and jobs (plan with the visible fallback, run, cancel, ZeroGPU call);
+- ``controls``: the page's controls -> job options; the output sizes an input allows;
+- ``texts``: what the page says; ``preview``: the before/after pictures; ``folders``: job folders.
+"""
