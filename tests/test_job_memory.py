@@ -64,7 +64,6 @@ def test_all_pairs_flow_is_quadratic_and_on_demand_linear() -> None:
     small, large = flow_bytes(1280, 720, FLOW_ON_DEMAND), flow_bytes(5120, 2880, FLOW_ON_DEMAND)
     assert small[1] == large[1] == 0
     assert 15 < large[0] / small[0] <= 16  # linear in the area (a small fixed part aside)
-    assert flow_bytes(320, 192, FLOW_ALL_PAIRS)[0] == flow_bytes(320, 192, FLOW_ON_DEMAND)[0]  # encoders decide
     with pytest.raises(ValueError, match="unknown flow method"):
         flow_bytes(640, 360, "magic")
 
