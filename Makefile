@@ -40,6 +40,7 @@ test-torch211: $(TORCH211_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/media.py
 	$(BIN)/python bench/model.py
+	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/job.py
 	$(BIN)/python bench/app.py
 

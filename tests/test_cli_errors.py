@@ -119,8 +119,8 @@ def test_a_crash_mid_job_exits_5(clip: Path, tmp_path: Path, monkeypatch, capsys
     monkeypatch.setattr(vsr.model.engines, "get_processor", lambda options: FailingEngine(fail_at=3))
     code, line = _run(capsys, "upscale", str(clip), "-o", str(tmp_path / "o.mp4"))
     assert code == 5
-    assert line == (f"vsr: error: {clip}: the bicubic engine failed on frame 3 (0.120 s): RuntimeError: CUDA out of "
-                    "memory (simulated). Nothing was written; see the log for the traceback.")
+    assert line == (f"vsr: error: {clip}: the bicubic engine failed on frame 3 (0.120 s): RuntimeError: CUDA error: "
+                    "device-side assert triggered (simulated). Nothing was written; see the log for the traceback.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "clip.mp4", "tmp"]
     assert files_under(tmp_path / "tmp") == []
 

@@ -38,10 +38,11 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_INTERNAL: "unexpected internal error (a bug: run again with --log-level DEBUG and report it)",
     EXIT_USAGE: "bad command line: unknown flag, bad option value, output exists without --overwrite",
-    EXIT_INPUT: "the input or output cannot be used: missing, unreadable, not a video, over a limit, "
+    EXIT_INPUT: "the input or output cannot be used: missing, unreadable, not a video, over a limit or the memory "
+    "budget, "
     "a size above 4x, a trim outside the video, an unwritable output folder",
     EXIT_MODEL: "the model cannot be loaded: unknown model id, missing or corrupt weights, device unavailable",
-    EXIT_JOB: "the job failed while running (engine or encoder error) or the output failed verification",
+    EXIT_JOB: "the job failed while running (engine or encoder error, out of memory) or the output failed verification",
     EXIT_CANCELLED: "cancelled with Ctrl-C; partial output and temporary files were removed",
 }
 
@@ -87,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--preset", metavar="NAME", help="encoder speed preset (x264/x265 names, SVT-AV1 0-13)")
     up.add_argument("--scene-cuts", metavar="on|off", help="reset temporal context at detected cuts (default on)")
     up.add_argument("--scene-threshold", metavar="X", help="content detector threshold (default 27)")
+    up.add_argument("--tile", metavar="auto|off|N",
+                    help="cut frames into latent tiles of N (default auto: only when a frame does not fit)")
+    up.add_argument("--max-memory", metavar="SIZE",
+                    help="memory the job may use on its device, e.g. 6GB (default: free GPU memory / 70%% of RAM)")
     _add_log_level(up)
     up.set_defaults(handler=_upscale)
 
@@ -193,7 +198,7 @@ def _upscale(args: argparse.Namespace) -> int:
         "steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
         "attention": args.attention, "flow_scale": args.flow_scale, "height": args.height, "start": args.start,
         "end": args.end, "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
-        "scene_threshold": args.scene_threshold,
+        "scene_threshold": args.scene_threshold, "tile": args.tile, "max_memory": args.max_memory,
     })
     output = Path(args.output)
     if output.exists() and not args.overwrite:

@@ -47,6 +47,12 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS", "300",
            "On a ZeroGPU Space: the longest GPU call (seconds) a job may reserve; longer jobs are refused "
            "with the longest length that fits."),
+    EnvVar("STREAM_DIFFVSR_TILE", "auto",
+           "`auto` (tiles only when a frame does not fit the memory budget), `off`, or a latent tile side "
+           "(a multiple of 8, at least 32; the output tile is 4x that)."),
+    EnvVar("STREAM_DIFFVSR_MAX_MEMORY", "(free GPU memory, or 70 % of available RAM)",
+           "Memory a job may use on its device (`6GB`, `6000MB`, `8GiB`); the plan tiles frames to fit it "
+           "and refuses a job that cannot."),
     EnvVar("STREAM_DIFFVSR_LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
     EnvVar("GRADIO_SERVER_NAME", "127.0.0.1", "Address the web app listens on (`0.0.0.0` in Docker)."),
     EnvVar("GRADIO_SERVER_PORT", "7860", "Port the web app listens on (8000 in Docker)."),

@@ -44,6 +44,9 @@ PRESETS: dict[str, tuple[str, ...] | None] = {
     "ffv1": None,
 }
 SCALE = 4
+MIN_TILE = 32
+TILE_MULTIPLE = 8
+"""Latent tiles (``tile``): sides are multiples of 8 (the UNet halves the grid three times), at least 32."""
 
 
 class OptionsError(ValueError):
@@ -79,6 +82,8 @@ class UpscaleOptions:
     max_duration: float = 600.0
     max_upload_mb: int = 2048
     zerogpu_max_seconds: float = 300.0  # longest GPU call on a ZeroGPU Space (see vsr.job.planning)
+    tile: int | str = "auto"  # "auto", "off" or a latent tile side (vsr.model.tiling, chosen by vsr.job.memory)
+    max_memory: int | None = None  # bytes the job may use on its device; None: free GPU memory / 70 % of RAM
 
     @property
     def effective_crf(self) -> int | None:
@@ -114,6 +119,8 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_MAX_DURATION": "max_duration",
     "STREAM_DIFFVSR_MAX_UPLOAD_MB": "max_upload_mb",
     "STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS": "zerogpu_max_seconds",
+    "STREAM_DIFFVSR_TILE": "tile",
+    "STREAM_DIFFVSR_MAX_MEMORY": "max_memory",
 }
 _FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
 
@@ -290,6 +297,39 @@ def parse_time(value: Any, source: str = "time") -> Fraction | None:
     return seconds
 
 
+def _tile(value: Any, source: str) -> int | str:
+    text = str(value).strip().lower()
+    if text in ("auto", "off"):
+        return text
+    if text.isdigit() and int(text) >= MIN_TILE and int(text) % TILE_MULTIPLE == 0:
+        return int(text)
+    raise OptionsError(f"{source}={value!r} is not a tiling. Use auto (tiles only when a frame does not fit the "
+                       f"memory budget), off, or a latent tile side: a multiple of {TILE_MULTIPLE} of at least "
+                       f"{MIN_TILE} (e.g. 64; the output tile is 4x that).")
+
+
+_UNITS = {"": 10**9, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value: Any, source: str = "memory") -> int | None:
+    """``6GB``, ``6.5 G``, ``6000MB``, ``8GiB`` or a bare number of GB -> bytes; empty or none -> None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto")):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = float(value), "b"
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        if not match or match.group(2).lower() not in _UNITS:
+            raise OptionsError(f"{source}={value!r} is not an amount of memory. Use e.g. 6GB, 6000MB, 8GiB or 6 "
+                               "(GB), or leave it empty for the free memory of the device.")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    amount = int(number * _UNITS[unit])
+    if amount < 2**27:
+        raise OptionsError(f"{source}={value!r} is under 128 MiB, too little for any job. Give e.g. 6GB.")
+    return amount
+
+
 def _boolean(value: Any, source: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -327,6 +367,8 @@ _PARSERS = {
     "max_duration": _positive_float("the longest input in seconds"),
     "max_upload_mb": _integer(1, None, "the largest upload in MB"),
     "zerogpu_max_seconds": _positive_float("the longest ZeroGPU call in seconds, 300 by default"),
+    "tile": _tile,
+    "max_memory": parse_bytes,
 }
 
 

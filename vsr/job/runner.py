@@ -33,6 +33,7 @@ import numpy as np
 
 import media
 from vsr.job import estimate
+from vsr.job import memory as memory_model
 from vsr.job.encode_thread import EncodeThread
 from vsr.job.errors import JobCancelled, JobError, JobFailed, JobRefused, VerificationFailed
 from vsr.job.planning import JobPlan, encode_settings
@@ -97,7 +98,14 @@ def run(
     _check_output(job, output)
     emit(ProgressEvent("loading", 0, job.frames, message=f"loading the {options.engine} engine"))
     if processor is None:
-        processor = engines.get_processor(options)
+        try:
+            processor = engines.get_processor(options)
+        except Exception as exc:
+            oom = memory_model.out_of_memory(exc, where="loading the model",
+                                             device=memory_model.device_label(options.device), plan=job.memory)
+            if oom is not None:
+                raise oom from exc
+            raise
     lock = engine_lock(processor)
     if not lock.acquire(blocking=False):
         logger.info("waiting for another job to finish with the same engine")
@@ -114,6 +122,7 @@ def run(
     try:
         if cancel is not None and cancel.is_set():
             raise JobCancelled("The job was cancelled before it started; nothing was written.")
+        _set_tiling(processor, job)
         seed = processor.start_stream(options.seed)
         logger.info("job %s -> %s: seed %d, %s", job.input, output, seed, processor.describe())
         write_report, frames, cuts, model_seconds, steady = _stream(job, output, processor, emit, cancel)
@@ -132,6 +141,7 @@ def run(
         logger.info("job %s -> %s stopped: %s", job.input, output, type(exc).__name__)
         raise
     finally:
+        _set_tiling(processor, None)
         lock.release()
         shutil.rmtree(job_dir, ignore_errors=True)
     _record_speed(job, processor, steady)
@@ -178,6 +188,12 @@ def _stream(
                     try:
                         upscaled = processor.process(frame.rgb)
                     except Exception as exc:
+                        where = (f"upscaling frame {frame.index} "
+                                 f"({float(frame.pts - job.info.video.start_time):.3f} s) of {job.input}")
+                        oom = memory_model.out_of_memory(exc, where=where, device=_device(processor), frame=frame.index,
+                                                         plan=job.memory)
+                        if oom is not None:
+                            raise oom from exc
                         raise JobFailed(
                             f"{job.input}: the {engine} engine failed on frame {frame.index} "
                             f"({float(frame.pts - job.info.video.start_time):.3f} s): {type(exc).__name__}: {exc}. "
@@ -211,6 +227,17 @@ def _stream(
             _check_cancel(cancel, writer)
             write_report = writer.finish()
     return write_report, done, cuts, model_seconds, steady
+
+
+def _set_tiling(processor: FrameProcessor, job: JobPlan | None) -> None:
+    """Hand the plan's tiling (fixed for the whole video) to an engine that tiles; None restores whole frames."""
+    set_tiling = getattr(processor, "set_tiling", None)
+    if set_tiling is not None:
+        set_tiling(job.memory.tiling if job is not None and job.memory is not None else None)
+
+
+def _device(processor: FrameProcessor) -> str:
+    return str(processor.describe().get("device", "cpu"))
 
 
 def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) -> None:

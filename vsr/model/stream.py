@@ -25,9 +25,11 @@ from torchvision.models.optical_flow import RAFT
 from vsr.model.artg import ARTGBranch
 from vsr.model.devices import NAMES, resolve_device, resolve_precision
 from vsr.model.errors import DeviceError
+from vsr.model import tiling
 from vsr.model.flow import CORRELATIONS, FLOW_MEMORY_BUDGET, FLOW_SCALES, Warper, compute_flow, load_raft
 from vsr.model.protocol import check_frame, new_seed
 from vsr.model.temporal_vae import TemporalAutoencoderTiny
+from vsr.model.tiling import Tiling
 from vsr.options import ATTENTIONS, SCALE
 
 logger = logging.getLogger(__name__)
@@ -135,6 +137,7 @@ class StreamDiffVSRUpscaler:
         self.text = prompt_embeds.to(self.device, self.dtype)
         self.warp = Warper()
         self.state = StreamState()
+        self.tiling = Tiling()  # whole frames; a job sets its video's tiling with set_tiling (vsr.job.memory)
         self.seed: int | None = None
         self._generator = torch.Generator("cpu")
         self.start_stream(None)
@@ -203,6 +206,10 @@ class StreamDiffVSRUpscaler:
         self.state = StreamState()
         return self.seed
 
+    def set_tiling(self, value: Tiling | None) -> None:
+        """Cut every following frame into these tiles (None: whole frames); keep it for a whole video."""
+        self.tiling = value if value is not None else Tiling()
+
     def reset(self) -> None:
         """Scene cut: the next frame is processed as a first frame; the noise draws continue."""
         self.state = replace(self.state, previous_output=None, previous_upscaled=None, size=None, since_reset=0)
@@ -248,15 +255,29 @@ class StreamDiffVSRUpscaler:
         noise = torch.randn((1, self.vae.config.latent_channels, h, w), generator=self._generator, dtype=torch.float32)
         lr = preprocess(rgb).to(self.device)
         upscaled = F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
-        cond = features = None
+        denoise_grid, decode_grid = self.tiling.denoise_grid(h, w), self.tiling.decode_grid(h, w)
+        cond = features = warped = None
         if state.previous_output is not None:
             flow = compute_flow(self.raft, upscaled, state.previous_upscaled, correlation=self.flow_correlation,
                                 memory_budget=self.flow_memory_budget, scale=self.flow_scale)
             warped = self.warp(state.previous_output, flow).to(self.dtype)
-            features = self.vae.encoder_features(warped)
-            cond = self.artg.condition(warped)
-        latents = self._denoise(noise.to(self.device) * self.scheduler.init_noise_sigma, lr.to(self.dtype), cond)
-        decoded = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.dtype), features).float()
+            del flow
+            if decode_grid is None:
+                features = self.vae.encoder_features(warped)
+            cond = self.artg.condition(warped) if denoise_grid is None else tiling.condition(self.artg, warped,
+                                                                                              denoise_grid)
+        latents = noise.to(self.device) * self.scheduler.init_noise_sigma
+        if denoise_grid is None:
+            latents = self._denoise(latents, lr.to(self.dtype), cond)
+        else:
+            latents = tiling.denoise(self.noise_prediction, self.scheduler, self.timesteps, latents,
+                                     lr.to(self.dtype), cond, denoise_grid)
+        del cond
+        latents = (latents / self.vae.config.scaling_factor).to(self.dtype)
+        if decode_grid is None:
+            decoded = self.vae.decode(latents, features).float()
+        else:
+            decoded = tiling.decode(self.vae, latents, warped, decode_grid)
         self.state = StreamState(
             previous_output=decoded,
             previous_upscaled=upscaled,
@@ -270,12 +291,17 @@ class StreamDiffVSRUpscaler:
         """DDIM loop. latents (1, 4, h, w) float32, lr (1, 3, h, w) model dtype -> final latents float32."""
         for t in self.timesteps:
             sample = torch.cat([latents.to(self.dtype), lr], dim=1)
-            down = mid = None
-            if cond is not None:
-                down, mid = self.artg.residuals(sample, t, self.text, cond)
-            noise_pred = self.unet(
-                sample, t, encoder_hidden_states=self.text,
-                down_block_additional_residuals=down, mid_block_additional_residual=mid, return_dict=False,
-            )[0]
+            noise_pred = self.noise_prediction(sample, t, cond)
             latents = self.scheduler.step(noise_pred.float(), t, latents, eta=0.0, return_dict=False)[0]
         return latents
+
+    def noise_prediction(self, sample: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """UNet v-prediction (1, 4, h, w) for model input ``sample`` (1, 7, h, w), with the ControlNet's
+        residuals when ``cond`` (its conditioning embedding on the same grid) is given."""
+        down = mid = None
+        if cond is not None:
+            down, mid = self.artg.residuals(sample, t, self.text, cond)
+        return self.unet(
+            sample, t, encoder_hidden_states=self.text,
+            down_block_additional_residuals=down, mid_block_additional_residual=mid, return_dict=False,
+        )[0]
