@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
     up.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
     up.add_argument("--attention", metavar="|".join(ATTENTIONS), help="attention implementation (default sdpa)")
+    up.add_argument("--optimisations", metavar="LIST",
+                    help="speed switches: auto (default), none, or a comma list like auto,compile,-flow-prefetch")
     up.add_argument("--height", metavar="4x|" + "|".join(str(h) for h in HEIGHT_PRESETS),
                     help="output size: 4x (default) or the output's short side as displayed")
     up.add_argument("--start", metavar="T", help="start time (seconds or HH:MM:SS.ff)")
@@ -183,7 +185,8 @@ def _upscale(args: argparse.Namespace) -> int:
     options = build_options({
         "engine": args.engine, "model_id": args.model_id, "flow_weights": args.flow_weights,
         "steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
-        "attention": args.attention, "height": args.height, "start": args.start, "end": args.end,
+        "attention": args.attention, "optimisations": args.optimisations, "height": args.height,
+        "start": args.start, "end": args.end,
         "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
         "scene_threshold": args.scene_threshold,
     })

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vsr import environment
+from vsr.model import switches
 
 DEFAULT_MODEL_ID = "Jamichsu/Stream-DiffVSR"
 ENGINES = ("stream-diffvsr", "bicubic")
@@ -61,6 +62,7 @@ class UpscaleOptions:
     device: str = "auto"
     precision: str = "auto"
     attention: str = "sdpa"
+    optimisations: tuple[str, ...] = ("auto",)  # speed switches, see vsr.model.switches
     height: int | None = None  # None: exactly 4x the input; else a target output height
     start: Fraction | None = None  # seconds on the source's time line
     end: Fraction | None = None
@@ -103,6 +105,7 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_DEVICE": "device",
     "STREAM_DIFFVSR_PRECISION": "precision",
     "STREAM_DIFFVSR_ATTENTION": "attention",
+    "STREAM_DIFFVSR_OPTIMISATIONS": "optimisations",
     "STREAM_DIFFVSR_TMP_DIR": "tmp_dir",
     "STREAM_DIFFVSR_OUTPUT_DIR": "output_dir",
     "STREAM_DIFFVSR_CACHE_DIR": "cache_dir",
@@ -237,6 +240,13 @@ def _flow_weights(value: Any, source: str) -> Path | None:
     return path
 
 
+def _optimisations(value: Any, source: str) -> tuple[str, ...]:
+    try:
+        return switches.parse(value)
+    except switches.SwitchError as exc:
+        raise OptionsError(f"{source}={value!r}: {exc}") from None
+
+
 def _height(value: Any, source: str) -> int | None:
     text = str(value).strip().lower().removesuffix("p")
     if text in ("4x", "x4", "", "none"):
@@ -295,6 +305,7 @@ _PARSERS = {
     "device": _device,
     "precision": _choice(PRECISIONS),
     "attention": _choice(ATTENTIONS),
+    "optimisations": _optimisations,
     "height": _height,
     "start": parse_time,
     "end": parse_time,

@@ -5,6 +5,8 @@
     media.FrameReader (decode thread) -> bounded queue -> scene check -> engine.process (this thread)
         -> bounded queue -> EncodeThread (resize + media.VideoWriter) -> finish/mux -> media.verify
 
+Engines with a ``prefetch`` method are given the next frame one call early (a one-frame look-ahead
+from the read queue), so they can start its optical flow while the current frame denoises.
 Memory is flat in video length (two bounded queues, no frame kept). The engine's temporal context
 runs across the whole range and is reset only where ``SceneCutDetector`` sees a hard cut (when scene
 cuts are on). A cancel request (``threading.Event``) or any error stops the pass within one frame,
@@ -159,6 +161,7 @@ def _stream(
     steady: list[float] = []
     done = 0
     engine = str(processor.describe().get("engine", options.engine))
+    prefetch = getattr(processor, "prefetch", None)  # optional: the next frame, given one frame early
     with media.FrameReader(job.input, job.trim_start, job.trim_end, READ_QUEUE, info=job.info) as reader:
         writer = media.VideoWriter(
             output, job.info, size.width, size.height, encode_settings(options), start=job.trim_start, end=job.trim_end
@@ -166,7 +169,7 @@ def _stream(
         with writer:
             encoder = EncodeThread(writer, size.width, size.height, ENCODE_QUEUE)
             try:
-                for frame in reader:
+                for frame, upcoming in _with_next(reader):
                     _check_cancel(cancel)
                     cut = detector is not None and detector.is_cut(frame.rgb)
                     if cut:
@@ -176,6 +179,8 @@ def _stream(
                                     float(frame.pts - job.info.video.start_time))
                     tick = time.perf_counter()
                     try:
+                        if prefetch is not None and upcoming is not None:
+                            prefetch(upcoming.rgb)
                         upscaled = processor.process(frame.rgb)
                     except Exception as exc:
                         raise JobFailed(
@@ -211,6 +216,16 @@ def _stream(
             _check_cancel(cancel, writer)
             write_report = writer.finish()
     return write_report, done, cuts, model_seconds, steady
+
+
+def _with_next(frames: Any) -> Any:
+    """(frame, the frame after it or None) for each frame: a one-frame look-ahead for ``prefetch``."""
+    iterator = iter(frames)
+    current = next(iterator, None)
+    while current is not None:
+        upcoming = next(iterator, None)
+        yield current, upcoming
+        current = upcoming
 
 
 def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) -> None:

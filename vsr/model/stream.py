@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from diffusers import ControlNetModel, DDIMScheduler, UNet2DConditionModel
 from torchvision.models.optical_flow import RAFT
 
+from vsr.model import switches
+from vsr.model.acceleration import Accelerator
 from vsr.model.artg import ARTGBranch
 from vsr.model.devices import NAMES, resolve_device, resolve_precision
 from vsr.model.protocol import check_frame, new_seed
@@ -106,6 +108,8 @@ class StreamDiffVSRUpscaler:
         attention: str = "sdpa",
         source: str = "",
         flow_source: str = "",
+        optimisations: str | tuple[str, ...] = "auto",
+        cache_dir: str | Path | None = None,
     ) -> None:
         if steps < 1:
             raise ValueError(f"steps must be at least 1; got {steps}. The model was trained for 4.")
@@ -125,11 +129,14 @@ class StreamDiffVSRUpscaler:
         self.scheduler = scheduler
         self.scheduler.set_timesteps(steps)
         self.timesteps = self.scheduler.timesteps.clone()
+        self.unet_timesteps = self.timesteps  # the Accelerator may put the UNet's copy on the device
         self.text = prompt_embeds.to(self.device, self.dtype)
         self.warp = Warper()
         self.state = StreamState()
         self.seed: int | None = None
         self._generator = torch.Generator("cpu")
+        self.accel = Accelerator(self, switches.resolve(optimisations, self.device.type),
+                                 cache_dir=Path(cache_dir) if cache_dir is not None else None)
         self.start_stream(None)
 
     @classmethod
@@ -142,6 +149,8 @@ class StreamDiffVSRUpscaler:
         precision: str = "auto",
         steps: int = 4,
         attention: str = "sdpa",
+        optimisations: str | tuple[str, ...] = "auto",
+        cache_dir: str | Path | None = None,
     ) -> "StreamDiffVSRUpscaler":
         """Load a hub id or local folder plus RAFT weights (see ``vsr.model.loading`` / ``vsr.model.flow``)."""
         from vsr.model.loading import load_checkpoint
@@ -158,6 +167,7 @@ class StreamDiffVSRUpscaler:
             ckpt.unet, ckpt.controlnet, ckpt.vae, ckpt.scheduler, ckpt.prompt_embeds, raft,
             device=torch_device, precision=NAMES[dtype], steps=steps, attention=attention,
             source=str(model_id), flow_source=str(flow_weights or "torchvision RAFT large (default weights)"),
+            optimisations=optimisations, cache_dir=cache_dir,
         )
 
     def _place(self, model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -192,6 +202,7 @@ class StreamDiffVSRUpscaler:
         self.seed = new_seed() if seed is None else int(seed)
         self._generator.manual_seed(self.seed)
         self.state = StreamState()
+        self.accel.clear()
         return self.seed
 
     def reset(self) -> None:
@@ -213,6 +224,7 @@ class StreamDiffVSRUpscaler:
             "steps": self.steps,
             "seed": self.seed,
             "attention": self.attention,
+            "optimisations": self.accel.describe(),
             "scale": SCALE,
         }
 
@@ -222,7 +234,17 @@ class StreamDiffVSRUpscaler:
         check_frame(rgb)
         h, w, _ = rgb.shape
         decoded = self.process_tensor(pad_to_multiple(rgb))
+        if self.accel.device_postprocess:
+            return self.accel.download(decoded, h * SCALE, w * SCALE)
         return postprocess(decoded)[: h * SCALE, : w * SCALE]
+
+    def prefetch(self, rgb: np.ndarray) -> None:
+        """Hint: ``rgb`` is the frame after the next ``process`` call's. With ``flow-prefetch`` its
+        upload and its flow to the next frame start early, on a side stream; else nothing happens.
+        Optional for callers (the job calls it with a one-frame look-ahead); never changes results."""
+        if isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8:
+            with torch.inference_mode():
+                self.accel.offer(pad_to_multiple(rgb))
 
     def process_tensor(self, rgb: np.ndarray) -> torch.Tensor:
         """One frame whose sides are multiples of 4 -> raw decoder output (1, 3, 4H, 4W) float32, [-1, 1]."""
@@ -236,15 +258,15 @@ class StreamDiffVSRUpscaler:
                 "Fix: call reset() (or start_stream()) before feeding frames of a new size."
             )
         noise = torch.randn((1, self.vae.config.latent_channels, h, w), generator=self._generator, dtype=torch.float32)
-        lr = preprocess(rgb).to(self.device)
-        upscaled = F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
+        lr, upscaled = self.accel.inputs(rgb)
         cond = features = None
         if state.previous_output is not None:
-            flow = compute_flow(self.raft, upscaled, state.previous_upscaled)
+            flow = self.accel.flow(upscaled, state.previous_upscaled)
             warped = self.warp(state.previous_output, flow).to(self.dtype)
             features = self.vae.encoder_features(warped)
             cond = self.artg.condition(warped)
-        latents = self._denoise(noise.to(self.device) * self.scheduler.init_noise_sigma, lr.to(self.dtype), cond)
+        self.accel.after_inputs(upscaled)  # with flow-prefetch: the next frame's flow starts now, on a side stream
+        latents = self.accel.denoise(noise, lr.to(self.dtype), cond)
         decoded = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.dtype), features).float()
         self.state = StreamState(
             previous_output=decoded,
@@ -255,15 +277,24 @@ class StreamDiffVSRUpscaler:
         )
         return decoded
 
+    def _inputs(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pre-processed LR frame (1, 3, h, w) float32 on the device and its x4 bicubic copy for RAFT."""
+        lr = self.accel.upload_frame(rgb) if self.accel.pinned_uploads else preprocess(rgb).to(self.device)
+        return lr, F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
+
+    def _flow(self, upscaled: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """RAFT flow (1, 4h, 4w, 2) from this frame's bicubic copy to the previous one's."""
+        return compute_flow(self.raft, upscaled, previous)
+
     def _denoise(self, latents: torch.Tensor, lr: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """DDIM loop. latents (1, 4, h, w) float32, lr (1, 3, h, w) model dtype -> final latents float32."""
-        for t in self.timesteps:
+        for t, unet_t in zip(self.timesteps, self.unet_timesteps):
             sample = torch.cat([latents.to(self.dtype), lr], dim=1)
             down = mid = None
             if cond is not None:
                 down, mid = self.artg.residuals(sample, t, self.text, cond)
             noise_pred = self.unet(
-                sample, t, encoder_hidden_states=self.text,
+                sample, unet_t, encoder_hidden_states=self.text,
                 down_block_additional_residuals=down, mid_block_additional_residual=mid, return_dict=False,
             )[0]
             latents = self.scheduler.step(noise_pred.float(), t, latents, eta=0.0, return_dict=False)[0]
