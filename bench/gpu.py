@@ -37,8 +37,7 @@ then one device ``run`` with ``carry: [".carry"]`` and ``timeout_s: 480``::
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \\
         .carry/wheels/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit;
-    PYTHONUNBUFFERED=1 python3 bench/gpu.py --smoke --out $OUT/smoke > $OUT/smoke.log 2>&1 || tail -30 $OUT/smoke.log;
-    PYTHONUNBUFFERED=1 python3 bench/gpu.py --budget 330 --out $OUT 2>&1 | tee $OUT/gpu.log | tail -80
+        PYTHONUNBUFFERED=1 python3 bench/gpu.py --budget 330 --out $OUT 2>&1 | tee $OUT/gpu.log | tail -80
 
 and back here: copy the returned gpu.json to bench/results/gpu.json and run
 ``python bench/gpu.py --report bench/results/gpu.json`` to rewrite the README block. ``--phases``
@@ -86,7 +85,9 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 CHEAP = ("device-postprocess", "pinned-uploads", "flow-prefetch", "cudnn-benchmark", "channels-last",
          "cuda-graphs", "raft-half")
 BEST = "auto,cudnn-benchmark,channels-last,cuda-graphs"
-PHASES = ("eager", "auto", "each", "compile", "best", "drift", "job", "compile-max", "aot")
+PHASES = ("eager", "auto", "copies", "each", "compile", "best", "drift", "job", "compile-max", "aot")
+CPU_PHASES = ("copies", "side-by-side")  # --device cpu: what a CPU can tell (README "CPU figures of the switches")
+SMOKE_PHASES = (*PHASES[:3], "side-by-side", *PHASES[3:])
 WARM_FRAMES = 2  # frame 0 (no ControlNet) and frame 1 (first ControlNet frame: autotune, capture, compile)
 
 
@@ -297,7 +298,11 @@ def sync(device: torch.device) -> None:
 
 def run_stream(engine: Any, frames: list[np.ndarray], *, timeline: Timeline | None = None,
                keep: bool = False, seed: int = 7) -> dict[str, Any]:
-    """Stream ``frames`` through ``engine`` as the job does (one-frame look-ahead); timings and outputs."""
+    """Stream ``frames`` through ``engine`` as the job does (one-frame look-ahead); timings and outputs.
+
+    The last frame is only announced (``prefetch``), never processed, so every timed frame is a
+    mid-video frame: with flow-prefetch a video's very last frame has no next flow to start and is
+    cheaper, which would flatter a short run's median."""
     device = engine.device
     sync(device)
     if device.type == "cuda":
@@ -306,9 +311,8 @@ def run_stream(engine: Any, frames: list[np.ndarray], *, timeline: Timeline | No
     started = time.perf_counter()
     engine.start_stream(seed)
     seconds, outputs, first = [], [], 0.0
-    for i, rgb in enumerate(frames):
-        if i + 1 < len(frames):
-            engine.prefetch(frames[i + 1])
+    for i, rgb in enumerate(frames[:-1]):
+        engine.prefetch(frames[i + 1])
         tick = time.perf_counter()
         if timeline is not None:
             timeline.begin_frame()
@@ -320,10 +324,11 @@ def run_stream(engine: Any, frames: list[np.ndarray], *, timeline: Timeline | No
             outputs.append(out)
     steady = seconds[WARM_FRAMES:] or seconds
     result: dict[str, Any] = {
-        "frames": len(frames), "steady_frames": len(steady),
+        "frames": len(seconds), "steady_frames": len(steady),
         "s_per_frame": round(statistics.median(steady), 5),
         "fps": round(1 / max(statistics.median(steady), 1e-9), 2),
-        "first_frame_s": round(first, 4), "first_controlnet_frame_s": round(seconds[1], 4) if len(seconds) > 1 else None,
+        "first_frame_s": round(first, 4),
+        "first_controlnet_frame_s": round(seconds[1], 4) if len(seconds) > 1 else None,
         "spread_s": [round(min(steady), 5), round(max(steady), 5)],
     }
     if device.type == "cuda":
@@ -415,7 +420,7 @@ def measure(ctx: Context, phase: str, key: str, precision: str, optimisations: s
         if recorder is not None:
             recorder.install(engine)
         h, w = ctx.sizes[label]
-        result = run_stream(engine, clip(h, w, frames), timeline=recorder, keep=keep)
+        result = run_stream(engine, clip(h, w, frames + 1), timeline=recorder, keep=keep)
         result.update(_engine_facts(engine), precision=precision, size=label, lr=f"{w}x{h}", hr=f"{4 * w}x{4 * h}")
     except Exception as exc:  # noqa: BLE001 - one failed configuration must not end the benchmark
         logger.exception("run %s/%s failed", phase, key)
@@ -466,6 +471,78 @@ def phase_auto(ctx: Context) -> None:
             measure(ctx, "auto", f"{label}/{precision}", precision, "auto", label, timeline=True)
 
 
+def _median_ms(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        tick = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - tick) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def phase_copies(ctx: Context) -> None:
+    """Host <-> device per frame: the plain pre/post-processing against the switches' versions."""
+    from vsr.model.stream import postprocess, preprocess
+    from vsr.model.transfers import Uploader, download
+
+    runs, repeats = ctx.phase("copies")["runs"], 5 if ctx.smoke else 30
+    uploader = Uploader(ctx.device, pinned=ctx.cuda)
+    for label, (h, w) in ctx.sizes.items():
+        rgb = clip(h, w, 1)[0]
+        decoded = torch.rand((1, 3, 4 * h, 4 * w), device=ctx.device) * 2.2 - 1.1
+        runs[label] = {
+            "upload_plain_ms": _median_ms(lambda: preprocess(rgb).to(ctx.device), ctx.device, repeats),
+            "upload_pinned_uint8_ms": _median_ms(lambda: uploader.frame(rgb), ctx.device, repeats),
+            "download_plain_ms": _median_ms(lambda: postprocess(decoded), ctx.device, repeats),
+            "download_device_uint8_ms": _median_ms(lambda: download(decoded, 4 * h, 4 * w, pinned=ctx.cuda),
+                                                   ctx.device, repeats),
+        }
+    ctx.save()
+
+
+SIDE_BY_SIDE = ("none", "none,channels-last", "none,device-postprocess", "none,compile")
+
+
+def phase_side_by_side(ctx: Context, rounds: int | None = None) -> None:
+    """Configurations in one run, frame by frame in turn (a load spike on a shared machine hits one frame
+    of each, not one configuration): per-frame ratios to the first, medians, per size and precision."""
+    rounds = rounds or max(ctx.frames, 1)
+    configs = SIDE_BY_SIDE[:-1] if ctx.smoke else SIDE_BY_SIDE  # the compile phase runs dynamo's tracing already
+    for label, (h, w) in ctx.sizes.items():
+        for precision in ["fp32"] if ctx.smoke else [p for p in ("bf16", "fp32") if p in ctx.precisions()]:
+            if ctx.left() < len(SIDE_BY_SIDE) * ctx.guess(label, precision, rounds) + 60:
+                ctx.phase("side-by-side")["runs"][f"{label}/{precision}"] = {"skipped": "out of time"}
+                continue
+            _side_by_side(ctx, label, precision, configs, clip(h, w, rounds + WARM_FRAMES + 1))
+            torch._dynamo.reset()
+            release()
+
+
+def _side_by_side(ctx: Context, label: str, precision: str, configs: tuple[str, ...],
+                  frames: list[np.ndarray]) -> None:
+    engines = {name: make_engine(ctx.master, precision, name, ctx.cache_dir) for name in configs}
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for engine in engines.values():
+        engine.start_stream(7)
+    for i, rgb in enumerate(frames[:-1]):
+        for name, engine in engines.items():
+            engine.prefetch(frames[i + 1])
+            tick = time.perf_counter()
+            engine.process(rgb)
+            times[name].append(time.perf_counter() - tick)
+    base = times[configs[0]][WARM_FRAMES:]
+    ctx.phase("side-by-side")["runs"][f"{label}/{precision}"] = {
+        name: {"s_per_frame": round(statistics.median(t[WARM_FRAMES:]), 4),
+               "first_two_frames_s": round(t[0] + t[1], 2),
+               "speedup_vs_none": round(statistics.median(b / x for b, x in zip(base, t[WARM_FRAMES:])), 3)}
+        for name, t in times.items()
+    }
+    ctx.save()
+
+
 def phase_each(ctx: Context) -> None:
     """Every cheap switch alone on the plain path, at the main precision."""
     precision = ctx.main_precision
@@ -500,6 +577,7 @@ def _compiled_runs(ctx: Context, phase: str, precision: str, optimisations: str,
         runs[optimisations + tag] = {"skipped": f"needs about {need:.0f} s, {max(ctx.left(), 0):.0f} s left"}
         return
     engine = None
+    torch._dynamo.utils.counters.clear()
     try:
         engine = make_engine(ctx.master, precision, optimisations, ctx.cache_dir)
         for label in labels:
@@ -508,10 +586,11 @@ def _compiled_runs(ctx: Context, phase: str, precision: str, optimisations: str,
                 runs[key] = {"skipped": f"{max(ctx.left(), 0):.0f} s left"}
                 continue
             h, w = ctx.sizes[label]
-            result = run_stream(engine, clip(h, w, ctx.frames + WARM_FRAMES))
+            result = run_stream(engine, clip(h, w, ctx.frames + WARM_FRAMES + 1))
             result.update(_engine_facts(engine), precision=precision, size=label)
             result["compile_s"] = round(result["first_frame_s"] + result["first_controlnet_frame_s"]
                                         - 2 * result["s_per_frame"], 2)
+            result["dynamo"] = _dynamo_counts()
             runs[key] = result
             ctx.save()
     except Exception as exc:  # noqa: BLE001
@@ -523,16 +602,29 @@ def _compiled_runs(ctx: Context, phase: str, precision: str, optimisations: str,
         release()
 
 
+def _dynamo_counts() -> dict[str, Any]:
+    """Graph breaks (with their reasons) and graphs compiled so far, from dynamo's counters."""
+    counters = torch._dynamo.utils.counters
+    breaks = dict(counters.get("graph_break", {}))
+    return {"graph_breaks": sum(breaks.values()), "break_reasons": [str(k)[:200] for k in list(breaks)[:5]],
+            "unique_graphs": int(counters.get("stats", {}).get("unique_graphs", 0))}
+
+
 def phase_compile(ctx: Context) -> None:
     """torch.compile at every size in one engine, then again in a new one (inductor's cache warm), then
     compile + CUDA graphs."""
     precision, labels = ctx.main_precision, list(ctx.sizes)
     _compiled_runs(ctx, "compile", precision, "auto,compile", labels)
+    if ctx.smoke:  # the repeats run the same code; dynamo's tracing alone takes a while on a CPU
+        return
     _compiled_runs(ctx, "compile", precision, "auto,compile", labels[:1], tag=" (new engine, warm cache)")
     _compiled_runs(ctx, "compile", precision, "auto,compile,cuda-graphs", labels[:1])
 
 
 def phase_compile_max(ctx: Context) -> None:
+    if ctx.smoke:
+        ctx.phase("compile-max")["runs"]["auto,compile-max"] = {"skipped": "smoke: the eager backend has no modes"}
+        return
     _compiled_runs(ctx, "compile-max", ctx.main_precision, "auto,compile-max", list(ctx.sizes)[:1])
 
 
@@ -540,7 +632,8 @@ def phase_aot(ctx: Context) -> None:
     """AOTInductor UNet: built (cold), then loaded from the package cache by a new engine."""
     labels = list(ctx.sizes)[:1]
     _compiled_runs(ctx, "aot", ctx.main_precision, "auto,aot", labels)
-    _compiled_runs(ctx, "aot", ctx.main_precision, "auto,aot", labels, tag=" (new engine, package cached)")
+    if not ctx.smoke:  # the smoke run builds no package to load
+        _compiled_runs(ctx, "aot", ctx.main_precision, "auto,aot", labels, tag=" (new engine, package cached)")
 
 
 def phase_drift(ctx: Context) -> None:
@@ -664,7 +757,7 @@ def _time_job(ctx: Context, engine: Any, label: str) -> dict[str, Any]:
                                  "precision": engine.describe()["precision"], "scene_cuts": "off",
                                  "tmp_dir": work / "tmp", "cache_dir": work / "cache"}, env={})
         plan = job.plan(video, options, estimator=_KnownSpeed(engine.describe()), output=work / "out.mp4")
-        run_stream(engine, clip(h, w, WARM_FRAMES + 1))  # compile/autotune/capture outside the timed job
+        run_stream(engine, clip(h, w, WARM_FRAMES + 2))  # compile/autotune/capture outside the timed job
         started = time.perf_counter()
         result = job.run(plan, work / "out.mp4", processor=engine)
         wall = time.perf_counter() - started
@@ -675,7 +768,8 @@ def _time_job(ctx: Context, engine: Any, label: str) -> dict[str, Any]:
 
 
 PHASE_FUNCTIONS: dict[str, Callable[[Context], None]] = {
-    "eager": phase_eager, "auto": phase_auto, "each": phase_each, "compile": phase_compile, "best": phase_best,
+    "eager": phase_eager, "auto": phase_auto, "copies": phase_copies, "side-by-side": phase_side_by_side,
+    "each": phase_each, "compile": phase_compile, "best": phase_best,
     "drift": phase_drift, "job": phase_job, "compile-max": phase_compile_max, "aot": phase_aot,
 }
 
@@ -766,10 +860,18 @@ def report(results: dict) -> str:
            "Per component, ms per frame (median; CUDA events; `other_and_idle` = DDIM steps, warps and the GPU's "
            "idle gaps):", "", *breakdown_table(results), ""]
     out += drift_lines(results)
+    for label, c in _runs(results, "copies").items():
+        out.append(f"- Copies per frame at {label}: upload {c['upload_plain_ms']} ms plain vs "
+                   f"{c['upload_pinned_uint8_ms']} ms pinned uint8; download {c['download_plain_ms']} ms plain vs "
+                   f"{c['download_device_uint8_ms']} ms device uint8.")
     job = _runs(results, "job").get("job", {})
     if "job_s" in job:
         out.append(f"- Whole job ({job['size']}, {job['frames']} frames, `{job['optimisations']}`): {job['job_s']} s "
                    f"against {job['model_s']} s of model time ({job['overhead_pct']:+.1f} %), {job['fps']} fps.")
+    for key, configs in _runs(results, "side-by-side").items():
+        if "skipped" not in configs:
+            out.append(f"- Side by side, {key} (frame by frame in turn): " + ", ".join(
+                f"`{name}` {c['s_per_frame']} s/frame ({c['speedup_vs_none']}x)" for name, c in configs.items()))
     gains = results.get("recommended", {})
     if gains:
         out.append("- Each switch alone vs the plain path (speed-up, worst size): "
@@ -800,7 +902,8 @@ def machine(device: torch.device) -> dict[str, Any]:
 
     info: dict[str, Any] = {"torch": torch.__version__, "python": platform.python_version(),
                             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-                            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")) or f == "avx2")}
+                            "cpu_flags": sorted(f for f in cpu_flags()
+                                                if f.startswith(("avx512", "amx")) or f == "avx2")}
     if device.type == "cuda":
         info.update(device=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
                     memory_gb=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1))
@@ -814,8 +917,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="every phase on the CPU, tiny configs, seconds")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--model", choices=("full", "tiny"), help="stand-in size (default: full; tiny with --smoke)")
-    parser.add_argument("--budget", type=float, default=320.0, help="seconds for the whole run (hard stop +20 s)")
-    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma list, in order; from {','.join(PHASES)}")
+    parser.add_argument("--budget", type=float, help="seconds for the whole run, hard stop 20 s later "
+                        "(default 320; 1200 with --smoke, which is meant to run everything)")
+    parser.add_argument("--phases", help=f"comma list, in order, from {','.join(SMOKE_PHASES)} (default: all but "
+                        "side-by-side on CUDA; all with --smoke; copies,side-by-side with --device cpu)")
     parser.add_argument("--sizes", help="comma list of LR sizes WxH (default 320x180,480x270)")
     parser.add_argument("--frames", type=int, help="steady frames per run (default 20; 2 with --smoke)")
     parser.add_argument("--drift-frames", type=int, help="frames of the drift runs (default 60)")
@@ -859,6 +964,9 @@ def setup(args: argparse.Namespace) -> tuple[torch.device, bool]:
     if args.threads or args.smoke:
         torch.set_num_threads(args.threads or 1)
     tiny = args.model == "tiny" or (args.smoke and args.model != "full")
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # its note on every fp32 -> half cast of the copies
     if args.smoke:
         acceleration.COMPILE_BACKEND = "eager"  # dynamo's tracing without inductor's minutes of C++ builds
         aot.PACKAGE = False  # torch.export only
@@ -876,18 +984,20 @@ def main(argv: list[str] | None = None) -> int:
             update_readme(text)
         return 0
     started = time.monotonic()
+    args.budget = args.budget or (1200.0 if args.smoke else 320.0)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(int(args.budget + 20))
     device, tiny = setup(args)
     sizes = _sizes(args)
     results: dict[str, Any] = {"schema": 1, "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M"),
                                "budget_s": args.budget, "machine": machine(device), "phases": {},
-                               "sizes": {k: {"lr": f"{w}x{h}", "hr": f"{4 * w}x{4 * h}"} for k, (h, w) in sizes.items()}}
+                               "sizes": {k: {"lr": f"{w}x{h}", "hr": f"{4 * w}x{4 * h}"}
+                                         for k, (h, w) in sizes.items()}}
     paths = [args.out / "gpu.json"] if args.out else []
     if not args.smoke:
         paths.append(RESULTS if device.type == "cuda" else RESULTS.with_name("gpu-cpu.json"))
     save = _writer(results, paths)
-    frames = args.frames or (2 if args.smoke else 20)
+    frames = args.frames or (1 if args.smoke else 20)
     results["frames"] = frames
     with tempfile.TemporaryDirectory(prefix="bench-gpu-cache-") as cache:
         try:
@@ -898,7 +1008,9 @@ def main(argv: list[str] | None = None) -> int:
             ctx = Context(device, master, sizes, frames, args.drift_frames or (4 if args.smoke else 60),
                           args.job_frames or (6 if args.smoke else 60), started + args.budget, Path(cache),
                           args.smoke, results, save)
-            run_phases(ctx, [p.strip() for p in args.phases.split(",") if p.strip()])
+            default = SMOKE_PHASES if args.smoke else PHASES if device.type == "cuda" else CPU_PHASES
+            names = args.phases.split(",") if args.phases else default
+            run_phases(ctx, [p.strip() for p in names if p.strip()])
         except OutOfTime:
             results["stopped"] = "the hard time limit fired; later phases did not run"
         finally:
@@ -918,7 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_phases(ctx: Context, names: list[str]) -> None:
     unknown = [n for n in names if n not in PHASE_FUNCTIONS]
     if unknown:
-        raise SystemExit(f"bench/gpu.py: unknown phases {unknown}; use {', '.join(PHASES)}")
+        raise SystemExit(f"bench/gpu.py: unknown phases {unknown}; use {', '.join(SMOKE_PHASES)}")
     for name in names:
         tick = time.perf_counter()
         phase = ctx.phase(name)

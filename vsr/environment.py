@@ -35,8 +35,8 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_PRECISION", "auto", "`auto`, `fp32`, `fp16` or `bf16`."),
     EnvVar("STREAM_DIFFVSR_ATTENTION", "sdpa", "`sdpa`, `xformers` (when installed) or `sliced`."),
     EnvVar("STREAM_DIFFVSR_OPTIMISATIONS", "auto",
-           "Speed switches of the diffusion engine: `auto`, `none` or a comma list such as `auto,compile,-flow-prefetch` "
-           "(see GPU)."),
+           "Speed switches of the diffusion engine: `auto`, `none` or a comma list such as "
+           "`auto,compile,-flow-prefetch` (see GPU)."),
     EnvVar("STREAM_DIFFVSR_TMP_DIR", "(system temp dir)/stream-diffvsr",
            "Where each job's temporary directory is made."),
     EnvVar("STREAM_DIFFVSR_OUTPUT_DIR", "./outputs", "Where the web app writes finished videos."),

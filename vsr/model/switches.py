@@ -48,10 +48,10 @@ AUTO: dict[str, frozenset[str]] = {
     # bytes over PCIe, no host stall, overlap) and TF32 (upstream's own fp32 setting). bench/gpu.py
     # reports which of the others help, to be turned on here once measured.
     "cuda": frozenset({"device-postprocess", "pinned-uploads", "flow-prefetch", "tf32"}),
-    # Measured on the CPU (bench/gpu.py --device cpu): device-side uint8 conversion is faster than
-    # the numpy round trip and bit-identical; compile and channels-last were slower (README, GPU).
-    "cpu": frozenset({"device-postprocess"}),
-    "mps": frozenset({"device-postprocess"}),
+    # Measured on the CPU (bench/gpu.py --device cpu, README "GPU"): none of them helps there, so the
+    # CPU runs the plain path (exactly the reference arithmetic). MPS: nothing measured yet.
+    "cpu": frozenset(),
+    "mps": frozenset(),
 }
 
 EXCLUSIVE = ("compile", "compile-max", "aot")

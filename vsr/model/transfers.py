@@ -82,10 +82,13 @@ class Uploader:
 
 
 def to_uint8(decoded: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(1, 3, H, W) decoder output -> (height, width, 3) uint8 on its device (crop to the top-left)."""
-    x = (decoded.float() / 2 + 0.5).clamp(0, 1)
-    x = (x * 255).round().to(torch.uint8)
-    return x[0, :, :height, :width].permute(1, 2, 0).contiguous()
+    """(1, 3, H, W) decoder output -> (height, width, 3) uint8 on its device (crop to the top-left).
+
+    One new float tensor worked on in place (``decoded`` itself is left alone), then one strided
+    conversion pass into the contiguous HWC result."""
+    x = decoded.float().div(2).add_(0.5).clamp_(0, 1).mul_(255).round_()
+    out = torch.empty((height, width, 3), dtype=torch.uint8, device=decoded.device)
+    return out.copy_(x[0, :, :height, :width].permute(1, 2, 0))
 
 
 def download(decoded: torch.Tensor, height: int, width: int, *, pinned: bool) -> np.ndarray:
