@@ -98,9 +98,15 @@ class AOTUNet:
             logger.info("loading the AOTInductor UNet package %s", path)
             return torch._inductor.aoti_load_package(str(path))
         started = time.perf_counter()
+        patched = self.unet.__dict__.pop("forward", None)  # export sees the plain module
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                example = tuple(a.clone() for a in args)
+                program = torch.export.export(_ExportedUNet(self.unet), example, strict=False)
+        finally:
+            if patched is not None:
+                self.unet.forward = patched  # type: ignore[method-assign]
         with torch.inference_mode(False), torch.no_grad():
-            example = tuple(a.clone() for a in args)
-            program = torch.export.export(_ExportedUNet(self.unet), example, strict=False)
             if not PACKAGE:
                 runner = program.module()
             else:
