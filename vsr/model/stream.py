@@ -8,6 +8,10 @@ output, take its VAE-encoder features and the ControlNet conditioning; 4 DDIM st
 What carries from frame to frame is ``StreamState`` (previous raw output, previous bicubic frame,
 counters) plus the noise generator; nothing else grows with the length of the video. Flow for frame
 i is computed when frame i arrives, and ``process`` returns frame i's output right away.
+
+Speed switches (``vsr.model.switches``: uploads, side-stream flow, CUDA graphs, compile, ...) are
+applied by ``vsr.model.acceleration.Accelerator`` at a few points of a frame; with none of them on
+(the CPU's default) the steps above run exactly as written here.
 """
 
 from __future__ import annotations
