@@ -369,6 +369,7 @@ class Context:
     results: dict[str, Any]
     save: Callable[[], None]
     speeds: dict[tuple[str, str], float] = field(default_factory=dict)
+    only: tuple[str, ...] = PRECISIONS
 
     @property
     def cuda(self) -> bool:
@@ -383,7 +384,7 @@ class Context:
         return self.deadline - time.monotonic()
 
     def precisions(self) -> list[str]:
-        return [p for p in PRECISIONS if self.cuda or p != "fp16"]
+        return [p for p in PRECISIONS if (self.cuda or p != "fp16") and p in self.only]
 
     def guess(self, label: str, precision: str, frames: int) -> float:
         """Seconds a run of ``frames`` frames should take, from the eager figures so far."""
@@ -484,13 +485,14 @@ def _median_ms(fn: Callable[[], Any], device: torch.device, repeats: int) -> flo
 
 
 def phase_copies(ctx: Context) -> None:
-    """Host <-> device per frame: the plain pre/post-processing against the switches' versions."""
+    """Host <-> device per frame: the plain pre/post-processing against the switches' versions (at the
+    720p and 1080p outputs whatever ``--sizes`` says: no model is involved; the tiny size with --smoke)."""
     from vsr.model.stream import postprocess, preprocess
     from vsr.model.transfers import Uploader, download
 
     runs, repeats = ctx.phase("copies")["runs"], 5 if ctx.smoke else 30
     uploader = Uploader(ctx.device, pinned=ctx.cuda)
-    for label, (h, w) in ctx.sizes.items():
+    for label, (h, w) in (ctx.sizes if ctx.smoke else SIZES).items():
         rgb = clip(h, w, 1)[0]
         decoded = torch.rand((1, 3, 4 * h, 4 * w), device=ctx.device) * 2.2 - 1.1
         runs[label] = {
@@ -926,6 +928,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drift-frames", type=int, help="frames of the drift runs (default 60)")
     parser.add_argument("--job-frames", type=int, help="frames of the job run (default 60)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma list (default bf16,fp16,fp32)")
     parser.add_argument("--out", type=Path, help="also write gpu.json and README-gpu.md here")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md's GPU block")
     parser.add_argument("--report", type=Path, help="only print the report of a results file (and update the README)")
@@ -1007,7 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
             results["build_s"] = round(time.perf_counter() - tick, 2)
             ctx = Context(device, master, sizes, frames, args.drift_frames or (4 if args.smoke else 60),
                           args.job_frames or (6 if args.smoke else 60), started + args.budget, Path(cache),
-                          args.smoke, results, save)
+                          args.smoke, results, save, only=tuple(args.precisions.split(",")))
             default = SMOKE_PHASES if args.smoke else PHASES if device.type == "cuda" else CPU_PHASES
             names = args.phases.split(",") if args.phases else default
             run_phases(ctx, [p.strip() for p in names if p.strip()])
