@@ -14,9 +14,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "gpu.py"
 
-pytestmark = pytest.mark.slow
-
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("bench-gpu")
@@ -30,6 +27,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return results
 
 
+@pytest.mark.slow
 def test_every_phase_ran_without_error(smoke: dict) -> None:
     assert smoke["smoke"] is True and "stopped" not in smoke
     assert list(smoke["phases"]) == ["eager", "auto", "copies", "side-by-side", "each", "compile", "best", "drift",
@@ -42,6 +40,7 @@ def test_every_phase_ran_without_error(smoke: dict) -> None:
                 assert "skipped" not in run, (name, key, run["skipped"])
 
 
+@pytest.mark.slow
 def test_runs_carry_the_measurements(smoke: dict) -> None:
     size = next(iter(smoke["sizes"]))
     eager = smoke["phases"]["eager"]["runs"][f"{size}/fp32"]
@@ -59,6 +58,7 @@ def test_runs_carry_the_measurements(smoke: dict) -> None:
     assert aot["optimisations"] == "aot" and aot["aot_compile_s"]
 
 
+@pytest.mark.slow
 def test_copies_and_side_by_side(smoke: dict) -> None:
     size = next(iter(smoke["sizes"]))
     copies = smoke["phases"]["copies"]["runs"][size]
@@ -67,6 +67,7 @@ def test_copies_and_side_by_side(smoke: dict) -> None:
     assert side["none"]["speedup_vs_none"] == 1.0 and side["none,channels-last"]["s_per_frame"] > 0
 
 
+@pytest.mark.slow
 def test_drift_and_job(smoke: dict) -> None:
     drift = smoke["phases"]["drift"]["runs"]
     bf16 = drift["bf16"]["vs_fp32_8bit"]
@@ -76,6 +77,31 @@ def test_drift_and_job(smoke: dict) -> None:
     assert job["verified"] and job["frames"] == 6 and job["model_s"] > 0
 
 
+@pytest.mark.slow
 def test_report_renders(smoke: dict) -> None:
     for text in (smoke["_stdout"], smoke["_readme"]):
         assert "| eager | fp32 |" in text and "Per component" in text and "vs strict fp32" in text
+
+
+def test_the_readme_block_is_rewritten_between_its_markers(tmp_path: Path) -> None:
+    from bench import gpu
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.count(gpu.BEGIN) == 1 and readme.count(gpu.END) == 1 and readme.index(gpu.BEGIN) < readme.index(
+        gpu.END)
+    copy = tmp_path / "README.md"
+    copy.write_text(f"# x\n\n{gpu.BEGIN}\nold\n{gpu.END}\n\nrest\n", encoding="utf-8")
+    assert gpu.update_readme("new table", copy)
+    assert copy.read_text(encoding="utf-8") == f"# x\n\n{gpu.BEGIN}\nnew table\n{gpu.END}\n\nrest\n"
+    (tmp_path / "plain.md").write_text("no block\n", encoding="utf-8")
+    assert not gpu.update_readme("x", tmp_path / "plain.md")
+
+
+def test_the_device_command_in_the_readme_matches_the_script() -> None:
+    from bench import gpu
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for line in ("diffusers==0.42.1 av==18.1.0 scenedetect==0.7.2 platformdirs==4.14.9",
+                 "python3 bench/gpu.py --budget 330 --out $OUT"):
+        assert line in readme and line in gpu.__doc__, line
+    assert "/.carry/" in (ROOT / ".gitignore").read_text() and ".carry" in (ROOT / ".dockerignore").read_text()
