@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
     up.add_argument("--attention", metavar="|".join(ATTENTIONS), help="attention implementation (default sdpa)")
     _add_flow_scale(up)
+    up.add_argument("--optimisations", metavar="LIST",
+                    help="speed switches: auto (default), none, or a comma list like auto,compile,-flow-prefetch")
     up.add_argument("--height", metavar="4x|" + "|".join(str(h) for h in HEIGHT_PRESETS),
                     help="output size: 4x (default) or the output's short side as displayed")
     up.add_argument("--start", metavar="T", help="start time (seconds or HH:MM:SS.ff)")
@@ -199,6 +201,7 @@ def _upscale(args: argparse.Namespace) -> int:
         "attention": args.attention, "flow_scale": args.flow_scale, "height": args.height, "start": args.start,
         "end": args.end, "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
         "scene_threshold": args.scene_threshold, "tile": args.tile, "max_memory": args.max_memory,
+        "optimisations": args.optimisations,
     })
     output = Path(args.output)
     if output.exists() and not args.overwrite:

@@ -4,13 +4,15 @@ Every variable the project understands is listed in ``VARIABLES`` with its defau
 the README's table is checked against this list by the tests. Nothing else in the code base calls
 ``os.environ`` (libraries we use, such as huggingface_hub, read their own variables themselves).
 ``on_zero_gpu`` says whether this process runs on a Hugging Face ZeroGPU Space, as the ``spaces``
-package itself decides it (that package reads the Space's variables).
+package itself decides it (that package reads the Space's variables). ``use_inductor_cache`` is the
+one place that sets a variable: torch's own ``TORCHINDUCTOR_CACHE_DIR``, when it is not set already.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 
@@ -34,6 +36,9 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_ATTENTION", "sdpa", "`sdpa`, `xformers` (when installed) or `sliced`."),
     EnvVar("STREAM_DIFFVSR_FLOW_SCALE", "1",
            "Optical flow on frames downscaled by `1` (exact), `0.5` or `0.25` (faster, approximate)."),
+    EnvVar("STREAM_DIFFVSR_OPTIMISATIONS", "auto",
+           "Speed switches of the diffusion engine: `auto`, `none` or a comma list such as "
+           "`auto,compile,-flow-prefetch` (see GPU)."),
     EnvVar("STREAM_DIFFVSR_TMP_DIR", "(system temp dir)/stream-diffvsr",
            "Where each job's temporary directory is made."),
     EnvVar("STREAM_DIFFVSR_OUTPUT_DIR", "./outputs", "Where the web app writes finished videos."),
@@ -65,6 +70,18 @@ def read(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return the project's variables that are set (and not empty) in ``env`` (default: the process)."""
     source = os.environ if env is None else env
     return {name: source[name] for name in NAMES if source.get(name, "").strip()}
+
+
+def use_inductor_cache(folder: Path) -> Path:
+    """Point torch inductor's compile cache (``TORCHINDUCTOR_CACHE_DIR``, read by torch itself) at
+    ``folder`` so compiled kernels are reused by later runs; a value already set wins. Returns the
+    folder in use."""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "").strip()
+    if current:
+        return Path(current)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return folder
 
 
 def on_zero_gpu() -> bool:

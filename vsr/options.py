@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vsr import environment
+from vsr.model import switches
 
 DEFAULT_MODEL_ID = "Jamichsu/Stream-DiffVSR"
 ENGINES = ("stream-diffvsr", "bicubic")
@@ -66,6 +67,7 @@ class UpscaleOptions:
     precision: str = "auto"
     attention: str = "sdpa"
     flow_scale: float = 1.0
+    optimisations: tuple[str, ...] = ("auto",)  # speed switches, see vsr.model.switches
     height: int | None = None  # None: exactly 4x the input; else a target output height
     start: Fraction | None = None  # seconds on the source's time line
     end: Fraction | None = None
@@ -111,6 +113,7 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_PRECISION": "precision",
     "STREAM_DIFFVSR_ATTENTION": "attention",
     "STREAM_DIFFVSR_FLOW_SCALE": "flow_scale",
+    "STREAM_DIFFVSR_OPTIMISATIONS": "optimisations",
     "STREAM_DIFFVSR_TMP_DIR": "tmp_dir",
     "STREAM_DIFFVSR_OUTPUT_DIR": "output_dir",
     "STREAM_DIFFVSR_CACHE_DIR": "cache_dir",
@@ -257,6 +260,11 @@ def _flow_scale(value: Any, source: str) -> float:
         raise OptionsError(f"{source}={value!r} is not a flow scale. Use one of: {choices} (1 = exact flow; "
                            "smaller is faster and approximate).")
     return float(number)
+def _optimisations(value: Any, source: str) -> tuple[str, ...]:
+    try:
+        return switches.parse(value)
+    except switches.SwitchError as exc:
+        raise OptionsError(f"{source}={value!r}: {exc}") from None
 
 
 def _height(value: Any, source: str) -> int | None:
@@ -351,6 +359,7 @@ _PARSERS = {
     "precision": _choice(PRECISIONS),
     "attention": _choice(ATTENTIONS),
     "flow_scale": _flow_scale,
+    "optimisations": _optimisations,
     "height": _height,
     "start": parse_time,
     "end": parse_time,

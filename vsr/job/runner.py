@@ -5,6 +5,8 @@
     media.FrameReader (decode thread) -> bounded queue -> scene check -> engine.process (this thread)
         -> bounded queue -> EncodeThread (resize + media.VideoWriter) -> finish/mux -> media.verify
 
+Engines with a ``prefetch`` method are given the next frame one call early (a one-frame look-ahead
+from the read queue), so they can start its optical flow while the current frame denoises.
 Memory is flat in video length (two bounded queues, no frame kept). The engine's temporal context
 runs across the whole range and is reset only where ``SceneCutDetector`` sees a hard cut (when scene
 cuts are on). A cancel request (``threading.Event``) or any error stops the pass within one frame,
@@ -169,6 +171,7 @@ def _stream(
     steady: list[float] = []
     done = 0
     engine = str(processor.describe().get("engine", options.engine))
+    prefetch = getattr(processor, "prefetch", None)  # optional: the next frame, given one frame early
     with media.FrameReader(job.input, job.trim_start, job.trim_end, READ_QUEUE, info=job.info) as reader:
         writer = media.VideoWriter(
             output, job.info, size.width, size.height, encode_settings(options), start=job.trim_start, end=job.trim_end
@@ -176,7 +179,7 @@ def _stream(
         with writer:
             encoder = EncodeThread(writer, size.width, size.height, ENCODE_QUEUE)
             try:
-                for frame in reader:
+                for frame, upcoming in _with_next(reader):
                     _check_cancel(cancel)
                     cut = detector is not None and detector.is_cut(frame.rgb)
                     if cut:
@@ -186,6 +189,8 @@ def _stream(
                                     float(frame.pts - job.info.video.start_time))
                     tick = time.perf_counter()
                     try:
+                        if prefetch is not None and upcoming is not None:
+                            prefetch(upcoming.rgb)
                         upscaled = processor.process(frame.rgb)
                     except Exception as exc:
                         where = (f"upscaling frame {frame.index} "
@@ -238,6 +243,14 @@ def _set_tiling(processor: FrameProcessor, job: JobPlan | None) -> None:
 
 def _device(processor: FrameProcessor) -> str:
     return str(processor.describe().get("device", "cpu"))
+def _with_next(frames: Any) -> Any:
+    """(frame, the frame after it or None) for each frame: a one-frame look-ahead for ``prefetch``."""
+    iterator = iter(frames)
+    current = next(iterator, None)
+    while current is not None:
+        upcoming = next(iterator, None)
+        yield current, upcoming
+        current = upcoming
 
 
 def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) -> None:

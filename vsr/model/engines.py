@@ -34,6 +34,8 @@ def load_engine(
     seed: int | None = None,
     attention: str = "sdpa",
     flow_scale: float = 1.0,
+    optimisations: str | tuple[str, ...] = "auto",
+    cache_dir: str | Path | None = None,
 ) -> FrameProcessor:
     """Build the engine ``name`` (``"stream-diffvsr"`` or ``"bicubic"``) and start its first stream.
 
@@ -41,7 +43,8 @@ def load_engine(
     ``start_stream`` again before every further video. ``flow_scale`` (1, 0.5, 0.25): optical flow on
     frames downscaled by it (1 = exact). The bicubic engine ignores the model
     arguments. Loading failures raise ``vsr.model.errors.ModelLoadError`` (never a silent fallback to
-    another engine).
+    another engine). ``optimisations`` are the speed switches (``vsr.model.switches``); compiled
+    kernels and AOTInductor packages are cached under ``cache_dir``.
     """
     if name == "bicubic":
         from vsr.model.bicubic import BicubicUpscaler
@@ -58,6 +61,8 @@ def load_engine(
             steps=steps,
             attention=attention,
             flow_scale=flow_scale,
+            optimisations=optimisations,
+            cache_dir=cache_dir,
         )
     else:
         raise ValueError(f"Unknown engine {name!r}. Use one of: {', '.join(ENGINES)}.")
@@ -83,6 +88,7 @@ def processor_key(options: UpscaleOptions) -> tuple:
         options.steps,
         options.attention,
         options.flow_scale,
+        options.optimisations,
     )
 
 
@@ -114,6 +120,8 @@ def get_processor(options: UpscaleOptions) -> FrameProcessor:
             seed=options.seed,
             attention=options.attention,
             flow_scale=options.flow_scale,
+            optimisations=options.optimisations,
+            cache_dir=options.cache_dir,
         )
         logger.info("loaded engine %s in %.1f s", key, time.perf_counter() - started)
         _PROCESSORS[key] = processor
