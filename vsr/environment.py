@@ -45,6 +45,9 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS", "300",
            "On a ZeroGPU Space: the longest GPU call (seconds) a job may reserve; longer jobs are refused "
            "with the longest length that fits."),
+    EnvVar("STREAM_DIFFVSR_CHECKPOINT_SECONDS", "30",
+           "A running job keeps a checkpoint (the video so far and the model's state) every this many seconds "
+           "of work, so it can resume after a crash; `0`: only when stopped (Ctrl-C, the end of a ZeroGPU call)."),
     EnvVar("STREAM_DIFFVSR_LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
     EnvVar("GRADIO_SERVER_NAME", "127.0.0.1", "Address the web app listens on (`0.0.0.0` in Docker)."),
     EnvVar("GRADIO_SERVER_PORT", "7860", "Port the web app listens on (8000 in Docker)."),

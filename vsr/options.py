@@ -77,6 +77,7 @@ class UpscaleOptions:
     max_duration: float = 600.0
     max_upload_mb: int = 2048
     zerogpu_max_seconds: float = 300.0  # longest GPU call on a ZeroGPU Space (see vsr.job.planning)
+    checkpoint_seconds: float = 30.0  # a running job's checkpoint every this many seconds of work; 0: none
 
     @property
     def effective_crf(self) -> int | None:
@@ -111,6 +112,7 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_MAX_DURATION": "max_duration",
     "STREAM_DIFFVSR_MAX_UPLOAD_MB": "max_upload_mb",
     "STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS": "zerogpu_max_seconds",
+    "STREAM_DIFFVSR_CHECKPOINT_SECONDS": "checkpoint_seconds",
 }
 _FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
 
@@ -190,6 +192,19 @@ def _positive_float(what: str):
             raise OptionsError(f"{source}={value!r} is not a number. Give {what}.") from None
         if not number > 0 or number != number or number == float("inf"):
             raise OptionsError(f"{source}={value!r} must be a positive number ({what}).")
+        return number
+
+    return parse
+
+
+def _non_negative_float(what: str):
+    def parse(value: Any, source: str) -> float:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise OptionsError(f"{source}={value!r} is not a number. Give {what}.") from None
+        if not number >= 0 or number == float("inf"):
+            raise OptionsError(f"{source}={value!r} must be 0 or a positive number ({what}).")
         return number
 
     return parse
@@ -311,6 +326,7 @@ _PARSERS = {
     "max_duration": _positive_float("the longest input in seconds"),
     "max_upload_mb": _integer(1, None, "the largest upload in MB"),
     "zerogpu_max_seconds": _positive_float("the longest ZeroGPU call in seconds, 300 by default"),
+    "checkpoint_seconds": _non_negative_float("seconds of work between checkpoints, 30 by default; 0 for none"),
 }
 
 

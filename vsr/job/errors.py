@@ -66,4 +66,44 @@ class VerificationFailed(JobFailed):
 
 
 class JobCancelled(JobError):
-    """The job was cancelled; every thread and file it opened was closed and its output removed."""
+    """The job was cancelled; every thread and file it opened was closed and its output removed.
+
+    ``checkpoint`` is the folder where the work so far was kept (``done`` of ``total`` frames), so
+    the job can be resumed; None when there was nothing to keep."""
+
+    def __init__(self, message: str, *, checkpoint: object = None, done: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.done = done
+        self.total = total
+
+    def __reduce__(self) -> tuple:
+        return (_job_cancelled, (str(self), self.checkpoint, self.done, self.total))
+
+
+def _job_cancelled(message: str, checkpoint: object, done: int, total: int) -> JobCancelled:
+    return JobCancelled(message, checkpoint=checkpoint, done=done, total=total)
+
+
+class CheckpointError(JobError, ValueError):
+    """A job's checkpoint cannot be used as asked. ``folder`` is the checkpoint's folder."""
+
+    def __init__(self, message: str, folder: object = None) -> None:
+        super().__init__(message)
+        self.folder = folder
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.folder))
+
+
+class CheckpointFound(CheckpointError):
+    """A stopped job's checkpoint is there, and the job was started again without saying whether to
+    continue it or start over."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """The checkpoint was made from another input, other options or another engine."""
+
+
+class CheckpointUnreadable(CheckpointError):
+    """The checkpoint cannot be read (damaged, or written by another version of this program)."""
