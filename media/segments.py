@@ -138,6 +138,7 @@ def _video_stream(out: av.container.OutputContainer, first: Segment, source: Med
         extradata = bytes(template.codec_context.extradata or b"")
         video = out.add_stream_from_template(template, opaque=True)  # the codec id is what a remux needs
     video.time_base = first.time_base
+    video.codec_context.framerate = source.video.avg_rate  # the stream's rate, as VideoWriter gives it
     if source.video.rotation:  # as VideoWriter sets it (replaces what the segment carried)
         video.set_display_rotation(source.video.rotation)
     if encode.codec == "hevc" and fmt in ("mp4", "mov"):
