@@ -8,11 +8,13 @@ run's (FFV1 and a fixed seed: identical).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,16 +38,24 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vsr", *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+@contextlib.contextmanager
+def _started(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """``vsr ARGV`` running in a subprocess; killed if the test fails before it ends."""
+    proc = subprocess.Popen([sys.executable, "-m", "vsr", *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
 
 
 def _wait_for_checkpoint(proc: subprocess.Popen, folder: Path, frames: int) -> int:
     """Poll until ``folder`` holds a checkpoint of at least ``frames`` frames; returns its frame count."""
     deadline = time.monotonic() + WAIT_S
     while True:
-        assert proc.poll() is None, f"the job ended before it was killed: {proc.communicate()}"
+        assert proc.poll() is None, "the job ended before it was killed"
         assert time.monotonic() < deadline, "no checkpoint appeared"
         if checkpoint.exists(folder):
             try:
@@ -59,7 +69,7 @@ def _wait_for_checkpoint(proc: subprocess.Popen, folder: Path, frames: int) -> i
 
 def _kill(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
 
 
@@ -89,9 +99,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_frames(tmp_path: Path) -> No
     out_dir.mkdir()
     out = out_dir / "up.mkv"
     folder = out_dir / ".up.mkv.vsr-checkpoint"
-    proc = _start(["upscale", *argv, "-o", str(out)], env)
-    _wait_for_checkpoint(proc, folder, frames=10)
-    _kill(proc)
+    with _started(["upscale", *argv, "-o", str(out)], env) as proc:
+        _wait_for_checkpoint(proc, folder, frames=10)
+        _kill(proc)
     saved = checkpoint.load(folder)
     assert 10 <= saved.next_index < 150 and not out.exists()
 
@@ -120,15 +130,11 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes_a_verified_h264_file(tmp_
     out_dir.mkdir()
     env = _env(tmp_path, STREAM_DIFFVSR_ENGINE="bicubic")
     argv = ["upscale", str(src), "-o", str(out_dir / "up.mp4"), "--preset", "ultrafast"]
-    proc = _start(argv, env)
     folder = out_dir / ".up.mp4.vsr-checkpoint"
-    try:
+    with _started(argv, env) as proc:
         _wait_for_checkpoint(proc, folder, frames=1)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == EXIT_CANCELLED, stderr
     saved = checkpoint.load(folder)
     assert stderr.strip().splitlines()[-1] == (
@@ -172,13 +178,14 @@ def test_the_diffusion_model_resumes_after_kill_9(tmp_path: Path, fixture_dir: P
                STREAM_DIFFVSR_MODEL_ID=str(fixture_dir / "model"),
                STREAM_DIFFVSR_FLOW_WEIGHTS=str(fixture_dir / "raft_large.safetensors"))
     argv = [str(src), "--codec", "ffv1", "--seed", "1234", "--scene-cuts", "off"]
+    whole = _run(["upscale", *argv, "-o", str(tmp_path / "whole.mkv")], env)  # also caches the speed estimate
+    assert whole.returncode == 0, whole.stderr
     out = tmp_path / "up.mkv"
-    proc = _start(["upscale", *argv, "-o", str(out)], env)
-    done = _wait_for_checkpoint(proc, checkpoint.checkpoint_dir_for(out), frames=2)
-    _kill(proc)
+    with _started(["upscale", *argv, "-o", str(out)], env) as proc:
+        done = _wait_for_checkpoint(proc, checkpoint.checkpoint_dir_for(out), frames=2)
+        _kill(proc)
     assert done < 5
     resumed = _run(["upscale", *argv, "-o", str(out), "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr
-    whole = _run(["upscale", *argv, "-o", str(tmp_path / "whole.mkv")], env)
-    assert whole.returncode == 0, whole.stderr
+    assert f"Resume:   going on from frame {done} of 5" in resumed.stdout
     assert _same_frames(tmp_path / "whole.mkv", out) == 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from media_factory import make_video
 from model_helpers import FIXTURE_SEED
 from vsr.job import JobCancelled, JobFailed, checkpoint, run
 from vsr.job.errors import CheckpointMismatch
-from vsr.job.runner import CallLimit, JobPaused, finish_job, run_piece
+from vsr.job.runner import FINISH_ALLOWANCE_S, CallLimit, JobPaused, finish_job, run_piece
 from vsr.model.bicubic import BicubicUpscaler
 from vsr.options import build_options
 
@@ -186,3 +187,21 @@ def test_the_diffusion_model_resumes_to_the_same_frames(tmp_path: Path, options,
     assert stream["frames"] == 2 and stream["previous_output"].device.type == "cpu"
     result = run(job, tmp_path / "out.mkv", processor=engine(), checkpoint_dir=folder, resume=handover)
     _same_video(whole.output, result.output)
+
+
+class SleepyEngine(BicubicUpscaler):
+    """Bicubic that takes at least 0.05 s a frame (a model slower than its estimate)."""
+
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        time.sleep(0.05)
+        return super().process(rgb)
+
+
+def test_a_piece_stops_before_its_deadline_with_a_checkpoint(tmp_path: Path, options) -> None:
+    src = make_video(tmp_path / "in.mp4", 64, 48, 25, 200, audio=None)  # at least 10 s of work
+    job = plan(src, options(), output=tmp_path / "out.mkv")
+    limit = CallLimit(deadline=time.monotonic() + FINISH_ALLOWANCE_S + 1.0)
+    outcome = run_piece(job, tmp_path / "out.mkv", processor=SleepyEngine(), checkpoint_dir=tmp_path / "job",
+                        limit=limit, finish=False)
+    assert isinstance(outcome, JobPaused) and 1 <= outcome.checkpoint.next_index < 200
+    assert checkpoint.load(tmp_path / "job").next_index == outcome.checkpoint.next_index

@@ -104,9 +104,9 @@ def checkpoint_dir_for(output: str | Path) -> Path:
     return output.with_name(f".{output.name}{SUFFIX}")
 
 
-def input_fingerprint(path: Path, info: Any) -> dict[str, Any]:
-    """What identifies the input: its size, a hash of its first and last MiB, and the probe's key
-    facts (not its name or time stamps, so a copy of the same file, such as a new upload, matches)."""
+def file_fingerprint(path: Path) -> dict[str, Any]:
+    """A file's size and a hash of its first and last MiB (not its name or time stamps, so a copy
+    of the same file, such as a new upload of it, matches)."""
     size = path.stat().st_size
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -114,9 +114,14 @@ def input_fingerprint(path: Path, info: Any) -> dict[str, Any]:
         if size > FINGERPRINT_BYTES:
             fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
             digest.update(fh.read(FINGERPRINT_BYTES))
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def input_fingerprint(path: Path, info: Any) -> dict[str, Any]:
+    """What identifies the input: ``file_fingerprint`` and the probe's key facts."""
     v = info.video
-    return {"size": size, "sha256": digest.hexdigest(), "video": f"{v.codec} {v.width}x{v.height}",
-            "frames": v.frame_count, "rate": str(v.avg_rate), "duration": str(v.duration)}
+    return {**file_fingerprint(path), "video": f"{v.codec} {v.width}x{v.height}", "frames": v.frame_count,
+            "rate": str(v.avg_rate), "duration": str(v.duration)}
 
 
 def options_fingerprint(options: UpscaleOptions) -> dict[str, str]:

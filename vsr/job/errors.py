@@ -32,9 +32,9 @@ class TrimOutOfRange(JobRefused):
 
 
 class GPUCallTooLong(JobRefused):
-    """On a ZeroGPU Space: the job cannot finish within one GPU call. ``limit_seconds`` is the
-    per-call limit, ``needed_seconds`` the reservation the job would need, ``max_frames`` /
-    ``max_seconds`` the longest piece of this video (same size, engine and steps) that fits."""
+    """On a ZeroGPU Space: not even one frame fits in one GPU call (a longer job runs as several
+    calls). ``limit_seconds`` is the per-call limit, ``needed_seconds`` the reservation one frame
+    would need, ``max_frames`` / ``max_seconds`` what one call can do (0)."""
 
     def __init__(self, message: str, *, limit_seconds: float, needed_seconds: int, max_frames: int,
                  max_seconds: float) -> None:
