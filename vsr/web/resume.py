@@ -106,8 +106,9 @@ def input_for(record: JobRecord, video: str | None) -> Path:
     """The job's input: the server's copy of the upload while it is still there, else ``video`` (the
     page's upload) when it is the same file; ``ResumeRefused`` naming the file to upload."""
     for candidate in (record.input, video):
-        if candidate and Path(candidate).is_file() and checkpoint.file_fingerprint(Path(candidate)) == record.fingerprint:
-            return Path(candidate)
+        path = Path(candidate) if candidate else None
+        if path is not None and path.is_file() and checkpoint.file_fingerprint(path) == record.fingerprint:
+            return path
     size = record.fingerprint.get("size", 0) / 1e6
     raise ResumeRefused(f"The server no longer has {record.input_name}, or the video on the page is another file. "
                         f"Upload {record.input_name} ({size:.1f} MB) again, then press Resume.")
@@ -128,7 +129,8 @@ def interrupted(root: Path, code: str | None) -> str:
 
 def started_text(code: str) -> str:
     """The first status line of a job: it is starting, and its resume code."""
-    return f"Starting… Resume code `{code}` (kept in this browser: if the server restarts, this page offers to resume)."
+    return (f"Starting… Resume code `{code}` (kept in this browser: if the server restarts, this page offers to "
+            "resume).")
 
 
 def resumed_text(saved: JobCheckpoint, code: str) -> str:
