@@ -32,7 +32,7 @@ from vsr.job.errors import JobError
 from vsr.logs import configure_logging
 from vsr.model.errors import ModelLoadError
 from vsr.options import CODECS, CRF_RANGE, OptionsError, UpscaleOptions, build_options
-from vsr.web import sessions, texts
+from vsr.web import resume, sessions, texts
 from vsr.web.controls import SIZE_LABELS, display_size, size_choices
 
 logger = logging.getLogger("app")
@@ -187,6 +187,11 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
                     sample_btn = gr.Button("Try a 2-second sample", elem_id="sample")
                     run_btn = gr.Button("Upscale", variant="primary", elem_id="upscale")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                resume_note = gr.Markdown(visible=False, elem_id="resume-note")
+                resume_btn = gr.Button("Resume the interrupted job", visible=False, elem_id="resume")
+                code = gr.State(None)  # the resume code of this page's next job (vsr.web.resume)
+                kept = gr.BrowserState(None, storage_key=resume.STORAGE_KEY,
+                                       secret=resume.browser_secret(settings.cache_dir))
                 with gr.Accordion("Settings", open=True):
                     engine = gr.Radio(ENGINE_CHOICES, value=settings.engine, label="Engine")
                     size = gr.Radio(list(SIZE_LABELS), value=settings.height_label.removesuffix("p"),
@@ -246,14 +251,24 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
         def job_handler(sample: bool) -> Callable:
             @_user_errors
             def handler(video: str | None, engine: str, size: str, start: str, end: str, steps: float, seed: str,
-                        codec: str, crf: float, scene_cuts: bool, request: gr.Request,
+                        codec: str, crf: float, scene_cuts: bool, code: str | None, request: gr.Request,
                         progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Iterator[dict]:
                 values = (engine, size, start, end, steps, seed, codec, crf, scene_cuts)
-                for update in jobs.run(video, values, sample, _session(request)):
+                for update in jobs.run(video, values, sample, _session(request), code):
                     yield _page_update(ui, update, progress)
 
             handler.__name__ = "sample" if sample else "upscale"
             return handler
+
+        @_user_errors
+        def resume_job(video: str | None, kept_code: str | None, request: gr.Request,
+                       progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Iterator[dict]:
+            for update in jobs.resume(video, kept_code, _session(request)):
+                yield _page_update(ui, update, progress)
+
+        def offer_resume(kept_code: str | None) -> tuple:
+            text = jobs.interrupted(kept_code)
+            return gr.update(value=text, visible=bool(text)), gr.update(visible=bool(text))
 
         @_user_errors
         def cancel(request: gr.Request) -> str:
@@ -284,10 +299,18 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
             event.failure(lambda: PLAN_FAILED, None, plan, queue=False, api_visibility="private")
         codec.input(_crf_control, codec, crf, queue=False, api_visibility="private")
         for button, is_sample in ((run_btn, False), (sample_btn, True)):
-            started = button.click(job_handler(is_sample), [video, *controls], job_outputs, concurrency_limit=1,
-                                   concurrency_id=JOB_CONCURRENCY, show_progress_on=[status],
-                                   api_name="sample" if is_sample else "upscale")
+            coded = button.click(lambda: (jobs.new_code(),) * 2, None, [code, kept], queue=False,
+                                 api_visibility="private")  # the browser keeps the code before the job starts
+            started = coded.then(job_handler(is_sample), [video, *controls, code], job_outputs, concurrency_limit=1,
+                                 concurrency_id=JOB_CONCURRENCY, show_progress_on=[status],
+                                 api_name="sample" if is_sample else "upscale")
             started.failure(lambda: JOB_FAILED, None, status, queue=False, api_visibility="private")
+        resumed = resume_btn.click(resume_job, [video, kept], job_outputs, concurrency_limit=1,
+                                   concurrency_id=JOB_CONCURRENCY, show_progress_on=[status], api_name="resume")
+        resumed.failure(lambda: JOB_FAILED, None, status, queue=False, api_visibility="private")
+        resume_btn.click(lambda: (gr.update(visible=False),) * 2, None, [resume_note, resume_btn], queue=False,
+                         api_visibility="private")
+        demo.load(offer_resume, [kept], [resume_note, resume_btn], queue=False, api_visibility="private")
         cancel_btn.click(cancel, None, status, queue=False, api_name="cancel")
         demo.load(on_load, None, [notice, engine, device], queue=False, api_visibility="private")
         demo.unload(on_unload)

@@ -2,7 +2,9 @@
 
 ``probe`` describes a file; ``FrameReader`` decodes it to RGB frames with exact ``Fraction``
 timestamps in a background thread; ``VideoWriter`` encodes frames and stream-copies the source's
-audio and subtitles in the same pass, atomically; ``verify`` checks the result;
+audio and subtitles in the same pass, atomically (or writes video-only segments that
+``join_segments`` later joins by stream copy, muxing the audio and subtitles then); ``verify``
+checks the result;
 ``make_browser_preview`` makes an H.264/AAC copy of outputs browsers cannot play. No frame ever
 goes through an image file.
 """
@@ -42,13 +44,15 @@ from media.probe import (
     probe,
 )
 from media.reader import Frame, FrameReader
+from media.segments import Segment, join_segments
 from media.verify import Check, ExpectedOutput, VerifyReport, verify
-from media.writer import VideoWriter, WriteReport
+from media.writer import VideoWriter, WriteReport, rename_durably
 
 __all__ = [
     "probe", "MediaInfo", "VideoStreamInfo", "AudioStreamInfo", "SubtitleStreamInfo", "OtherStreamInfo", "MIN_SIDE",
     "FrameReader", "Frame",
     "EncodeSettings", "CODEC_SPECS", "VideoWriter", "WriteReport", "StreamAction", "plan_stream_actions",
+    "Segment", "join_segments", "rename_durably",
     "verify", "ExpectedOutput", "VerifyReport", "Check",
     "make_browser_preview", "plays_in_browser", "unique_output_path",
     "MediaError", "MediaFileNotFound", "NotAVideo", "NoVideoStream", "StillImage", "ZeroFrames", "TruncatedVideo",

@@ -48,7 +48,7 @@ from media.reader import resolve_trim
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoWriter", "WriteReport", "temp_path_for"]
+__all__ = ["VideoWriter", "WriteReport", "rename_durably", "temp_path_for"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,17 @@ class WriteReport:
         return _jsonable(self)
 
 
+def rename_durably(tmp: Path, dest: Path) -> None:
+    """Rename the finished (already fsynced) ``tmp`` onto ``dest`` in one atomic step and fsync the
+    folder, so the new name survives a power cut."""
+    os.replace(tmp, dest)
+    dir_fd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def temp_path_for(dest: Path) -> Path:
     """A hidden, unique temporary name next to ``dest`` (same suffix, so the muxer is the same)."""
     return dest.with_name(f".{dest.stem}.{uuid.uuid4().hex[:12]}.partial{dest.suffix}")
@@ -98,6 +109,11 @@ class VideoWriter:
     ``write(rgb, pts)``: ``rgb`` HWC uint8 RGB (values 0..255) of exactly (height, width, 3);
     ``pts`` the source time (``Frame.pts``) of the frame it was made from, strictly increasing.
     ``browser``: also transcode audio that browsers cannot play (used for previews).
+
+    ``video_only``: write the video stream alone (a segment of a longer job, see ``media.segments``;
+    the audio and subtitles are muxed when the segments are joined). ``timeline``: the ``offset`` of
+    an earlier segment of the same video, so this one's frames land on the very same time line.
+    ``packets`` logs every muxed video packet as ``(pts, dts, duration)`` in ``time_base`` ticks.
     """
 
     def __init__(
@@ -111,6 +127,8 @@ class VideoWriter:
         end: Fraction | None = None,
         *,
         browser: bool = False,
+        video_only: bool = False,
+        timeline: Fraction | None = None,
     ) -> None:
         self.dest = Path(dest)
         self.source = source
@@ -122,6 +140,10 @@ class VideoWriter:
         v = source.video
         # Shift every stream by the trim start, rounded down to a whole video tick.
         self.offset = (self.abs_start // v.time_base) * v.time_base if start is not None else Fraction(0)
+        self._fixed_offset = timeline is not None
+        if timeline is not None:
+            self.offset = Fraction(timeline)
+        self.packets: list[tuple[int, int | None, int]] = []
         self._t0 = time.monotonic()
         self._frames = 0
         self._last_pts: Fraction | None = None
@@ -140,7 +162,7 @@ class VideoWriter:
         self.encode.check_container(self.dest)
         self.format = container_format(self.dest)
         self.pix_fmt = self.encode.pix_fmt_for(width, height)
-        self.actions = plan_stream_actions(source, self.dest, browser=browser)
+        self.actions = () if video_only else plan_stream_actions(source, self.dest, browser=browser)
         self._check_dest_dir()
         self.tmp = temp_path_for(self.dest)
         try:
@@ -256,7 +278,7 @@ class VideoWriter:
         v = self.source.video
         frame = rgb_to_frame(rgb, self.pix_fmt, self.tags, str(self.dest))
         frame.time_base = self.time_base
-        if self._cfr and self._first_pts is None:
+        if self._cfr and self._first_pts is None and not self._fixed_offset:
             # Put the first frame exactly on the output's frame grid and shift every other stream
             # by the very same amount, so the audio/video offset stays the source's to the sample.
             slot = round((pts - self.offset) / v.frame_duration)
@@ -308,7 +330,7 @@ class VideoWriter:
             if self._first_dts is None and packet.dts is not None:
                 self._first_dts = packet.dts
             if self._held is not None:
-                self._out.mux(self._held)
+                self._mux_one(self._held)
             self._held = packet
         if last and self._held is not None:
             held = self._held
@@ -316,8 +338,13 @@ class VideoWriter:
                 span = (self._end_ticks - self._start_ticks) - (held.dts - self._first_dts)
                 if span > 0:
                     held.duration = span
-            self._out.mux(held)
+            self._mux_one(held)
             self._held = None
+
+    def _mux_one(self, packet: av.Packet) -> None:
+        assert self._out is not None
+        self.packets.append((int(packet.pts), None if packet.dts is None else int(packet.dts), int(packet.duration)))
+        self._out.mux(packet)
 
     def _fail(self, exc: BaseException, action: str, video: bool = True) -> None:
         mapped = translate_os_error(exc, self.dest, action)
@@ -371,12 +398,7 @@ class VideoWriter:
                 raise VerificationFailed(f"{self.dest}: the output failed verification:\n{result.to_text()}",
                                          self.dest, report=result)
         try:
-            os.replace(self.tmp, self.dest)
-            dir_fd = os.open(self.dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            rename_durably(self.tmp, self.dest)
         except OSError as exc:
             self._remove_tmp()
             raise translate_os_error(exc, self.dest, "renaming the finished file") or exc

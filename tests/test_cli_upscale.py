@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,9 +13,8 @@ import media
 from job_support import decode, files_under, isolate_environment
 from media_factory import make_video
 from vsr.model.bicubic import BicubicUpscaler
-from vsr.cli import EXIT_CANCELLED, main
+from vsr.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
 RATE = Fraction(30000, 1001)
 
 
@@ -96,32 +90,4 @@ def test_gradio_sample_without_audio(tmp_path: Path, monkeypatch, gradio_videos:
     assert (info.video.width, info.video.height, info.video.frame_count) == (1920, 1080, 6) and info.audio == ()
 
 
-@pytest.mark.slow
-def test_ctrl_c_cancels_cleans_up_and_exits_130(tmp_path: Path) -> None:
-    src = make_video(tmp_path / "long.mp4", 64, 48, 30, 900, audio="aac")
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_DIFFVSR_")}
-    env.update(STREAM_DIFFVSR_TMP_DIR=str(tmp_path / "tmp"), STREAM_DIFFVSR_CACHE_DIR=str(tmp_path / "cache"),
-               STREAM_DIFFVSR_ENGINE="bicubic")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vsr", "upscale", str(src), "-o", str(out_dir / "up.mp4"), "--preset", "ultrafast"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not list(out_dir.glob(".up.*.partial.mp4")):  # the writer has started
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the job never started writing"
-            time.sleep(0.05)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == EXIT_CANCELLED, stderr
-    assert stderr.strip().splitlines()[-1] == "vsr: error: cancelled; partial output and temporary files were removed."
-    assert stdout.startswith("Input:    long.mp4")
-    assert list(out_dir.iterdir()) == []
-    assert files_under(tmp_path / "tmp") == []
+# Ctrl-C (exit 130, the checkpoint kept, --resume): tests/test_cli_resume.py

@@ -1,14 +1,19 @@
-"""Hugging Face ZeroGPU: the model runs only inside the GPU call, each call fits the per-call limit.
+"""Hugging Face ZeroGPU: the model runs only inside GPU calls, each call fits the per-call limit, and a
+long job runs as several calls that hand a checkpoint on.
 
 ZeroGPU is simulated: the detection (``vsr.environment.on_zero_gpu``) is switched on, and a fake
-``spaces`` module's ``GPU`` decorator records the duration it was asked for, pickles the arguments as
-ZeroGPU's worker process would, and marks the time spent inside the call. The engine is a fake that
-records, for every call, whether it happened inside that GPU call.
+``spaces`` module's ``GPU`` decorator records the duration it was asked for, pickles the arguments and
+results as ZeroGPU's worker process would, marks the time spent inside the call and enforces each
+call's reservation on a fake clock. The engines are fakes that record, for every call, whether it
+happened inside a GPU call; the multi-call test checks that nothing made inside a call outlives it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import pickle
+import weakref
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -16,12 +21,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import app
+import media
 from media_factory import make_video
-from job_support import plan
+from job_support import decode, plan
 from vsr import environment, job
 from vsr.model import engines
 from vsr.job import estimate as calibration
@@ -34,26 +41,42 @@ from vsr.job.estimate import zerogpu_calibration_key
 from vsr.job.planning import frames_per_gpu_call, gpu_seconds
 
 CONTROLS = ("stream-diffvsr", "4x", "", "", 4, "", "h264", 18, False)
+LOSSLESS = ("stream-diffvsr", "4x", "", "", 4, "", "ffv1", 18, False)
 
 
 class FakeSpaces:
-    """``spaces`` as on a ZeroGPU Space: ``GPU(duration=...)`` runs the function "on the GPU"."""
+    """``spaces`` as on a ZeroGPU Space: ``GPU(duration=...)`` runs the function "on the GPU".
 
-    def __init__(self) -> None:
+    Arguments and everything yielded are pickled, as between ZeroGPU's processes. A fake clock
+    (``clock``, seconds) advances as the stand-in engines load and work; a call whose fake time goes
+    past the duration it reserved fails, as ZeroGPU would end it. ``after_call`` runs when a call
+    has ended by itself (the test checks there that nothing of the call is left).
+    """
+
+    def __init__(self, load_seconds: float = 0.0) -> None:
         self.durations: list[int] = []
+        self.handovers: list[Any] = []
         self.inside = False
+        self.clock = 0.0
+        self.load_seconds = load_seconds
+        self.after_call: Callable[[], None] = lambda: None
 
     def GPU(self, *, duration: Callable[..., int]) -> Callable:  # noqa: N802 - the real package's name
         def decorate(task: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
             def call(*args: Any) -> Iterator[Any]:
-                self.durations.append(duration(*args))
+                reserved = duration(*args)
+                self.durations.append(reserved)
                 args = pickle.loads(pickle.dumps(args))  # the worker process gets pickled arguments
-                self.inside = True
+                self.handovers.append(args[3] if len(args) > 3 else None)
+                self.inside, start = True, self.clock
                 try:
                     for item in task(*args):
+                        assert self.clock - start <= reserved, (
+                            f"the call ran {self.clock - start:.1f} s of its {reserved} s reservation")
                         yield pickle.loads(pickle.dumps(item))
                 finally:
                     self.inside = False
+                self.after_call()
 
             return call
 
@@ -157,42 +180,130 @@ def _fast_enough_for(tmp_path: Path, seconds_per_frame: float, **overrides: Any)
     return options
 
 
-def test_a_video_too_long_for_one_call_is_refused_with_the_longest_length_that_fits(tmp_path, zerogpu):
-    gpu, engine, loads = zerogpu
-    clip = make_video(tmp_path / "long.mp4", 64, 48, Fraction(30), 180, audio=None)  # 6 s
+class SlowGPUEngine(BicubicUpscaler):
+    """Stands in for the diffusion model inside GPU calls: it refuses to run outside one, takes
+    ``seconds_per_frame`` of the fake GPU clock per frame, and keeps its temporal state "on the GPU"
+    (``OnGPU``), which must never leave the call: ``save_stream`` hands over a CPU copy."""
+
+    def __init__(self, gpu: "FakeSpaces", seconds_per_frame: float) -> None:
+        super().__init__()
+        self.gpu = gpu
+        self.seconds_per_frame = seconds_per_frame
+        self.resident = OnGPU(torch.zeros(2))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "engine": "stream-diffvsr", "device": "cuda:0", "steps": 4}
+
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        assert self.gpu.inside, "the model ran outside the GPU call"
+        self.gpu.clock += self.seconds_per_frame
+        self.resident = OnGPU(self.resident.tensor + 1)
+        return super().process(rgb)
+
+    def save_stream(self) -> dict:
+        return {**super().save_stream(), "resident": self.resident.tensor.clone()}
+
+    def load_stream(self, state: object) -> None:
+        assert self.gpu.inside and isinstance(state, dict)
+        super().load_stream({k: v for k, v in state.items() if k != "resident"})
+        self.resident = OnGPU(state["resident"].clone())
+
+
+class OnGPU:
+    """A tensor the engine keeps on the (fake) GPU."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
+def _plain(value: Any, where: str = "handover") -> None:
+    """Fail unless ``value`` holds only plain data and CPU tensors (what may leave a GPU call)."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes, Fraction)):
+        return
+    if isinstance(value, torch.Tensor):
+        assert value.device.type == "cpu", f"{where}: a {value.device} tensor left the GPU call"
+        return
+    if isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            _plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _plain(item, f"{where}[{key!r}]")
+        return
+    assert dataclasses.is_dataclass(value) and type(value).__module__.startswith("vsr."), \
+        f"{where}: {type(value).__name__} left the GPU call"
+    for f in dataclasses.fields(value):
+        _plain(getattr(value, f.name), f"{where}.{f.name}")
+
+
+def test_a_long_video_runs_as_three_gpu_calls_that_hand_a_checkpoint_on(tmp_path, monkeypatch):
+    gpu = FakeSpaces(load_seconds=30.0)
+    created: list[weakref.ref] = []
+
+    def get_processor(options: UpscaleOptions) -> SlowGPUEngine:
+        assert gpu.inside, "the model was loaded outside the GPU call"
+        gpu.clock += gpu.load_seconds
+        engine = SlowGPUEngine(gpu, seconds_per_frame=0.05)
+        created.append(weakref.ref(engine))
+        return engine
+
+    monkeypatch.setattr(environment, "on_zero_gpu", lambda: True)
+    monkeypatch.setattr(engines, "get_processor", get_processor)
+    gpu.after_call = lambda: _nothing_of_the_call_is_left(created)
+    clip = make_video(tmp_path / "long.mp4", 64, 48, Fraction(30), 300, audio="aac")  # 10 s
     # 0.05 s per frame and 70 s per call: (70 - 60 s loading) / 1.5 margin = 6.67 s of model time, 133 frames.
     options = _fast_enough_for(tmp_path, 0.05, zerogpu_max_seconds=70)
+    jobs = _jobs(options, gpu)
+
+    planned = jobs.plan(str(clip), LOSSLESS).plan
+    assert (planned.gpu_calls, planned.max_frames_per_call, planned.gpu_call_frames) == (3, 133, (133, 133, 34))
+    assert planned.gpu_seconds == 2 * planned.call_seconds(133) + planned.call_seconds(34) == 2 * 70 + 63
+    assert f"3 ZeroGPU calls one after another, {planned.gpu_seconds} s reserved in all" in planned.to_text()
+    assert created == []  # planning never touched the model
+
+    updates = list(jobs.run(str(clip), LOSSLESS, False, "session"))
+    assert gpu.durations == [70, 70, 63] and len(created) == 3  # one engine per call, each gone after it
+    assert len(gpu.handovers) == 3 and gpu.handovers[0].checkpoint is None
+    assert [h.checkpoint.next_index for h in gpu.handovers[1:]] == [133, 266]
+    for handover in gpu.handovers[1:]:
+        _plain(handover.checkpoint)
+    done = [u.progress[0] for u in updates if u.progress is not None]
+    assert done == sorted(done) and done[-1] > 266  # on from call to call (the page gets only the newest)
+    for call in (1, 2, 3):
+        statuses = [u.status for u in updates if u.status and u.status.startswith(f"GPU call {call} of 3 · ")]
+        assert statuses, f"no progress shown during call {call}"
+    assert sum(1 for u in updates if u.pictures is not None) >= 3  # the preview went on across calls
+    result = updates[-1].result
+    assert result.report.ok and result.frames == 300 and updates[-1].status.startswith("Done")
+    engine = BicubicUpscaler()  # every frame exactly once, in order (timing: the verification passed)
+    for low, high in zip(decode(clip), decode(result.output), strict=True):
+        assert np.array_equal(high.rgb, engine.process(low.rgb))
+    assert [a.codec for a in media.probe(result.output).audio] == ["aac"]
+    assert not (result.output.parent / "checkpoint").exists()
+
+
+def _nothing_of_the_call_is_left(created: list[weakref.ref]) -> None:
+    gc.collect()
+    alive = [ref() for ref in created if ref() is not None]
+    assert not alive, f"an engine made inside a GPU call outlived it: {gc.get_referrers(alive[0])}"
+
+
+def test_only_a_job_of_which_not_one_frame_fits_is_refused(tmp_path, zerogpu):
+    gpu, engine, loads = zerogpu
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 30, audio=None)
+    options = _fast_enough_for(tmp_path, 1.0, zerogpu_max_seconds=61)  # 1 s x 1.5 + 60 s > 61 s
     with pytest.raises(GPUCallTooLong) as refused:
         plan(clip, options)
     error = refused.value
-    assert (error.limit_seconds, error.needed_seconds, error.max_frames) == (70, 74, 133)
-    assert error.max_seconds == pytest.approx(133 / 30)
-    message = str(error)
-    for part in ("one GPU call may last at most 70 s", "needs about 74 s",
-                 "180 frames x 0.050 s per frame x 1.5 margin + 60 s to load the model; measured on this device",
-                 "At 64x48 -> 256x192 with the stream-diffvsr engine (4 steps), one call can upscale at most 133 "
-                 "frames, about 4.4 s of this video.",
-                 "Trim the video (start/end)", "locally or on a dedicated GPU"):
-        assert part in message, (part, message)
+    assert (error.limit_seconds, error.needed_seconds, error.max_frames) == (61, 62, 0)
+    assert "even one frame needs about 62 s" in str(error) and "locally or on a dedicated GPU" in str(error)
     assert isinstance(pickle.loads(pickle.dumps(error)), GPUCallTooLong)
-
-    # The length it names really fits; one frame more does not.
-    assert plan(clip, options.replace(end=Fraction(133, 30))).gpu_seconds <= 70
-    with pytest.raises(GPUCallTooLong):
-        plan(clip, options.replace(end=Fraction(134, 30)))
-
-    # In the app: the plan error, with the upload named by its file name, and no GPU call made.
-    with pytest.raises(Exception) as shown:
-        app._user_errors(lambda video: _jobs(options, gpu).plan(video, CONTROLS))(str(clip))
-    assert type(shown.value).__name__ == "Error" and "at most 70 s" in str(shown.value)
-    assert str(tmp_path) not in str(shown.value)
     with pytest.raises(GPUCallTooLong):
         _run(_jobs(options, gpu), clip)
     assert gpu.durations == [] and loads == [] and engine.calls == []
-
-    # The 2-second sample of the same video fits in one call and runs.
-    updates = _run(_jobs(options, gpu), clip, sample=True)
-    assert gpu.durations == [gpu_seconds(0.05 * 60)] and updates[-1].status.startswith("Done")
+    long_ok = plan(clip, _fast_enough_for(tmp_path, 0.05, zerogpu_max_seconds=61))  # 13 frames per call
+    assert (long_ok.max_frames_per_call, long_ok.gpu_calls) == (13, 3)
 
 
 def test_the_call_limit_setting(tmp_path):
@@ -201,7 +312,8 @@ def test_the_call_limit_setting(tmp_path):
     assert build_options(env={}).zerogpu_max_seconds == 300.0
     with pytest.raises(OptionsError, match="STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS='soon' is not a number"):
         build_options(env={"STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS": "soon"})
-    assert "one GPU call of 2 min" in web.limits_text(build_options(env=env), 16, zero_gpu=True)
+    assert "each GPU call lasts at most 2 min; a longer job runs as several calls" in web.limits_text(
+        build_options(env=env), 16, zero_gpu=True)
     assert "GPU call" not in web.limits_text(build_options(env=env), 16)
 
 

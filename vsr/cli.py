@@ -37,13 +37,14 @@ EXIT_CANCELLED = 130
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_INTERNAL: "unexpected internal error (a bug: run again with --log-level DEBUG and report it)",
-    EXIT_USAGE: "bad command line: unknown flag, bad option value, output exists without --overwrite",
-    EXIT_INPUT: "the input or output cannot be used: missing, unreadable, not a video, over a limit or the memory "
-    "budget, "
+    EXIT_USAGE: "bad command line: unknown flag, bad option value, output exists without --overwrite, a previous "
+    "run's checkpoint without --resume or --overwrite, a checkpoint of another input or other options",
+    EXIT_INPUT: "the input or output cannot be used: missing, unreadable, not a video, over a limit or the memory budget, "
     "a size above 4x, a trim outside the video, an unwritable output folder",
     EXIT_MODEL: "the model cannot be loaded: unknown model id, missing or corrupt weights, device unavailable",
     EXIT_JOB: "the job failed while running (engine or encoder error, out of memory) or the output failed verification",
-    EXIT_CANCELLED: "cancelled with Ctrl-C; partial output and temporary files were removed",
+    EXIT_CANCELLED: "cancelled with Ctrl-C; the work so far is kept as a checkpoint (run again with --resume), or "
+    "nothing is left when no frame was done",
 }
 
 
@@ -69,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("input", metavar="INPUT", help="the video to upscale")
     up.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                     help="the file to write (.mp4, .mov, .mkv, .webm); written atomically")
-    up.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    up.add_argument("--overwrite", action="store_true",
+                    help="replace OUTPUT if it exists, and start over instead of resuming a previous run")
+    up.add_argument("--resume", action="store_true",
+                    help="go on from the checkpoint a stopped run of the same command left (Ctrl-C, a crash)")
     up.add_argument("--engine", metavar="|".join(ENGINES), help="upscaling engine (default stream-diffvsr)")
     up.add_argument("--model-id", metavar="ID", help="Hugging Face model id or local folder")
     up.add_argument("--flow-weights", metavar="FILE", help="local RAFT large weights (.pth/.safetensors)")
@@ -154,9 +158,18 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
     from vsr.model.errors import ModelLoadError
     from vsr.job.errors import JobCancelled, JobFailed, JobRefused
 
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    from vsr.job.errors import CheckpointError
+
+    text = " ".join([str(exc), *getattr(exc, "__notes__", ())]).split()
+    text = " ".join(text) or type(exc).__name__
+    if isinstance(exc, JobCancelled) and exc.checkpoint is not None:
+        return EXIT_CANCELLED, (f"stopped at frame {exc.done} of {exc.total}; the work so far is kept in "
+                                f"{exc.checkpoint}. Run the same command with --resume to go on (or --overwrite to "
+                                "start over).")
     if isinstance(exc, (JobCancelled, KeyboardInterrupt)):
         return EXIT_CANCELLED, "cancelled; partial output and temporary files were removed."
+    if isinstance(exc, CheckpointError):
+        return EXIT_USAGE, text
     if isinstance(exc, OptionsError):
         return EXIT_USAGE, text
     if isinstance(exc, ModelLoadError):
@@ -193,7 +206,9 @@ def _configure_logging(level: str | None) -> None:
 
 
 def _upscale(args: argparse.Namespace) -> int:
-    from vsr.job import estimator_for, plan, run
+    from media import MediaError
+    from vsr.job import checkpoint, estimator_for, plan, run
+    from vsr.job.errors import JobError
 
     options = build_options({
         "engine": args.engine, "model_id": args.model_id, "flow_weights": args.flow_weights,
@@ -206,18 +221,75 @@ def _upscale(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise _UsageError(f"{output} already exists. Pass --overwrite to replace it, or choose another name.")
+    folder = checkpoint.checkpoint_dir_for(output)
+    _leftover_checkpoint(folder, resume=args.resume, overwrite=args.overwrite)
     zero_gpu = environment.on_zero_gpu()
     estimator = estimator_for(options, zero_gpu=zero_gpu, on_measure=_say_measuring)
     job = plan(Path(args.input), options, estimator=estimator, output=output, zero_gpu=zero_gpu)
+    resume = None
+    if args.resume and checkpoint.exists(folder):
+        resume = checkpoint.load(folder)
+        checkpoint.check(resume, job, folder)
     print(job.to_text(), flush=True)
+    if args.resume:
+        print(f"Resume:   going on from {resume.where()} ({folder})" if resume is not None else
+              "Resume:   no checkpoint of a previous run; starting from the beginning", flush=True)
     with _ProgressBar(job.frames) as bar, _CtrlC() as cancel:
-        result = run(job, output, on_progress=bar.update, cancel=cancel)
+        try:
+            result = run(job, output, on_progress=bar.update, cancel=cancel, checkpoint_dir=folder, resume=resume)
+        except KeyboardInterrupt:
+            raise _interrupted(folder) from None
+        except (JobError, MediaError) as error:
+            _note_checkpoint(error, folder)
+            raise
     cuts = ", ".join(str(c) for c in result.scene_cuts) or "none"
     fps = result.frames / max(result.seconds, 1e-9)
     print(f"Done:     {result.frames} frames in {result.seconds:.1f} s ({fps:.2f} "
           f"fps); seed {result.seed}; scene cuts at frames: {cuts}", flush=True)
     print(result.report.to_text(), flush=True)
     return EXIT_OK
+
+
+def _leftover_checkpoint(folder: Path, *, resume: bool, overwrite: bool) -> None:
+    """A previous run's checkpoint: kept for --resume, removed with --overwrite, else exit 2 naming it."""
+    from vsr.job import checkpoint
+    from vsr.job.errors import CheckpointFound, JobError
+
+    if resume or not folder.exists():
+        return
+    where = "a previous run stopped"
+    if checkpoint.exists(folder):
+        try:
+            where = f"a previous run stopped at {checkpoint.load(folder).where()}"
+        except JobError:
+            where = "a previous run stopped (its checkpoint cannot be read)"
+    if overwrite:
+        checkpoint.remove(folder)
+        print(f"Removed:  the checkpoint in {folder} ({where}); starting over", flush=True)
+        return
+    raise CheckpointFound(f"{folder}: {where}; add --resume to continue, or --overwrite to start over.", folder)
+
+
+def _interrupted(folder: Path) -> BaseException:
+    """A second Ctrl-C: the job stopped at once, its last checkpoint (if any) kept."""
+    from vsr.job import checkpoint
+    from vsr.job.errors import JobCancelled
+
+    if checkpoint.exists(folder):
+        saved = checkpoint.load(folder)
+        return JobCancelled("interrupted", checkpoint=folder, done=saved.next_index,
+                            total=max(saved.total, saved.next_index))
+    return KeyboardInterrupt()
+
+
+def _note_checkpoint(error: BaseException, folder: Path) -> None:
+    """Add to a failure's message that the work done so far is kept, when a checkpoint is."""
+    from vsr.job import checkpoint
+
+    if checkpoint.exists(folder):
+        saved = checkpoint.load(folder)
+        error.add_note(f"The work up to {saved.where()} is kept in {folder}: fix the cause and run the same "
+                       "command with --resume to go on.")
 
 
 def _say_measuring() -> None:

@@ -58,6 +58,9 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_MAX_MEMORY", "(free GPU memory, or 70 % of available RAM)",
            "Memory a job may use on its device (`6GB`, `6000MB`, `8GiB`); the plan tiles frames to fit it "
            "and refuses a job that cannot."),
+    EnvVar("STREAM_DIFFVSR_CHECKPOINT_SECONDS", "30",
+           "A running job keeps a checkpoint (the video so far and the model's state) every this many seconds "
+           "of work, so it can resume after a crash; `0`: only when stopped (Ctrl-C, the end of a ZeroGPU call)."),
     EnvVar("STREAM_DIFFVSR_LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
     EnvVar("GRADIO_SERVER_NAME", "127.0.0.1", "Address the web app listens on (`0.0.0.0` in Docker)."),
     EnvVar("GRADIO_SERVER_PORT", "7860", "Port the web app listens on (8000 in Docker)."),

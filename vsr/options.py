@@ -86,6 +86,7 @@ class UpscaleOptions:
     zerogpu_max_seconds: float = 300.0  # longest GPU call on a ZeroGPU Space (see vsr.job.planning)
     tile: int | str = "auto"  # "auto", "off" or a latent tile side (vsr.model.tiling, chosen by vsr.job.memory)
     max_memory: int | None = None  # bytes the job may use on its device; None: free GPU memory / 70 % of RAM
+    checkpoint_seconds: float = 30.0  # a running job's checkpoint every this many seconds of work; 0: none
 
     @property
     def effective_crf(self) -> int | None:
@@ -124,6 +125,7 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS": "zerogpu_max_seconds",
     "STREAM_DIFFVSR_TILE": "tile",
     "STREAM_DIFFVSR_MAX_MEMORY": "max_memory",
+    "STREAM_DIFFVSR_CHECKPOINT_SECONDS": "checkpoint_seconds",
 }
 _FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
 
@@ -203,6 +205,19 @@ def _positive_float(what: str):
             raise OptionsError(f"{source}={value!r} is not a number. Give {what}.") from None
         if not number > 0 or number != number or number == float("inf"):
             raise OptionsError(f"{source}={value!r} must be a positive number ({what}).")
+        return number
+
+    return parse
+
+
+def _non_negative_float(what: str):
+    def parse(value: Any, source: str) -> float:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise OptionsError(f"{source}={value!r} is not a number. Give {what}.") from None
+        if not number >= 0 or number == float("inf"):
+            raise OptionsError(f"{source}={value!r} must be 0 or a positive number ({what}).")
         return number
 
     return parse
@@ -378,6 +393,7 @@ _PARSERS = {
     "zerogpu_max_seconds": _positive_float("the longest ZeroGPU call in seconds, 300 by default"),
     "tile": _tile,
     "max_memory": parse_bytes,
+    "checkpoint_seconds": _non_negative_float("seconds of work between checkpoints, 30 by default; 0 for none"),
 }
 
 

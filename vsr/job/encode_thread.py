@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -22,6 +24,14 @@ from vsr.job.resize import resize_rgb
 logger = logging.getLogger(__name__)
 
 _END = object()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A function queued between frames (``EncodeThread.call``)."""
+
+    fn: Callable[[], object]
+
 _POLL = 0.05  # seconds between checks of the cancel flag while the queue is full
 
 
@@ -54,6 +64,17 @@ class EncodeThread:
                 raise JobCancelled("The job was cancelled.")
             try:
                 self._queue.put((rgb, pts, duration), timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def call(self, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` in the encode thread after every frame queued before it (a checkpoint: close
+        the segment, save the state), so the upscaling goes on meanwhile."""
+        while True:
+            self._raise_error()
+            try:
+                self._queue.put(_Call(fn), timeout=_POLL)
                 return
             except queue.Full:
                 continue
@@ -94,6 +115,9 @@ class EncodeThread:
                 item = self._queue.get()
                 if item is _END or self._stop.is_set():
                     return
+                if isinstance(item, _Call):
+                    item.fn()
+                    continue
                 rgb, pts, duration = item  # type: ignore[misc]
                 rgb = resize_rgb(rgb, *self._size)
                 self._writer.write(rgb, pts, duration)

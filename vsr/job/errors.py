@@ -32,9 +32,9 @@ class TrimOutOfRange(JobRefused):
 
 
 class GPUCallTooLong(JobRefused):
-    """On a ZeroGPU Space: the job cannot finish within one GPU call. ``limit_seconds`` is the
-    per-call limit, ``needed_seconds`` the reservation the job would need, ``max_frames`` /
-    ``max_seconds`` the longest piece of this video (same size, engine and steps) that fits."""
+    """On a ZeroGPU Space: not even one frame fits in one GPU call (a longer job runs as several
+    calls). ``limit_seconds`` is the per-call limit, ``needed_seconds`` the reservation one frame
+    would need, ``max_frames`` / ``max_seconds`` what one call can do (0)."""
 
     def __init__(self, message: str, *, limit_seconds: float, needed_seconds: int, max_frames: int,
                  max_seconds: float) -> None:
@@ -105,4 +105,44 @@ class VerificationFailed(JobFailed):
 
 
 class JobCancelled(JobError):
-    """The job was cancelled; every thread and file it opened was closed and its output removed."""
+    """The job was cancelled; every thread and file it opened was closed and its output removed.
+
+    ``checkpoint`` is the folder where the work so far was kept (``done`` of ``total`` frames), so
+    the job can be resumed; None when there was nothing to keep."""
+
+    def __init__(self, message: str, *, checkpoint: object = None, done: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.done = done
+        self.total = total
+
+    def __reduce__(self) -> tuple:
+        return (_job_cancelled, (str(self), self.checkpoint, self.done, self.total))
+
+
+def _job_cancelled(message: str, checkpoint: object, done: int, total: int) -> JobCancelled:
+    return JobCancelled(message, checkpoint=checkpoint, done=done, total=total)
+
+
+class CheckpointError(JobError, ValueError):
+    """A job's checkpoint cannot be used as asked. ``folder`` is the checkpoint's folder."""
+
+    def __init__(self, message: str, folder: object = None) -> None:
+        super().__init__(message)
+        self.folder = folder
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.folder))
+
+
+class CheckpointFound(CheckpointError):
+    """A stopped job's checkpoint is there, and the job was started again without saying whether to
+    continue it or start over."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """The checkpoint was made from another input, other options or another engine."""
+
+
+class CheckpointUnreadable(CheckpointError):
+    """The checkpoint cannot be read (damaged, or written by another version of this program)."""

@@ -10,9 +10,10 @@ On a Hugging Face ZeroGPU Space (``vsr.environment.on_zero_gpu``) there is no GP
 ``spaces.GPU`` function that runs the job, so the plan never loads or runs the diffusion model: its
 estimate comes from a calibration cached by an earlier job on the Space, or is a provisional one,
 labelled as such (``vsr.job.estimate.provisional``). Each GPU call is limited to
-``options.zerogpu_max_seconds``; the plan computes the call's reservation (``JobPlan.gpu_seconds``)
-and refuses, with ``GPUCallTooLong``, a job that cannot finish in one call, naming the longest piece
-of the video that can.
+``options.zerogpu_max_seconds``; a job longer than one call runs as a sequence of calls that hand a
+checkpoint on (``vsr.job.runner.run_piece``): the plan says how many (``JobPlan.gpu_calls``, each
+of at most ``max_frames_per_call`` frames) and the GPU time reserved in all (``gpu_seconds``). Only
+a job of which not even one frame fits in one call is refused (``GPUCallTooLong``).
 """
 
 from __future__ import annotations
@@ -105,8 +106,28 @@ class JobPlan:
 
     @property
     def gpu_seconds(self) -> int:
-        """The GPU reservation for this job under ZeroGPU (``gpu_seconds`` of the estimate)."""
-        return gpu_seconds(self.estimate_seconds)
+        """The GPU time reserved for this job under ZeroGPU, all its calls together (one call: the
+        ``gpu_seconds`` of the estimate)."""
+        return sum(self.call_seconds(frames) for frames in self.gpu_call_frames)
+
+    @property
+    def gpu_call_frames(self) -> tuple[int, ...]:
+        """On ZeroGPU: the frames each GPU call of this job upscales, in order (``max_frames_per_call``
+        each, the rest in the last); elsewhere one "call" of every frame."""
+        most = self.max_frames_per_call
+        if most is None or most < 1 or self.frames <= most:
+            return (self.frames,)
+        full, rest = divmod(self.frames, most)
+        return (most,) * full + ((rest,) if rest else ())
+
+    @property
+    def gpu_calls(self) -> int | None:
+        """On ZeroGPU: how many GPU calls this job takes; None elsewhere."""
+        return len(self.gpu_call_frames) if self.gpu_call_limit is not None else None
+
+    def call_seconds(self, frames: int) -> int:
+        """The reservation of one GPU call that upscales ``frames`` frames of this job."""
+        return gpu_seconds(frames * self.seconds_per_frame)
 
     @property
     def max_frames_per_call(self) -> int | None:
@@ -169,8 +190,19 @@ class JobPlan:
             "gpu_call_limit": self.gpu_call_limit,
             "gpu_seconds": self.gpu_seconds if self.gpu_call_limit is not None else None,
             "memory": self.memory.to_dict() if self.memory is not None else None,
+            "gpu_calls": self.gpu_calls,
+            "gpu_call_frames": list(self.gpu_call_frames) if self.gpu_call_limit is not None else None,
             "notes": list(self.notes),
         }
+
+    def _gpu_text(self) -> str:
+        how = f"estimate x {GPU_MARGIN:g} + {GPU_LOADING_SECONDS:g} s to load the model"
+        if self.gpu_calls == 1:
+            return (f"GPU:      one ZeroGPU call of {self.gpu_seconds} s reserved ({how}; the limit is "
+                    f"{self.gpu_call_limit:g} s per call)")
+        return (f"GPU:      {self.gpu_calls} ZeroGPU calls one after another, {self.gpu_seconds} s reserved in all "
+                f"(at most {self.max_frames_per_call} frames and {self.gpu_call_limit:g} s per call, each {how}; "
+                "each call hands a checkpoint to the next)")
 
     def to_text(self) -> str:
         """A few lines for people: what goes in, what comes out, how long it should take."""
@@ -208,8 +240,7 @@ class JobPlan:
         if self.memory is not None:
             lines.append(f"Memory:   {self.memory.to_text()}")
         if self.gpu_call_limit is not None:
-            lines.append(f"GPU:      one ZeroGPU call of {self.gpu_seconds} s reserved (estimate x {GPU_MARGIN:g} + "
-                         f"{GPU_LOADING_SECONDS:g} s to load the model; the limit is {self.gpu_call_limit:g} s per call)")
+            lines.append(self._gpu_text())
         lines.extend(f"Note:     {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -229,9 +260,10 @@ def plan(
     (``vsr.job.estimate.estimator_for``; the caller decides whether measuring is worth it and says
     so, see ``Estimator.will_measure``). ``output`` (optional) is where the result will go; its
     suffix picks the container (default: the codec's usual one, ``encode_settings(options).suffix``).
-    ``zero_gpu`` (default: ``vsr.environment.on_zero_gpu()``) plans for a ZeroGPU Space: the job must
-    fit in one GPU call of ``options.zerogpu_max_seconds``; with ``piece_only`` (the caller runs only
-    ``preview_plan``'s piece of it) that check is left to the piece's plan.
+    ``zero_gpu`` (default: ``vsr.environment.on_zero_gpu()``) plans for a ZeroGPU Space: the job runs
+    as GPU calls of at most ``options.zerogpu_max_seconds`` each (``JobPlan.gpu_calls``), and at least
+    one frame must fit in one call; with ``piece_only`` (the caller runs only ``preview_plan``'s piece
+    of it) that check is left to the piece's plan.
     The plan predicts the job's peak memory and picks its tiling (``vsr.job.memory``).
     Raises ``InputNotFound``, ``LimitExceeded``, ``TargetTooLarge``, ``TrimOutOfRange``,
     ``GPUCallTooLong``, ``NotEnoughMemory`` (all ``JobRefused``, a ``ValueError``), ``media.MediaError`` for unreadable
@@ -364,26 +396,22 @@ def _decide(
 
 def _check_gpu_call(path: Path, v: Any, engine: dict[str, Any], size: OutputSize, calibration: Calibration,
                     seconds_per_frame: float, frames: int, limit: float) -> None:
-    """Refuse (``GPUCallTooLong``) a ZeroGPU job whose reservation exceeds the per-call ``limit``."""
-    needed = gpu_seconds(seconds_per_frame * frames)
-    if needed <= limit:
-        return
+    """Refuse (``GPUCallTooLong``) a ZeroGPU job of which not even one frame fits in one call of
+    ``limit`` seconds (a longer job runs as several calls)."""
     most = frames_per_gpu_call(limit, seconds_per_frame)
+    if most >= 1:
+        return
+    needed = gpu_seconds(seconds_per_frame)
     steps = f" ({engine.get('steps')} steps)" if engine.get("steps") else ""
     source = ("provisional estimate, not yet measured on this device" if calibration.provisional
               else "measured on this device")
-    where = f"At {v.width}x{v.height} -> {size.width}x{size.height} with the {engine.get('engine')} engine{steps}"
-    reach = (f"{where}, not even one frame fits in one call." if most < 1 else
-             f"{where}, one call can upscale at most {most} frames, about {math.floor(most / v.avg_rate * 10) / 10:.1f} s of this "
-             "video.")
+    where = f"{v.width}x{v.height} -> {size.width}x{size.height} with the {engine.get('engine')} engine{steps}"
     raise GPUCallTooLong(
-        f"{path}: on this ZeroGPU Space one GPU call may last at most {limit:g} s, but this job needs about {needed} s "
-        f"({frames} frames x {seconds_per_frame:.3f} s per frame x {GPU_MARGIN:g} margin + {GPU_LOADING_SECONDS:g} s "
-        f"to load the model; {source}). {reach} Trim the video (start/end) to at most that length and upscale it "
-        "in pieces, use a smaller (lower-resolution) input or fewer steps, or run it locally or on a dedicated GPU "
-        "(the Docker image or the command line), where there is no per-call limit.",
-        limit_seconds=limit, needed_seconds=needed, max_frames=most,
-        max_seconds=float(most / v.avg_rate),
+        f"{path}: on this ZeroGPU Space one GPU call may last at most {limit:g} s, but even one frame needs about "
+        f"{needed} s ({seconds_per_frame:.3f} s per frame x {GPU_MARGIN:g} margin + {GPU_LOADING_SECONDS:g} s to load "
+        f"the model; {source}) at {where}. Use a smaller (lower-resolution) input or fewer steps, or run it locally "
+        "or on a dedicated GPU (the Docker image or the command line), where there is no per-call limit.",
+        limit_seconds=limit, needed_seconds=needed, max_frames=0, max_seconds=0.0,
     )
 
 

@@ -3,7 +3,8 @@
 ``plan`` (in ``vsr.job.planning``) decides and checks everything first; ``run`` then does one pass::
 
     media.FrameReader (decode thread) -> bounded queue -> scene check -> engine.process (this thread)
-        -> bounded queue -> EncodeThread (resize + media.VideoWriter) -> finish/mux -> media.verify
+        -> bounded queue -> EncodeThread (resize + video-only segments, ``SegmentedVideo``)
+        -> media.join_segments (stream copy + audio/subtitles, atomic) -> media.verify
 
 Engines with a ``prefetch`` method are given the next frame one call early (a one-frame look-ahead
 from the read queue), so they can start its optical flow while the current frame denoises.
@@ -12,6 +13,15 @@ runs across the whole range and is reset only where ``SceneCutDetector`` sees a 
 cuts are on). A cancel request (``threading.Event``) or any error stops the pass within one frame,
 closes every file and thread, removes the half-written output and the job's temporary directory,
 then raises (``JobCancelled``, ``JobFailed`` or the original ``MediaError``).
+
+Checkpoints (``checkpoint_dir``, ``vsr.job.checkpoint``): every ``options.checkpoint_seconds`` of
+work the encode thread closes the current segment and saves, atomically, what the job needs to go
+on (the engine's stream state, the noise generator, the scene detector, the counters), so a job
+killed at any moment resumes from its last checkpoint (``resume=``) and gives the same frames as an
+uninterrupted one. A cancel stops at a frame boundary and keeps a checkpoint of everything done
+(``JobCancelled.checkpoint``). ``run_piece`` runs a job in pieces (one per ZeroGPU call, each up to
+a ``CallLimit``) that hand over a ``JobCheckpoint``; ``finish_job`` joins and verifies without an
+engine.
 
 A finished job records the engine's steady-state speed it measured (the median time of every frame
 that was not a stream's first frame) in the calibration cache (``vsr.job.estimate.record``), under
@@ -35,12 +45,15 @@ import numpy as np
 
 import media
 from vsr.job import estimate
+from vsr.job import checkpoint
 from vsr.job import memory as memory_model
+from vsr.job.checkpoint import JobCheckpoint
 from vsr.job.encode_thread import EncodeThread
-from vsr.job.errors import JobCancelled, JobError, JobFailed, JobRefused, VerificationFailed
+from vsr.job.errors import CheckpointMismatch, JobCancelled, JobFailed, JobRefused, VerificationFailed
 from vsr.job.planning import JobPlan, encode_settings
 from vsr.job.progress import ProgressCallback, ProgressEvent, RateMeter
 from vsr.job.scenes import SceneCutDetector
+from vsr.job.segments import SegmentedVideo, media_segments
 from vsr.model import engines
 from vsr.model.engines import engine_lock
 from vsr.model.protocol import FrameProcessor
@@ -70,6 +83,31 @@ class JobResult:
     scene_cuts: tuple[int, ...] = field(default=())
 
 
+@dataclass(frozen=True)
+class CallLimit:
+    """Where one piece of a job must stop (one ZeroGPU call): after ``frames`` frames, and before
+    ``deadline`` (``time.monotonic()``), judged from the last frame's time. None: no such limit."""
+
+    frames: int | None = None
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class JobPaused:
+    """A piece of a job ended at its ``CallLimit`` (or every frame is done and ``finish`` was off):
+    ``checkpoint`` (plain data and CPU tensors) continues it, in this or another process."""
+
+    checkpoint: JobCheckpoint
+
+    @property
+    def complete(self) -> bool:
+        return self.checkpoint.complete
+
+
+FINISH_ALLOWANCE_S = 5.0
+"""Seconds kept free at the end of a limited piece for closing the segment and saving the checkpoint."""
+
+
 # ---------------------------------------------------------------------------------------------
 # The streaming pass.
 
@@ -82,6 +120,8 @@ def run(
     cancel: threading.Event | None = None,
     processor: FrameProcessor | None = None,
     preview_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: JobCheckpoint | None = None,
 ) -> JobResult:
     """Upscale ``job`` into ``output`` in one streaming pass and verify the result.
 
@@ -92,146 +132,80 @@ def run(
     (``JobResult.preview``). On any failure nothing is left under ``output`` and the job's temporary
     directory is removed; engine failures raise ``JobFailed`` (the cause chained), media failures
     their ``MediaError``, a failed verification ``VerificationFailed`` (the output is removed).
+
+    ``checkpoint_dir``: keep a checkpoint there (``vsr.job.checkpoint``) every
+    ``options.checkpoint_seconds`` of work and when cancelled, so the job can be resumed after
+    Ctrl-C, a crash or a power cut (``JobCancelled.checkpoint`` names it; it is removed once the
+    output is finished). ``resume``: that folder's checkpoint (``checkpoint.load``), to go on from;
+    one of another input or other options raises ``CheckpointMismatch``.
     """
+    outcome = run_piece(job, output, on_progress=on_progress, cancel=cancel, processor=processor,
+                        preview_dir=preview_dir, checkpoint_dir=checkpoint_dir, resume=resume)
+    assert isinstance(outcome, JobResult)
+    return outcome
+
+
+def run_piece(
+    job: JobPlan,
+    output: str | Path,
+    *,
+    on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    processor: FrameProcessor | None = None,
+    preview_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: JobCheckpoint | None = None,
+    limit: CallLimit | None = None,
+    finish: bool = True,
+) -> JobResult | JobPaused:
+    """``run``, for a piece of the job: stop at ``limit`` (``JobPaused``, its checkpoint saved in
+    ``checkpoint_dir``) or, with ``finish`` off, once every frame is upscaled (``JobPaused`` with a
+    complete checkpoint; ``finish_job`` then joins and verifies, with no engine and no GPU)."""
     output = Path(output)
-    options = job.options
     emit = on_progress or (lambda event: None)
     started = time.perf_counter()
     _check_output(job, output)
-    emit(ProgressEvent("loading", 0, job.frames, message=f"loading the {options.engine} engine"))
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume is not None:
+        if folder is None:
+            raise ValueError("resume needs the checkpoint's folder (checkpoint_dir), where its segments are.")
+        checkpoint.check(resume, job, folder)
+    if resume is not None and resume.complete:
+        if not finish:
+            return JobPaused(resume)
+        assert folder is not None, "a complete checkpoint is resumed from its folder"
+        return finish_job(job, output, folder, resume, on_progress=on_progress, preview_dir=preview_dir)
+    where = f"resuming at {resume.where()}" if resume is not None else f"loading the {job.options.engine} engine"
+    emit(ProgressEvent("loading", resume.next_index if resume else 0, job.frames, message=where))
     if processor is None:
-        try:
-            processor = engines.get_processor(options)
-        except Exception as exc:
-            oom = memory_model.out_of_memory(exc, where="loading the model",
-                                             device=memory_model.device_label(options.device), plan=job.memory)
-            if oom is not None:
-                raise oom from exc
-            raise
-    lock = engine_lock(processor)
-    if not lock.acquire(blocking=False):
-        logger.info("waiting for another job to finish with the same engine")
-        lock.acquire()
+        processor = _load_engine(job)
+    work, temporary = _work_folder(job, folder)
     try:
-        # The job's scratch directory. The writer keeps its partial file next to ``output`` instead
-        # (the final rename must stay on one file system to be atomic), so today nothing else needs
-        # scratch space; the directory is still made and always removed, as the settings promise.
-        options.tmp_dir.mkdir(parents=True, exist_ok=True)
-        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=options.tmp_dir))
+        latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started)
+        _record_speed(job, processor, steady)
+        if not latest.complete or not finish:
+            return JobPaused(latest)
+        return finish_job(job, output, work, latest, on_progress=on_progress, preview_dir=preview_dir,
+                          keep_folder=temporary)
     except BaseException:
-        lock.release()
-        raise
-    try:
-        if cancel is not None and cancel.is_set():
-            raise JobCancelled("The job was cancelled before it started; nothing was written.")
-        _set_tiling(processor, job)
-        seed = processor.start_stream(options.seed)
-        logger.info("job %s -> %s: seed %d, %s", job.input, output, seed, processor.describe())
-        write_report, frames, cuts, model_seconds, steady = _stream(job, output, processor, emit, cancel)
-        emit(ProgressEvent("verifying", frames, frames, message="verifying the output"))
-        report = media.verify(job.info, output, _expected(job, frames))
-        if not report.ok:
-            output.unlink(missing_ok=True)
-            raise VerificationFailed(
-                f"{output}: the finished video failed verification ({_failed_checks(report)}), so it was removed. "
-                "Please report this with the output of `vsr probe` on the input.",
-                report,
-            )
-        preview = media.make_browser_preview(output, Path(preview_dir)) if preview_dir is not None else None
-    except BaseException as exc:
-        # Threads and the partial output were already cleaned up inside _stream; this only reports.
-        logger.info("job %s -> %s stopped: %s", job.input, output, type(exc).__name__)
+        if not temporary and not checkpoint.exists(work):
+            checkpoint.remove(work)  # nothing committed yet: nothing to keep
         raise
     finally:
-        _set_tiling(processor, None)
-        lock.release()
-        shutil.rmtree(job_dir, ignore_errors=True)
-    _record_speed(job, processor, steady)
-    seconds = time.perf_counter() - started
-    emit(ProgressEvent("done", frames, frames, message=f"done in {seconds:.1f} s"))
-    logger.info("job done: %d frames in %.1f s (model %.1f s), scene cuts at %s", frames, seconds, model_seconds, cuts)
-    return JobResult(output, preview, report, write_report, frames, seconds, model_seconds, seed, tuple(cuts))
+        if temporary:
+            shutil.rmtree(work, ignore_errors=True)
 
 
-def _stream(
-    job: JobPlan,
-    output: Path,
-    processor: FrameProcessor,
-    emit: ProgressCallback,
-    cancel: threading.Event | None,
-) -> tuple[Any, int, list[int], float, list[float]]:
-    """Decode -> upscale -> encode; returns (write report, frames, scene cut indices, model seconds,
-    engine seconds of each frame that was not the first of its stream)."""
-    options = job.options
-    size = job.size
-    detector = SceneCutDetector(options.scene_threshold, job.rate) if options.scene_cuts else None
-    cuts: list[int] = []
-    meter = RateMeter()
-    model_seconds = 0.0
-    steady: list[float] = []
-    done = 0
-    engine = str(processor.describe().get("engine", options.engine))
-    prefetch = getattr(processor, "prefetch", None)  # optional: the next frame, given one frame early
-    with media.FrameReader(job.input, job.trim_start, job.trim_end, READ_QUEUE, info=job.info) as reader:
-        writer = media.VideoWriter(
-            output, job.info, size.width, size.height, encode_settings(options), start=job.trim_start, end=job.trim_end
-        )
-        with writer:
-            encoder = EncodeThread(writer, size.width, size.height, ENCODE_QUEUE)
-            try:
-                for frame, upcoming in _with_next(reader):
-                    _check_cancel(cancel)
-                    cut = detector is not None and detector.is_cut(frame.rgb)
-                    if cut:
-                        processor.reset()
-                        cuts.append(frame.index)
-                        logger.info("scene cut at frame %d (%.3f s): temporal context reset", frame.index,
-                                    float(frame.pts - job.info.video.start_time))
-                    tick = time.perf_counter()
-                    try:
-                        if prefetch is not None and upcoming is not None:
-                            prefetch(upcoming.rgb)
-                        upscaled = processor.process(frame.rgb)
-                    except Exception as exc:
-                        where = (f"upscaling frame {frame.index} "
-                                 f"({float(frame.pts - job.info.video.start_time):.3f} s) of {job.input}")
-                        oom = memory_model.out_of_memory(exc, where=where, device=_device(processor), frame=frame.index,
-                                                         plan=job.memory)
-                        if oom is not None:
-                            raise oom from exc
-                        raise JobFailed(
-                            f"{job.input}: the {engine} engine failed on frame {frame.index} "
-                            f"({float(frame.pts - job.info.video.start_time):.3f} s): {type(exc).__name__}: {exc}. "
-                            "Nothing was written; see the log for the traceback."
-                        ) from exc
-                    took = time.perf_counter() - tick
-                    model_seconds += took
-                    if done > 0 and not cut:  # a stream's first frame takes a different, cheaper path
-                        steady.append(took)
-                    _check_frame(upscaled, size, engine, frame.index)
-                    encoder.put(upscaled, frame.pts, cancel, duration=frame.duration)
-                    done += 1
-                    meter.tick()
-                    emit(ProgressEvent(
-                        "upscaling", done, max(job.frames, done), meter.fps, meter.eta(job.frames - done),
-                        frame.rgb, upscaled,
-                        message=f"scene cut at frame {frame.index}: temporal context reset" if cut else "",
-                        scene_cut=frame.index if cut else None,
-                    ))
-                _check_cancel(cancel)
-                held = processor.flush()
-                if held:
-                    raise JobFailed(f"The {engine} engine returned {len(held)} held-back frames at the end; this job "
-                                    "supports only engines that return one frame per input frame.")
-                emit(ProgressEvent("finishing", done, done, meter.fps, 0.0, message="writing the last frames"))
-                encoder.finish()
-            except BaseException:
-                encoder.stop()
-                writer.abort()
-                raise
-            _check_cancel(cancel, writer)
-            write_report = writer.finish()
-    return write_report, done, cuts, model_seconds, steady
+def _load_engine(job: JobPlan) -> FrameProcessor:
+    """The shared engine for the job's options; running out of memory while loading it is a job error."""
+    try:
+        return engines.get_processor(job.options)
+    except Exception as exc:
+        oom = memory_model.out_of_memory(exc, where="loading the model",
+                                         device=memory_model.device_label(job.options.device), plan=job.memory)
+        if oom is not None:
+            raise oom from exc
+        raise
 
 
 def _set_tiling(processor: FrameProcessor, job: JobPlan | None) -> None:
@@ -243,6 +217,8 @@ def _set_tiling(processor: FrameProcessor, job: JobPlan | None) -> None:
 
 def _device(processor: FrameProcessor) -> str:
     return str(processor.describe().get("device", "cpu"))
+
+
 def _with_next(frames: Any) -> Any:
     """(frame, the frame after it or None) for each frame: a one-frame look-ahead for ``prefetch``."""
     iterator = iter(frames)
@@ -251,6 +227,237 @@ def _with_next(frames: Any) -> Any:
         upcoming = next(iterator, None)
         yield current, upcoming
         current = upcoming
+
+
+def _work_folder(job: JobPlan, folder: Path | None) -> tuple[Path, bool]:
+    """Where the segments go: the checkpoint folder, or else a scratch folder of the job under
+    ``options.tmp_dir`` (removed whatever happens). Returns (folder, whether it is scratch)."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder, False
+    job.options.tmp_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="job-", dir=job.options.tmp_dir)), True
+
+
+def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist: bool, resume: JobCheckpoint | None,
+                   emit: ProgressCallback, cancel: threading.Event | None, limit: CallLimit | None,
+                   started: float) -> tuple[JobCheckpoint, list[float]]:
+    """Own the engine (its lock) for the streaming pass; see ``_stream``."""
+    lock = engine_lock(processor)
+    if not lock.acquire(blocking=False):
+        logger.info("waiting for another job to finish with the same engine")
+        lock.acquire()
+    try:
+        if cancel is not None and cancel.is_set():
+            raise _cancelled(resume, work if persist else None, "before it started")
+        _set_tiling(processor, job)
+        seed = processor.start_stream(resume.seed if resume is not None else job.options.seed)
+        description = processor.describe()
+        if resume is not None:
+            reason = checkpoint.engine_refusal(resume, description)
+            if reason is not None:
+                raise CheckpointMismatch(f"{work}: the checkpoint cannot continue this job: {reason}. Run it as it "
+                                         "was started, or start over (--overwrite on the command line).", work)
+            processor.load_stream(resume.stream)
+            checkpoint.clean_strays(work, resume)
+        else:
+            checkpoint.clean_strays(work, None)
+        base = resume if resume is not None else checkpoint.new(job, description, seed)
+        logger.info("job %s: seed %d, %s%s", job.input, seed, description,
+                    f", resuming at {base.where()}" if resume is not None else "")
+        return _stream(job, processor, work, base, persist, emit, cancel, limit, started)
+    except BaseException as exc:
+        logger.info("job %s stopped: %s", job.input, type(exc).__name__)
+        raise
+    finally:
+        _set_tiling(processor, None)
+        lock.release()
+
+
+@dataclass
+class _Tally:
+    """The running job's counters, from the checkpoint it continues."""
+
+    done: int
+    cuts: list[int]
+    model_seconds: float
+    steady: list[float]
+    piece: list[float] = field(default_factory=list)  # steady frame times of this piece only
+    frames: int = 0  # frames of this piece
+
+    @classmethod
+    def of(cls, base: JobCheckpoint) -> "_Tally":
+        return cls(base.next_index, list(base.scene_cuts), base.model_seconds, list(base.steady))
+
+
+def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckpoint, persist: bool,
+            emit: ProgressCallback, cancel: threading.Event | None, limit: CallLimit | None,
+            started: float) -> tuple[JobCheckpoint, list[float]]:
+    """Decode -> upscale -> encode into segments, from ``base`` on; returns the last checkpoint and
+    the steady-state frame times of this piece. A cancel request stops at the next frame with a
+    checkpoint (``JobCancelled``); any other error keeps only the checkpoints already committed."""
+    detector = SceneCutDetector(job.options.scene_threshold, job.rate) if job.options.scene_cuts else None
+    if detector is not None and base.scenes is not None:
+        detector.load_state(base.scenes)
+    tally = _Tally.of(base)
+    video = SegmentedVideo(work, job, base, persist=persist)
+    start = base.next_pts - job.info.video.start_time if base.next_pts is not None else job.trim_start
+    with media.FrameReader(job.input, start, job.trim_end, READ_QUEUE, info=job.info) as reader:
+        encoder = EncodeThread(video, job.size.width, job.size.height, ENCODE_QUEUE)
+        try:
+            stopped = _frames(job, processor, reader, encoder, video, detector, tally, emit, cancel, limit, started)
+            next_pts = stopped.pts if stopped is not None else None
+            if next_pts is None:
+                _check_held(processor)
+                emit(ProgressEvent("finishing", tally.done, tally.done, message="writing the last frames"))
+            encoder.call(lambda: video.commit(**_changes(processor, detector, tally, next_pts, started, base)))
+            encoder.finish()
+        except BaseException:
+            encoder.stop()
+            video.abort()
+            raise
+    latest = video.latest
+    if cancel is not None and cancel.is_set() and stopped is not None:
+        raise _cancelled(latest, work if persist else None, f"at {latest.where()}")
+    return latest, tally.piece
+
+
+def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: EncodeThread, video: SegmentedVideo,
+            detector: SceneCutDetector | None, tally: _Tally, emit: ProgressCallback,
+            cancel: threading.Event | None, limit: CallLimit | None, started: float) -> Any:
+    """Upscale the reader's frames; returns the frame it stopped before (cancel, limit), or None at the end."""
+    engine = str(processor.describe().get("engine", job.options.engine))
+    interval = job.options.checkpoint_seconds if video.persist else 0.0
+    meter = RateMeter()
+    last_commit = time.monotonic()
+    took = 0.0
+    prefetch = getattr(processor, "prefetch", None)  # optional: the next frame, given one frame early
+    for frame, upcoming in _with_next(reader):
+        if _stop_here(cancel, limit, tally, took):
+            return frame
+        index = tally.done
+        if interval > 0 and tally.frames > 0 and time.monotonic() - last_commit >= interval:
+            changes = _changes(processor, detector, tally, frame.pts, started, video.latest)
+            encoder.call(lambda changes=changes: video.commit(**changes))
+            last_commit = time.monotonic()
+        cut = detector is not None and detector.is_cut(frame.rgb)
+        if cut:
+            processor.reset()
+            tally.cuts.append(index)
+            logger.info("scene cut at frame %d (%.3f s): temporal context reset", index,
+                        float(frame.pts - job.info.video.start_time))
+        if prefetch is not None and upcoming is not None:
+            prefetch(upcoming.rgb)
+        upscaled, took = _upscale(job, processor, engine, frame, index)
+        tally.model_seconds += took
+        if index > 0 and not cut:  # a stream's first frame takes a different, cheaper path
+            tally.steady.append(took)
+            tally.piece.append(took)
+        _check_frame(upscaled, job.size, engine, index)
+        encoder.put(upscaled, frame.pts, duration=frame.duration)
+        tally.done += 1
+        tally.frames += 1
+        meter.tick()
+        emit(ProgressEvent(
+            "upscaling", tally.done, max(job.frames, tally.done), meter.fps, meter.eta(job.frames - tally.done),
+            frame.rgb, upscaled,
+            message=f"scene cut at frame {index}: temporal context reset" if cut else "",
+            scene_cut=index if cut else None,
+        ))
+    return None
+
+
+def _upscale(job: JobPlan, processor: FrameProcessor, engine: str, frame: Any, index: int) -> tuple[Any, float]:
+    tick = time.perf_counter()
+    try:
+        upscaled = processor.process(frame.rgb)
+    except Exception as exc:
+        where = f"upscaling frame {index} ({float(frame.pts - job.info.video.start_time):.3f} s) of {job.input}"
+        oom = memory_model.out_of_memory(exc, where=where, device=_device(processor), frame=index, plan=job.memory)
+        if oom is not None:
+            raise oom from exc
+        raise JobFailed(
+            f"{job.input}: the {engine} engine failed on frame {index} "
+            f"({float(frame.pts - job.info.video.start_time):.3f} s): {type(exc).__name__}: {exc}. "
+            "Nothing was written; see the log for the traceback."
+        ) from exc
+    return upscaled, time.perf_counter() - tick
+
+
+def _stop_here(cancel: threading.Event | None, limit: CallLimit | None, tally: _Tally, took: float) -> bool:
+    """Whether to stop before the next frame: cancelled, or this piece's limit reached (frames, or
+    no time left for one more frame and the checkpoint; judged only after a frame of this piece)."""
+    if cancel is not None and cancel.is_set():
+        return True
+    if limit is None or tally.frames == 0:
+        return False
+    if limit.frames is not None and tally.frames >= limit.frames:
+        return True
+    return limit.deadline is not None and time.monotonic() + 2 * took + FINISH_ALLOWANCE_S > limit.deadline
+
+
+def _changes(processor: FrameProcessor, detector: SceneCutDetector | None, tally: _Tally, next_pts: Any,
+             started: float, base: JobCheckpoint) -> dict[str, Any]:
+    """The checkpoint's fields at this frame, snapshotted now (the engine's state copied to the CPU)."""
+    return {
+        "next_index": tally.done, "next_pts": next_pts, "stream": processor.save_stream(),
+        "scenes": detector.save_state() if detector is not None else None, "scene_cuts": tuple(tally.cuts),
+        "model_seconds": tally.model_seconds, "steady": tuple(tally.steady),
+        "seconds": base.seconds + time.perf_counter() - started,
+    }
+
+
+def _check_held(processor: FrameProcessor) -> None:
+    held = processor.flush()
+    if held:
+        engine = processor.describe().get("engine")
+        raise JobFailed(f"The {engine} engine returned {len(held)} held-back frames at the end; this job "
+                        "supports only engines that return one frame per input frame.")
+
+
+def _cancelled(latest: JobCheckpoint | None, folder: Path | None, when: str) -> JobCancelled:
+    """``JobCancelled``, naming the checkpoint kept in ``folder`` when there is one to keep."""
+    if folder is not None and latest is not None and latest.next_index > 0 and checkpoint.exists(folder):
+        return JobCancelled(f"The job was cancelled {when}; the work so far is kept in {folder}.",
+                            checkpoint=folder, done=latest.next_index, total=max(latest.total, latest.next_index))
+    if folder is not None:
+        checkpoint.remove(folder)
+    return JobCancelled(f"The job was cancelled {when}; its partial output and temporary files were removed.")
+
+
+def finish_job(job: JobPlan, output: str | Path, folder: Path, latest: JobCheckpoint, *,
+               on_progress: ProgressCallback | None = None, preview_dir: str | Path | None = None,
+               keep_folder: bool = False) -> JobResult:
+    """Join the segments of a complete checkpoint into ``output``, verify it, make the preview, and
+    remove the checkpoint folder (unless ``keep_folder``: a scratch folder its owner removes). Needs
+    no engine: on ZeroGPU it runs after the last GPU call."""
+    output = Path(output)
+    emit = on_progress or (lambda event: None)
+    started = time.perf_counter()
+    frames = latest.next_index
+    emit(ProgressEvent("finishing", frames, frames, message="joining the segments, adding the audio and subtitles"))
+    write_report = media.join_segments(output, job.info, media_segments(folder, latest), encode_settings(job.options),
+                                       latest.offset or Fraction(0), job.trim_start, job.trim_end)
+    emit(ProgressEvent("verifying", frames, frames, message="verifying the output"))
+    report = media.verify(job.info, output, _expected(job, frames))
+    if not report.ok:
+        output.unlink(missing_ok=True)
+        if not keep_folder:
+            checkpoint.remove(folder)
+        raise VerificationFailed(
+            f"{output}: the finished video failed verification ({_failed_checks(report)}), so it was removed. "
+            "Please report this with the output of `vsr probe` on the input.",
+            report,
+        )
+    preview = media.make_browser_preview(output, Path(preview_dir)) if preview_dir is not None else None
+    if not keep_folder:
+        checkpoint.remove(folder)
+    seconds = latest.seconds + time.perf_counter() - started
+    emit(ProgressEvent("done", frames, frames, message=f"done in {seconds:.1f} s"))
+    logger.info("job done: %d frames in %.1f s (model %.1f s), scene cuts at %s", frames, seconds,
+                latest.model_seconds, list(latest.scene_cuts))
+    return JobResult(output, preview, report, write_report, frames, seconds, latest.model_seconds, latest.seed,
+                     tuple(latest.scene_cuts))
 
 
 def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) -> None:
@@ -263,13 +470,6 @@ def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) 
     if seconds > 0:
         keys = [estimate.cache_key(processor), job.calibration.key]
         estimate.record(job.options.cache_dir, keys, job.info.video.width, job.info.video.height, seconds)
-
-
-def _check_cancel(cancel: threading.Event | None, writer: Any = None) -> None:
-    if cancel is not None and cancel.is_set():
-        if writer is not None:
-            writer.abort()
-        raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")
 
 
 def _check_frame(upscaled: np.ndarray, size: Any, engine: str, index: int) -> None:

@@ -13,6 +13,7 @@ PySceneDetect does by default.
 from __future__ import annotations
 
 import logging
+import pickle
 from fractions import Fraction
 
 import cv2
@@ -54,6 +55,19 @@ class SceneCutDetector:
     def last_score(self) -> float | None:
         """The content score of the last frame against the one before (``None`` before two frames)."""
         return self._detector._frame_score if self._count > 1 else None  # no public getter in 0.7.2
+
+    def save_state(self) -> bytes:
+        """Everything the detector knows of the frames so far (the last frame's statistics, the flash
+        filter, the frame count), as bytes for a checkpoint; ``load_state`` goes on from there."""
+        return pickle.dumps((self.threshold, self._rate, self._detector, self._count), protocol=5)
+
+    def load_state(self, state: bytes) -> None:
+        """Go on after the frame ``save_state`` was called at (same threshold and rate only)."""
+        threshold, rate, detector, count = pickle.loads(state)
+        if (threshold, rate) != (self.threshold, self._rate):
+            raise ValueError(f"The scene detector state is for threshold {threshold:g} at {rate} fps, not "
+                             f"{self.threshold:g} at {self._rate} fps.")
+        self._detector, self._count = detector, count
 
     def is_cut(self, rgb: np.ndarray) -> bool:
         """True when ``rgb`` (HWC uint8 RGB, same size every call) starts a new shot."""

@@ -55,6 +55,16 @@ class BicubicUpscaler:
         """Frames still held back: none (every ``process`` call returns its frame)."""
         return []
 
+    def save_stream(self) -> dict:
+        """Bicubic carries no temporal state; only the seed and the frame count (for ``describe``)."""
+        return {"engine": "bicubic", "seed": self._seed, "frames": self._frames}
+
+    def load_stream(self, state: object) -> None:
+        """Go on after ``save_stream``'s frame (nothing to restore but the counters)."""
+        if not isinstance(state, dict) or state.get("engine") != "bicubic":
+            raise ValueError("This stream state is not the bicubic engine's; resume with the engine that saved it.")
+        self._seed, self._frames = state["seed"], int(state["frames"])
+
     def describe(self) -> dict:
         """JSON-safe description of the engine for plans, logs and reports."""
         return {

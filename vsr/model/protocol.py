@@ -22,6 +22,12 @@ class FrameProcessor(Protocol):
     - ``reset()``: scene cut; the next frame is treated as a first frame, noise draws continue.
     - ``flush()``: frames still held back (both engines hold none, so ``[]``).
     - ``describe()``: a JSON-safe dict (engine, device, precision, steps, seed, ...).
+    - ``save_stream()``: everything the running stream carries to its next frame (temporal state,
+      the noise generator's state, seed, counters), as picklable plain data and CPU tensors, copied,
+      so a checkpoint can outlive the engine (a crash, the end of a ZeroGPU call).
+    - ``load_stream(state)``: after ``start_stream(seed)``, go on exactly where ``save_stream`` was
+      called (tensors back on this engine's device); the next ``process`` gives the frame an
+      uninterrupted stream would have given. Raises ``ValueError`` for another engine's state.
     """
 
     scale: int
@@ -37,6 +43,10 @@ class FrameProcessor(Protocol):
     def flush(self) -> list[np.ndarray]: ...
 
     def describe(self) -> dict: ...
+
+    def save_stream(self) -> object: ...
+
+    def load_stream(self, state: object) -> None: ...
 
 
 def check_frame(rgb: np.ndarray) -> None:

@@ -17,7 +17,7 @@ applied by ``vsr.model.acceleration.Accelerator`` at a few points of a frame; wi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,11 @@ class StreamState:
     size: tuple[int, int] | None = None
     frames: int = 0  # frames processed since start_stream (= noise draws taken)
     since_reset: int = 0  # frames processed since the last reset / start
+
+
+def _on_cpu(value: object) -> object:
+    """A CPU copy of a tensor (other values as they are)."""
+    return value.detach().to("cpu", copy=True) if isinstance(value, torch.Tensor) else value
 
 
 def pad_to_multiple(rgb: np.ndarray, multiple: int = SCALE) -> np.ndarray:
@@ -248,6 +253,25 @@ class StreamDiffVSRUpscaler:
             "optimisations": self.accel.describe(),
             "scale": SCALE,
         }
+
+    def save_stream(self) -> dict:
+        """The stream so far as plain data and CPU tensors (copies): every ``StreamState`` field, the
+        seed and the noise generator's state, for ``load_stream`` in this or another process."""
+        carried = {f.name: _on_cpu(getattr(self.state, f.name)) for f in fields(StreamState)}
+        return {"engine": "stream-diffvsr", "seed": self.seed, "generator": self._generator.get_state().clone(),
+                "state": carried}
+
+    def load_stream(self, state: object) -> None:
+        """Go on exactly after ``save_stream``'s frame: the temporal state back on this device, the
+        noise generator at the same draw."""
+        if not isinstance(state, dict) or state.get("engine") != "stream-diffvsr":
+            raise ValueError("This stream state is not Stream-DiffVSR's; resume with the engine that saved it.")
+        carried = {name: value.to(self.device) if isinstance(value, torch.Tensor) else value
+                   for name, value in state["state"].items()}
+        self.state = StreamState(**carried)
+        self.seed = state["seed"]
+        self._generator.set_state(state["generator"])
+        self.accel.clear()  # nothing prefetched for another stream position may be used
 
     @torch.inference_mode()
     def process(self, rgb: np.ndarray) -> np.ndarray:

@@ -28,15 +28,32 @@ def output_filename(input_name: str, options: UpscaleOptions, suffix: str) -> st
     return f"{stem[:80]}_{options.height_label}{suffix}"
 
 
-def new_job_dir(root: Path) -> Path:
-    """Make a new folder for one job under ``root``, named with 128 random bits (not guessable).
+def new_job_name() -> str:
+    """A new job folder name (the job's resume code): ``job-`` and 128 random bits."""
+    return f"{JOB_DIR_PREFIX}{secrets.token_urlsafe(16)}"
 
-    The folder is private to the server's user (mode 0700).
+
+def new_job_dir(root: Path, name: str | None = None) -> Path:
+    """Make a new folder for one job under ``root``, named ``name`` (a ``new_job_name``, e.g. the one
+    the page already keeps as its resume code) or a new one: 128 random bits, not guessable.
+
+    The folder is private to the server's user (mode 0700). A ``name`` that is not a job name, or
+    is taken, gets a new one.
     """
     root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{JOB_DIR_PREFIX}{secrets.token_urlsafe(16)}"
+    if name is None or not _JOB_DIR_RE.match(name) or (root / name).exists():
+        name = new_job_name()
+    path = root / name
     path.mkdir(mode=0o700)
     return path
+
+
+def job_dir_for(root: Path, name: str) -> Path | None:
+    """The existing job folder ``name`` under ``root``, or None (also for anything not a job name)."""
+    if not isinstance(name, str) or not _JOB_DIR_RE.match(name):
+        return None
+    path = root / name
+    return path if path.is_dir() and not path.is_symlink() else None
 
 
 def remove_job_dir(path: Path) -> None:

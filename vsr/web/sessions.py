@@ -3,11 +3,12 @@
 - ``ActiveJobs``: one cancel flag per browser session, so the Cancel button reaches its own job.
 - ``NewestEvent``: progress from the job's thread to the page, never holding the job back.
 - ``ModelStatus``: whether the diffusion model failed to load, and the notice that says why.
-- ``job_events``: one job run in a worker thread, as a generator of progress and the result; under
+- ``job_events``: one job (or one GPU call of it, up to a ``Handover``'s frames) run in a worker
+  thread, as a generator of progress and the result or the checkpoint for the next call; under
   ZeroGPU it is the ``spaces.GPU`` function (``gpu_function``), so its arguments are picklable.
 - ``WebJobs``: what the page's handlers call: plan (with the visible bicubic fallback), run (job
-  folder, progress, cancel, clean-up), cancel. ``app.py`` makes one per page and maps its
-  ``JobUpdate``s onto components.
+  folder, GPU calls one after another, progress, cancel, clean-up), resume (``vsr.web.resume``),
+  cancel. ``app.py`` makes one per page and maps its ``JobUpdate``s onto components.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from typing import Any
 import numpy as np
 
 from vsr import environment, job
+from vsr.job import checkpoint
 from vsr.job.errors import JobCancelled, VerificationFailed
+from vsr.model import engines
 from vsr.model.errors import ModelLoadError
 from vsr.options import UpscaleOptions
-from vsr.web import folders, texts
+from vsr.web import folders, resume, texts
 from vsr.web.controls import job_options
 from vsr.web.preview import before_after
 
@@ -52,13 +55,20 @@ class ActiveJobs:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._flags: dict[str, threading.Event] = {}
+        self._codes: dict[str, str] = {}  # session -> the resume code of its running job
 
-    def start(self, session: str) -> threading.Event:
-        """Register a new job for ``session`` and return its (clear) cancel flag."""
+    def start(self, session: str, code: str = "") -> threading.Event:
+        """Register a new job for ``session`` (its resume ``code``) and return its (clear) cancel flag."""
         flag = threading.Event()
         with self._lock:
             self._flags[session] = flag
+            self._codes[session] = code
         return flag
+
+    def runs(self, code: str) -> bool:
+        """Whether the job of resume ``code`` is running in this process."""
+        with self._lock:
+            return code in self._codes.values()
 
     def cancel(self, session: str) -> bool:
         """Ask the running job of ``session`` to stop; False when it has none."""
@@ -74,6 +84,7 @@ class ActiveJobs:
         with self._lock:
             if self._flags.get(session) is flag:
                 del self._flags[session]
+                self._codes.pop(session, None)
 
     def flag(self, session: str) -> threading.Event | None:
         """The cancel flag of ``session``'s running job, or None."""
@@ -174,29 +185,41 @@ class ModelStatus:
 # The job, run in a worker thread; under ZeroGPU this generator is the GPU function.
 
 
-def job_events(plan: Any, output: str, session: str) -> Iterator[tuple[str, Any]]:
-    """Run ``plan`` into ``output`` and yield ``("progress", (event, newest_frames_event))`` while it
-    runs, then ``("result", JobResult)``. Errors of the job re-raise here.
+@dataclass(frozen=True)
+class Handover:
+    """What one GPU call of a job is handed (picklable: ZeroGPU runs the call in another process).
 
-    Arguments are picklable (ZeroGPU runs this in a worker process; ``session`` names the visitor in
-    its logs). Closing this generator (Cancel, or the visitor left) stops the job within a frame and
-    waits for it.
+    ``checkpoint_dir``: the job folder's checkpoint, where the segments are; ``checkpoint``: the
+    previous call's ``JobCheckpoint`` (plain data and CPU tensors; None: from the beginning);
+    ``frames``: stop after this many frames (None: to the end); ``finish``: join and verify at the end
+    (off under ZeroGPU: the main process does that without the GPU); ``call``: this call's number.
     """
+
+    checkpoint_dir: str
+    checkpoint: Any = None
+    frames: int | None = None
+    finish: bool = True
+    call: int = 1
+
+
+def threaded(work: Callable[[Callable, threading.Event], Any], name: str) -> Iterator[tuple[str, Any]]:
+    """Run ``work(on_progress, cancel)`` in a worker thread; yield ``("progress", (event,
+    newest_frames_event))`` while it runs, then ``("outcome", its return value)``. Its error re-raises
+    here. Closing this generator stops the work within a frame (``cancel``) and waits for it."""
     cancel = threading.Event()
     newest = NewestEvent()
     outcome: dict[str, Any] = {}
 
-    def work() -> None:
+    def target() -> None:
         try:
-            outcome["result"] = job.run(plan, Path(output), on_progress=newest.put, cancel=cancel,
-                                        preview_dir=Path(output).parent)
+            outcome["value"] = work(newest.put, cancel)
         except BaseException as error:  # noqa: BLE001 - handed to the caller's thread below
             outcome["error"] = error
         finally:
             newest.close()
 
     # copy_context: gr.Progress(track_tqdm=True) then also sees the model download's tqdm bars.
-    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="upscale-job", daemon=True)
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(target,), name=name, daemon=True)
     worker.start()
     try:
         for update in newest.updates(PREVIEW_INTERVAL_S):
@@ -204,24 +227,73 @@ def job_events(plan: Any, output: str, session: str) -> Iterator[tuple[str, Any]
         worker.join()
     finally:
         if worker.is_alive():  # the generator was closed early
-            logger.info("job of session %s stopped early; waiting for it to clean up", session)
+            logger.info("%s stopped early; waiting for it to clean up", name)
             cancel.set()
             worker.join()
     if "error" in outcome:
         raise outcome["error"]
-    yield "result", outcome["result"]
+    yield "outcome", outcome["value"]
 
 
-def gpu_duration(plan: Any, output: str, session: str) -> int:
-    """ZeroGPU reservation (seconds) for ``plan``: its time estimate with a margin and loading time
-    (``JobPlan.gpu_seconds``; the plan already refused a job whose reservation is over the limit)."""
-    return int(plan.gpu_seconds)
+def job_events(plan: Any, output: str, session: str, handover: Handover | None = None) -> Iterator[tuple[str, Any]]:
+    """Run ``plan`` into ``output`` and yield ``("progress", (event, newest_frames_event))`` while it
+    runs, then ``("result", JobResult)``, or ``("paused", JobCheckpoint)`` when this call ends at
+    ``handover.frames`` (or, with ``finish`` off, once every frame is done). Errors re-raise here.
+
+    Arguments are picklable (ZeroGPU runs this in a worker process; ``session`` names the visitor in
+    its logs). Without ``handover`` the whole job runs in one go with no checkpoint kept. Closing
+    this generator (Cancel, or the visitor left) stops the job within a frame and waits for it.
+    Under ZeroGPU the engine is released at the end of the call: nothing of the GPU outlives it.
+    """
+    started = time.monotonic()
+    seconds = gpu_duration(plan, output, session, handover) if handover is not None and handover.frames else None
+
+    def work(on_progress: Callable, cancel: threading.Event) -> Any:
+        if handover is None:
+            return job.run(plan, Path(output), on_progress=on_progress, cancel=cancel, preview_dir=Path(output).parent)
+        limit = job.CallLimit(frames=handover.frames, deadline=started + seconds if seconds else None)
+        try:
+            return job.run_piece(plan, Path(output), on_progress=on_progress, cancel=cancel,
+                                 preview_dir=Path(output).parent, checkpoint_dir=handover.checkpoint_dir,
+                                 resume=handover.checkpoint, limit=limit, finish=handover.finish)
+        finally:
+            if environment.on_zero_gpu():
+                engines.clear_processors()  # the model lives only inside the GPU call
+
+    for kind, payload in threaded(work, "upscale-job"):
+        if kind == "progress":
+            yield kind, payload
+        elif isinstance(payload, job.JobPaused):
+            yield "paused", payload.checkpoint
+        else:
+            yield "result", payload
+
+
+def gpu_duration(plan: Any, output: str, session: str, handover: Handover | None = None) -> int:
+    """ZeroGPU reservation (seconds) of one GPU call: for the frames ``handover`` gives it (at most
+    ``plan.max_frames_per_call``), its time estimate with a margin and loading time; for the whole
+    plan without ``handover``."""
+    if handover is None or handover.frames is None:
+        return int(plan.gpu_seconds)
+    done = handover.checkpoint.next_index if handover.checkpoint is not None else 0
+    return int(plan.call_seconds(max(1, min(handover.frames, plan.frames - done))))
 
 
 def gpu_function(spaces_module: Any, events: Callable = job_events) -> Callable:
     """``events`` as ``spaces_module``'s GPU function, its duration from the plan (``gpu_duration``).
     ``spaces.GPU`` returns it unchanged outside ZeroGPU."""
     return spaces_module.GPU(duration=gpu_duration)(events)
+
+
+def finish_events(plan: Any, output: str, folder: str, saved: Any) -> Iterator[tuple[str, Any]]:
+    """Join and verify a job whose every frame is done (``JobCheckpoint`` ``saved``), without the
+    engine or the GPU: ``("progress", ...)`` then ``("result", JobResult)``."""
+    def work(on_progress: Callable, cancel: threading.Event) -> Any:
+        return job.finish_job(plan, Path(output), Path(folder), saved, on_progress=on_progress,
+                              preview_dir=Path(output).parent)
+
+    for kind, payload in threaded(work, "finish-job"):
+        yield ("progress", payload) if kind == "progress" else ("result", payload)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,8 +338,8 @@ class WebJobs:
         """Plan the job; when the diffusion model cannot load, record why and plan with bicubic instead.
 
         The fallback is never silent: the page shows the notice and switches the engine control to
-        bicubic. With ``sample`` only a piece will run (``preview_plan``), so a whole video too long
-        for one ZeroGPU call is not refused here (the piece's plan checks).
+        bicubic. With ``sample`` only a piece will run (``preview_plan``), so what the whole video
+        would need on ZeroGPU is not checked here (the piece's plan checks).
         """
         options = job_options(self.settings, values)
         try:
@@ -289,8 +361,13 @@ class WebJobs:
     def cancel(self, session: str) -> bool:
         return self.active.cancel(session)
 
-    def run(self, video: str | None, values: tuple, sample: bool, session: str) -> Iterator[JobUpdate]:
-        """Run one job for the visitor, yielding what the page should show; errors propagate."""
+    def run(self, video: str | None, values: tuple, sample: bool, session: str,
+            code: str | None = None) -> Iterator[JobUpdate]:
+        """Run one job for the visitor, yielding what the page should show; errors propagate.
+
+        ``code``: the resume code the page already keeps for this job (``new_code``); the job folder
+        gets that name (a new one when it is missing or taken) and the first status line shows it.
+        """
         if not video:
             from vsr.options import OptionsError
 
@@ -302,17 +379,55 @@ class WebJobs:
                                  "with Bicubic.")
         plan = job.preview_plan(planned.plan, SAMPLE_SECONDS) if sample else planned.plan
         folders.prune_job_dirs(planned.options.output_dir, KEEP_SECONDS)
-        job_dir = folders.new_job_dir(planned.options.output_dir)
+        job_dir = folders.new_job_dir(planned.options.output_dir, code)
         output = job_dir / folders.output_filename(Path(video).name, planned.options, plan.container_suffix)
-        flag = self.active.start(session)
-        keep = False
+        resume.write_record(job_dir, resume.JobRecord(
+            job_dir.name, str(Path(video)), Path(video).name, checkpoint.file_fingerprint(Path(video)),
+            tuple(values), sample, output.name))
+        yield from self._execute(plan, planned.options, job_dir, output, session, None)
+
+    def resume(self, video: str | None, code: str | None, session: str) -> Iterator[JobUpdate]:
+        """Go on with the interrupted job of resume ``code`` (a server restart, a dropped connection),
+        from its checkpoint, with the settings it was started with; ``video`` is needed only when the
+        server no longer has the upload. Raises ``ResumeRefused`` saying why it cannot."""
+        root = self.settings.output_dir
+        job_dir, record, saved = resume.find(root, code)
+        if self.active.runs(job_dir.name):
+            raise resume.ResumeRefused(f"The job {job_dir.name} is running; follow it on the page that started it.")
+        source = resume.input_for(record, video)
+        planned = self.plan(str(source), record.values, record.sample)
+        if planned.fell_back:
+            raise ModelLoadError(f"{self.model.error} The job was started with Stream-DiffVSR; it can go on only "
+                                 "with it.")
+        plan = job.preview_plan(planned.plan, SAMPLE_SECONDS) if record.sample else planned.plan
+        checkpoint.check(saved, plan, resume.checkpoint_dir(job_dir))
+        yield from self._execute(plan, planned.options, job_dir, job_dir / record.output, session, saved)
+
+    def interrupted(self, code: str | None) -> str:
+        """The page's notice about ``code``'s interrupted job, "" when there is none (or it runs here)."""
+        if code and self.active.runs(code):
+            return ""
+        return resume.interrupted(self.settings.output_dir, code)
+
+    @staticmethod
+    def new_code() -> str:
+        """A resume code for the next job (the page keeps it in the browser before the job starts)."""
+        return folders.new_job_name()
+
+    def _execute(self, plan: Any, options: UpscaleOptions, job_dir: Path, output: Path, session: str,
+                 saved: Any) -> Iterator[JobUpdate]:
+        """Run (or go on with) the job in ``job_dir``; keep the folder when it finished, or when it
+        stopped without a cancel and a checkpoint is left (it can be resumed), else remove it."""
+        flag = self.active.start(session, job_dir.name)
+        keep = closed = False
         try:
-            yield JobUpdate(status="Starting…", starting=True)
-            result = yield from self._follow(plan, output, session, flag)
+            first = resume.started_text(job_dir.name) if saved is None else resume.resumed_text(saved, job_dir.name)
+            yield JobUpdate(status=first, starting=True)
+            result = yield from self._follow(plan, output, session, flag, resume.checkpoint_dir(job_dir), saved)
             keep = True
             yield JobUpdate(status=texts.done_text(result), result=result)
         except JobCancelled:
-            logger.info("job on %s cancelled; removing %s", Path(video).name, job_dir)
+            logger.info("job on %s cancelled; removing %s", plan.input.name, job_dir)
             yield JobUpdate(status="Cancelled. Nothing was kept.")
         except VerificationFailed:
             keep = True  # its message tells the operator where the file is, for inspection
@@ -320,28 +435,63 @@ class WebJobs:
         except ModelLoadError as error:
             # On ZeroGPU the model first loads here, inside the GPU call (plans there never load it):
             # the page's notice then says why and offers bicubic, as when a plan fails to load it.
-            if planned.options.engine != "bicubic":
+            if options.engine != "bicubic":
                 self.model.failed(str(error))
+            raise
+        except GeneratorExit:
+            closed = True  # the server is stopping or the connection dropped: not the visitor's cancel
             raise
         finally:
             self.active.finish(session, flag)
-            if not keep:
+            resumable = closed and not flag.is_set() and checkpoint.exists(resume.checkpoint_dir(job_dir))
+            if resumable:
+                logger.info("job %s stopped without a cancel; its checkpoint is kept for Resume", job_dir.name)
+            elif not keep:
                 folders.remove_job_dir(job_dir)
 
-    def _follow(self, plan: Any, output: Path, session: str, flag: threading.Event) -> Iterator[JobUpdate]:
-        """The job's progress as updates; returns its result. Closing the events stops the job (its
-        thread, or ZeroGPU's worker process, which cannot see ``flag``) and waits for it, before the
-        job folder is cleaned up: on Cancel, and when the visitor leaves."""
-        with contextlib.closing(self.events(plan, str(output), session)) as events:
+    def _follow(self, plan: Any, output: Path, session: str, flag: threading.Event, folder: Path,
+                saved: Any) -> Iterator[JobUpdate]:
+        """The job's progress as updates, call after call; returns its result.
+
+        Elsewhere one call runs the whole job. Under ZeroGPU each GPU call upscales at most
+        ``plan.max_frames_per_call`` frames and hands its checkpoint (``"paused"``) to the next; the
+        last one's checkpoint is joined and verified here, without the GPU. Closing the events stops
+        the job (its thread, or ZeroGPU's worker process, which cannot see ``flag``) and waits for
+        it, before the job folder is cleaned up: on Cancel, and when the visitor leaves."""
+        call = 0
+        while True:
+            call += 1
+            if flag.is_set():
+                break
+            if saved is not None and saved.complete:
+                return (yield from self._updates(finish_events(plan, str(output), str(folder), saved), flag, None))
+            handover = Handover(str(folder), saved, plan.max_frames_per_call if self.zero_gpu else None,
+                                finish=not self.zero_gpu, call=call)
+            calls = f"GPU call {call} of {max(call, plan.gpu_calls or 1)}" if self.zero_gpu else None
+            outcome = yield from self._updates(self.events(plan, str(output), session, handover), flag, calls)
+            if outcome is None:
+                break
+            if not isinstance(outcome, job.JobCheckpoint):
+                return outcome
+            saved = outcome
+        raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")
+
+    def _updates(self, events: Iterator[tuple[str, Any]], flag: threading.Event,
+                 calls: str | None) -> Iterator[JobUpdate]:
+        """One call's events as updates; returns its result or checkpoint (None: cancelled)."""
+        outcome = None
+        with contextlib.closing(events):
             for kind, payload in events:
                 if flag.is_set():
-                    break
-                if kind == "result":
-                    return payload
+                    return None
+                if kind in ("result", "paused"):
+                    outcome = payload  # the last item: let the call end by itself
+                    continue
                 event, frames = payload
                 progress = (event.done, event.total) if event.stage == "upscaling" and event.total else None
                 pictures = before_after(frames.input_frame, frames.output_frame) if frames is not None else None
                 status = texts.progress_text(event.stage, event.done, event.total, event.fps, event.eta_seconds,
                                              event.message)
-                yield JobUpdate(status=status, progress=progress, pictures=pictures)
-        raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")
+                yield JobUpdate(status=f"{calls} · {status}" if calls else status, progress=progress,
+                                pictures=pictures)
+        return outcome

@@ -23,8 +23,8 @@ def limits_text(options: UpscaleOptions, queue_size: int, *, zero_gpu: bool = Fa
         "more wait in line and see their place."
     )
     if zero_gpu:
-        text += (f" On this ZeroGPU Space each job must finish within one GPU call of "
-                 f"{duration_text(options.zerogpu_max_seconds)}; the plan says how long a piece of your video fits.")
+        text += (f" On this ZeroGPU Space each GPU call lasts at most {duration_text(options.zerogpu_max_seconds)}; "
+                 "a longer job runs as several calls, one after another (the plan says how many).")
     return text
 
 

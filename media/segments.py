@@ -1,0 +1,234 @@
+"""``join_segments``: one finished video from video-only segments, by stream copy, atomically.
+
+A long job writes its video as a sequence of segments, each a complete, independently decodable,
+video-only file that starts on a key frame (``VideoWriter(..., video_only=True)``: a fresh encoder
+per segment, all on the time line of the first, ``timeline=``). ``join_segments`` copies their
+packets in order into one output, with the timestamps each writer logged (``VideoWriter.packets``,
+exact in the writer's time base whatever the segment container rounds to), muxes the source's
+audio and subtitles over the whole range in the same pass (``media.mux.SideStreams``, exactly as
+``VideoWriter`` does), checks the file and renames it onto ``dest`` atomically. Nothing is
+re-encoded; on any failure the temporary file is removed and ``dest`` is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from media.encode import EncodeSettings
+from media.errors import MediaError, VerificationFailed, ZeroFrames, translate_os_error
+from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions
+from media.probe import MediaInfo
+from media.reader import resolve_trim
+from media.writer import WriteReport, rename_durably, temp_path_for
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Segment", "decoding_times", "join_segments"]
+
+PacketTimes = tuple[tuple[int, "int | None", int], ...]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One closed segment: its file, the writer's ``time_base`` and every packet's ``(pts, dts,
+    duration)`` in that time base, in file order (``VideoWriter.packets``)."""
+
+    path: Path
+    time_base: Fraction
+    packets: PacketTimes
+
+    @property
+    def frames(self) -> int:
+        return len(self.packets)
+
+
+def join_segments(
+    dest: str | Path,
+    source: MediaInfo,
+    segments: Sequence[Segment],
+    encode: EncodeSettings,
+    offset: Fraction,
+    start: Fraction | None = None,
+    end: Fraction | None = None,
+    *,
+    browser: bool = False,
+) -> WriteReport:
+    """Join ``segments`` (in order) into ``dest`` with ``source``'s audio and subtitles for the range
+    ``start``..``end`` (seconds from the first frame, as for ``VideoWriter``). ``offset`` is the
+    first segment writer's ``offset`` (source seconds subtracted from every timestamp).
+
+    Raises ``ZeroFrames`` without packets, ``MediaError`` when a segment does not match its log or
+    the others (another encoder build or settings), ``DiskFull`` / ``OutputNotWritable``.
+    """
+    dest = Path(dest)
+    segments = [s for s in segments if s.frames]
+    if not segments:
+        raise ZeroFrames(f"{dest}: no frame was written; nothing to save.", dest)
+    encode.check_container(dest)
+    fmt = container_format(dest)
+    actions = plan_stream_actions(source, dest, browser=browser)
+    abs_start, abs_end = resolve_trim(source, start, end)
+    trimmed = start is not None or end is not None
+    started = time.monotonic()
+    tmp = temp_path_for(dest)
+    try:
+        out = av.open(str(tmp), "w", format=fmt, options={"movflags": "+faststart"} if fmt in ("mp4", "mov") else {})
+    except av.FFmpegError as exc:
+        raise translate_os_error(exc, tmp, "creating the output") or exc
+    try:
+        try:
+            report = _copy(out, tmp, dest, source, segments, encode, fmt, actions,
+                           (abs_start, abs_end, offset, trimmed))
+        finally:
+            out.close()
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        _check_structure(tmp, dest, report, actions)
+        rename_durably(tmp, dest)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, (av.FFmpegError, OSError)) and not isinstance(exc, MediaError):
+            mapped = translate_os_error(exc, dest, "joining the segments")
+            if mapped is not None:
+                raise mapped from exc
+            raise MediaError(f"{dest}: joining the segments failed: {exc}", dest) from exc
+        raise
+    seconds = time.monotonic() - started
+    final = WriteReport(**{**report.__dict__, "path": dest, "bytes": dest.stat().st_size, "seconds": seconds})
+    log.info("%s", final.to_text())
+    return final
+
+
+def _copy(out: av.container.OutputContainer, tmp: Path, dest: Path, source: MediaInfo, segments: list[Segment],
+          encode: EncodeSettings, fmt: str, actions: tuple[StreamAction, ...], trim: tuple) -> WriteReport:
+    """Add the video stream (from the first segment) and the side streams, copy every packet."""
+    abs_start, abs_end, offset, trimmed = trim
+    video, extradata = _video_stream(out, segments[0], source, encode, fmt)
+    side = SideStreams(source, out, actions, abs_start, abs_end, offset, trimmed)
+    try:
+        _mux_video(out, video, side, segments, extradata, offset, fmt, dest)
+        side.pump(None)
+        side_actions = side.actions
+    finally:
+        side.close()
+    v = source.video
+    every = [p[0] for s in segments for p in s.packets]
+    duration = Fraction(max(every) - min(every)) * segments[0].time_base + v.frame_duration  # as VideoWriter's
+    width, height = video.codec_context.width, video.codec_context.height
+    streams = (StreamAction(v.index, "video", v.codec, encode.codec, "encoded"),) + tuple(side_actions)
+    return WriteReport(path=tmp, frames=len(every), width=width, height=height, codec=encode.codec,
+                       encoder=encode.spec.encoder, pix_fmt=encode.pix_fmt_for(width, height), rate=v.avg_rate,
+                       duration=duration, bytes=0, seconds=0.0, streams=streams)
+
+
+def _video_stream(out: av.container.OutputContainer, first: Segment, source: MediaInfo, encode: EncodeSettings,
+                  fmt: str) -> tuple[av.video.stream.VideoStream, bytes]:
+    """The output's video stream, a copy of the first segment's (codec, size, colour, aspect), with
+    the rotation and tag ``VideoWriter`` gives it; and the codec's header bytes every segment must share."""
+    with av.open(str(first.path)) as container:
+        template = container.streams.video[0]
+        extradata = bytes(template.codec_context.extradata or b"")
+        video = out.add_stream_from_template(template, opaque=True)  # the codec id is what a remux needs
+    video.time_base = first.time_base
+    video.codec_context.framerate = source.video.avg_rate  # the stream's rate, as VideoWriter gives it
+    if source.video.rotation:  # as VideoWriter sets it (replaces what the segment carried)
+        video.set_display_rotation(source.video.rotation)
+    if encode.codec == "hevc" and fmt in ("mp4", "mov"):
+        video.codec_tag = "hvc1"  # QuickTime/Safari only play HEVC tagged hvc1
+    return video, extradata
+
+
+def _mux_video(out: av.container.OutputContainer, video: av.video.stream.VideoStream, side: SideStreams,
+               segments: list[Segment], extradata: bytes, offset: Fraction, fmt: str, dest: Path) -> None:
+    """Every segment's packets, in order, with one run of decoding times; the audio and subtitles
+    follow them into the muxer. In MP4/MOV the last packet's duration is set from the frames' real
+    end, as ``VideoWriter`` does (the last sample's duration decides where the video ends)."""
+    time_base = segments[0].time_base
+    every = [p for s in segments for p in s.packets]
+    first_pts, end = min(p[0] for p in every), max(p[0] + p[2] for p in every)
+    dts = decoding_times([p[0] for p in every])
+    held: av.Packet | None = None
+    count = 0
+    for number, segment in enumerate(segments):
+        if segment.time_base != time_base:
+            raise MediaError(f"{segment.path}: segment {number} uses time base {segment.time_base}, the first "
+                             f"{time_base}; the segments are not of one video.", dest)
+        with av.open(str(segment.path)) as container:
+            for packet in _packets(container, segment, extradata, dest):
+                packet.dts = dts[count]
+                count += 1
+                side.pump(offset + packet.dts * time_base)
+                packet.stream = video
+                if held is not None:
+                    out.mux(held)
+                held = packet
+    assert held is not None and held.dts is not None
+    if fmt in ("mp4", "mov"):
+        remaining = (end - first_pts) - (held.dts - dts[0])
+        if remaining > 0:
+            held.duration = remaining
+    out.mux(held)
+
+
+def _packets(container: av.container.InputContainer, segment: Segment, extradata: bytes,
+             dest: Path) -> Iterator[av.Packet]:
+    """The packets of ``segment`` with the logged timestamps; refuses a segment that does not match."""
+    stream = container.streams.video[0]
+    if bytes(stream.codec_context.extradata or b"") != extradata:
+        raise MediaError(f"{segment.path}: this segment was encoded with other codec settings than the first "
+                         "(another encoder build?); the segments cannot be joined. Start the job over.", dest)
+    count = 0
+    for packet in container.demux(stream):
+        if not packet.size:
+            continue
+        if count >= segment.frames:
+            count += 1
+            break
+        packet.pts, _, packet.duration = segment.packets[count]
+        packet.time_base = segment.time_base
+        count += 1
+        yield packet
+    if count != segment.frames:
+        raise MediaError(f"{segment.path}: the segment does not hold the {segment.frames} video packets written to it; "
+                         "it is damaged. Start the job over.", dest)
+
+
+def decoding_times(pts: Sequence[int]) -> list[int]:
+    """Decoding times for packets whose presentation times are ``pts`` (in decode order, distinct).
+
+    Each segment's encoder chose its own B-frame delay (a two-frame segment may have none), so the
+    logged decoding times of consecutive segments can overlap. The joined stream gets one delay
+    ``D`` instead, the smallest that keeps every packet decoded no later than it is shown: packet
+    ``i`` is decoded at the ``(i - D)``-th presentation time (the ``D`` first ones just before the
+    first picture, one smallest gap apart). Decoding times only order the packets (pictures are
+    shown by ``pts``), so this changes nothing that is seen; durations between decoding times are
+    the real frame durations, as MP4's sample table wants.
+    """
+    order = sorted(pts)
+    rank = {value: index for index, value in enumerate(order)}
+    delay = max([0] + [i - rank[value] for i, value in enumerate(pts)])
+    gaps = [b - a for a, b in zip(order, order[1:])]
+    step = min(gaps) if gaps else 1
+    return [order[i - delay] if i >= delay else order[0] - (delay - i) * step for i in range(len(pts))]
+
+
+def _check_structure(tmp: Path, dest: Path, report: WriteReport, actions: tuple[StreamAction, ...]) -> None:
+    """Every frame and every stream there, before the rename (as ``VideoWriter`` checks)."""
+    try:
+        with av.open(str(tmp)) as check:
+            packets = sum(1 for p in check.demux(check.streams.video[0]) if p.size)
+            streams = len(check.streams)
+    except (av.FFmpegError, IndexError) as exc:
+        raise MediaError(f"{dest}: the joined file cannot be read back ({exc}).", dest) from exc
+    want = 1 + sum(1 for a in actions if a.action != "dropped")
+    if packets != report.frames or streams < want:
+        raise VerificationFailed(f"{dest}: the joined file holds {packets} of {report.frames} frames and {streams} "
+                                 f"of {want} streams; it was not saved.", dest)
