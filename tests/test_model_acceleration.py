@@ -1,4 +1,4 @@
-"""The speed switches (vsr.model.switches / acceleration): parsing, and on the CPU the same pixels as the plain path.
+"""The speed switches (vsr.switches / acceleration): parsing, and on the CPU the same pixels as the plain path.
 
 CUDA-only switches named explicitly run in their CPU form (lookup-table upload, synchronous
 prefetch, static-buffer loop without a graph), so their bookkeeping is checked here bit for bit

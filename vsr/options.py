@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vsr import environment
-from vsr.model import switches
+from vsr import switches
 
 DEFAULT_MODEL_ID = "Jamichsu/Stream-DiffVSR"
 ENGINES = ("stream-diffvsr", "bicubic")
@@ -67,7 +67,7 @@ class UpscaleOptions:
     precision: str = "auto"
     attention: str = "sdpa"
     flow_scale: float = 1.0
-    optimisations: tuple[str, ...] = ("auto",)  # speed switches, see vsr.model.switches
+    optimisations: tuple[str, ...] = ("auto",)  # speed switches, see vsr.switches
     height: int | None = None  # None: exactly 4x the input; else a target output height
     start: Fraction | None = None  # seconds on the source's time line
     end: Fraction | None = None

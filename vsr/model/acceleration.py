@@ -1,4 +1,4 @@
-"""``Accelerator``: applies the speed switches (``vsr.model.switches``) to one ``StreamDiffVSRUpscaler``.
+"""``Accelerator``: applies the speed switches (``vsr.switches``) to one ``StreamDiffVSRUpscaler``.
 
 The engine calls it at five points of a frame, and each call falls through to the engine's own
 plain step when the switch behind it is off, so with no switches the engine runs exactly as before:
@@ -22,19 +22,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from vsr import environment
-from vsr.model import aot, switches
+from vsr import switches
+from vsr.model import aot
 from vsr.model.cuda_graphs import GraphedLoop
 from vsr.model.prefetch import FlowPrefetcher
 from vsr.model.transfers import Uploader, download
 
-if TYPE_CHECKING:
-    from vsr.model.stream import StreamDiffVSRUpscaler
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ COMPILE_MODES = {"compile": None, "compile-max": "max-autotune-no-cudagraphs"}
 class Accelerator:
     """The switches in effect for one engine (``switches``) and the state they need."""
 
-    def __init__(self, engine: "StreamDiffVSRUpscaler", enabled: frozenset[str], *,
+    def __init__(self, engine: Any, enabled: frozenset[str], *,
                  cache_dir: Path | None = None) -> None:
         self.engine = engine
         self.device = engine.device

@@ -43,7 +43,7 @@ def load_engine(
     ``start_stream`` again before every further video. ``flow_scale`` (1, 0.5, 0.25): optical flow on
     frames downscaled by it (1 = exact). The bicubic engine ignores the model
     arguments. Loading failures raise ``vsr.model.errors.ModelLoadError`` (never a silent fallback to
-    another engine). ``optimisations`` are the speed switches (``vsr.model.switches``); compiled
+    another engine). ``optimisations`` are the speed switches (``vsr.switches``); compiled
     kernels and AOTInductor packages are cached under ``cache_dir``.
     """
     if name == "bicubic":

@@ -9,7 +9,7 @@ What carries from frame to frame is ``StreamState`` (previous raw output, previo
 counters) plus the noise generator; nothing else grows with the length of the video. Flow for frame
 i is computed when frame i arrives, and ``process`` returns frame i's output right away.
 
-Speed switches (``vsr.model.switches``: uploads, side-stream flow, CUDA graphs, compile, ...) are
+Speed switches (``vsr.switches``: uploads, side-stream flow, CUDA graphs, compile, ...) are
 applied by ``vsr.model.acceleration.Accelerator`` at a few points of a frame; with none of them on
 (the CPU's default) the steps above run exactly as written here.
 """
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from diffusers import ControlNetModel, DDIMScheduler, UNet2DConditionModel
 from torchvision.models.optical_flow import RAFT
 
-from vsr.model import switches
+from vsr import switches
 from vsr.model.acceleration import Accelerator
 from vsr.model.artg import ARTGBranch
 from vsr.model.devices import NAMES, resolve_device, resolve_precision
