@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from tests.model_helpers import FIXTURE_SEED, lr_frames
-from vsr.model import load_engine, switches
+from vsr import switches
+from vsr.model import load_engine
 from vsr.model.stream import StreamDiffVSRUpscaler, postprocess, preprocess
 from vsr.model.transfers import Uploader, to_uint8
 from vsr.options import OptionsError, build_options
