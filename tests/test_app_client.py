@@ -132,7 +132,7 @@ def test_bad_uploads_get_a_clear_error(client, tmp_path, kind):
         expected = r"empty\.mp4: .*(no video|no frame|no streams)"
     elif kind == "too-long":
         bad = make_video(tmp_path / "long.mp4", 64, 48, 10, 40)  # 4 s, the server allows 3 s
-        expected = r"long\.mp4: 4\.0 s of video is over the limit of 3 s\. Trim it"
+        expected = r"long\.mp4: 4\.0 s of video is over the limit of 3\.0 s\. Trim it"
     with pytest.raises(AppError) as caught:
         client.predict(*job_args(bad), api_name="/plan")
     message = str(caught.value)

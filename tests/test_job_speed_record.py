@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from media_factory import make_video
 from job_support import plan
@@ -59,7 +60,8 @@ def test_a_finished_job_records_its_steady_speed_and_later_plans_use_it(tmp_path
     assert after.calibration.cached and not after.calibration.provisional
     # The median of the 5 steady frames (each sleeps 0.05 s); the first frame (1 s) does not count.
     assert 0.05 <= after.seconds_per_frame < 1.0 and after.seconds_per_frame != before.seconds_per_frame
-    assert after.estimate_seconds == after.seconds_per_frame * 6
+    assert after.stages.engine == after.seconds_per_frame
+    assert after.estimate_seconds == pytest.approx(after.stages.total(6))
     points = dict(after.calibration.points)
     assert points[64 * 48] == after.seconds_per_frame
 

@@ -160,26 +160,33 @@ def _fast_enough_for(tmp_path: Path, seconds_per_frame: float, **overrides: Any)
 def test_a_video_too_long_for_one_call_is_refused_with_the_longest_length_that_fits(tmp_path, zerogpu):
     gpu, engine, loads = zerogpu
     clip = make_video(tmp_path / "long.mp4", 64, 48, Fraction(30), 180, audio=None)  # 6 s
-    # 0.05 s per frame and 70 s per call: (70 - 60 s loading) / 1.5 margin = 6.67 s of model time, 133 frames.
+    # 0.05 s per frame of model time and 70 s per call: (70 - 60 s loading) / 1.5 margin = 6.67 s for the
+    # whole job, which also decodes, encodes (beside the GPU) and verifies: about 130 frames.
     options = _fast_enough_for(tmp_path, 0.05, zerogpu_max_seconds=70)
     with pytest.raises(GPUCallTooLong) as refused:
         plan(clip, options)
+    stages = plan(clip, options.replace(end=1)).stages  # the same costs per frame (measured once)
+    assert stages.engine == 0.05 and stages.overlap and stages.per_frame >= 0.05
+    needed = gpu_seconds(stages.fixed + 180 * stages.per_frame)
+    most = frames_per_gpu_call(70, stages.per_frame, stages.fixed)
+    assert 100 < most < 134
     error = refused.value
-    assert (error.limit_seconds, error.needed_seconds, error.max_frames) == (70, 74, 133)
-    assert error.max_seconds == pytest.approx(133 / 30)
+    assert (error.limit_seconds, error.needed_seconds, error.max_frames) == (70, needed, most)
+    assert error.max_seconds == pytest.approx(most / 30)
     message = str(error)
-    for part in ("one GPU call may last at most 70 s", "needs about 74 s",
-                 "180 frames x 0.050 s per frame x 1.5 margin + 60 s to load the model; measured on this device",
-                 "At 64x48 -> 256x192 with the stream-diffvsr engine (4 steps), one call can upscale at most 133 "
-                 "frames, about 4.4 s of this video.",
+    for part in ("one GPU call may last at most 70 s", f"needs about {needed} s",
+                 f"180 frames x {stages.per_frame:.3f} s per frame + {stages.fixed:g} s to start and finish, x 1.5 "
+                 "margin, + 60 s to load the model; measured on this device",
+                 f"At 64x48 -> 256x192 with the stream-diffvsr engine (4 steps), one call can upscale at most {most} "
+                 f"frames, about {int(most / 3) / 10:.1f} s of this video.",
                  "Trim the video (start/end)", "locally or on a dedicated GPU"):
         assert part in message, (part, message)
     assert isinstance(pickle.loads(pickle.dumps(error)), GPUCallTooLong)
 
     # The length it names really fits; one frame more does not.
-    assert plan(clip, options.replace(end=Fraction(133, 30))).gpu_seconds <= 70
+    assert plan(clip, options.replace(end=Fraction(most, 30))).gpu_seconds <= 70
     with pytest.raises(GPUCallTooLong):
-        plan(clip, options.replace(end=Fraction(134, 30)))
+        plan(clip, options.replace(end=Fraction(most + 1, 30)))
 
     # In the app: the plan error, with the upload named by its file name, and no GPU call made.
     with pytest.raises(Exception) as shown:
@@ -192,7 +199,7 @@ def test_a_video_too_long_for_one_call_is_refused_with_the_longest_length_that_f
 
     # The 2-second sample of the same video fits in one call and runs.
     updates = _run(_jobs(options, gpu), clip, sample=True)
-    assert gpu.durations == [gpu_seconds(0.05 * 60)] and updates[-1].status.startswith("Done")
+    assert gpu.durations == [gpu_seconds(stages.total(60))] and updates[-1].status.startswith("Done")
 
 
 def test_the_call_limit_setting(tmp_path):

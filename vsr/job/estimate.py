@@ -21,8 +21,8 @@ model must not run outside a job (a Hugging Face ZeroGPU Space has no GPU outsid
 the plan uses ``lookup`` and, when nothing was measured yet, ``provisional``: a clearly labelled
 estimate from the paper's published speed until the first job there records the real one.
 
-The estimate covers model time, which dominates; decoding and encoding run in their own threads at
-the same time (``bench/job.py`` measures what they add).
+This module times the engine; ``vsr.job.pipeline`` measures decoding, encoding and verifying and
+adds the stages up into the job's time (``bench/estimates.py`` compares it with real jobs).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from vsr.job import pipeline
 from vsr.model import engines
 from vsr.model.engines import engine_lock
 from vsr.model.protocol import FrameProcessor
@@ -303,6 +304,8 @@ class Estimator(Protocol):
     - ``will_measure(width, height)``: whether ``calibration`` at that input size would run the
       engine to measure (slow: the caller says so to its user first); False when cached.
     - ``calibration(width, height)``: the speed at that input size (``Calibration``).
+    - ``media(info, settings)``: what decoding ``info``'s video, encoding with ``settings`` and
+      verifying cost on this machine (``vsr.job.pipeline.MediaCosts``; measured in well under a second).
     """
 
     def engine(self) -> dict[str, Any]: ...
@@ -310,6 +313,8 @@ class Estimator(Protocol):
     def will_measure(self, width: int, height: int) -> bool: ...
 
     def calibration(self, width: int, height: int) -> Calibration: ...
+
+    def media(self, info: Any, settings: Any) -> pipeline.MediaCosts: ...
 
 
 @dataclass(frozen=True)
@@ -340,6 +345,9 @@ class EngineEstimator:
             self.on_measure()
         return calibrate(self._engine(), self.options.cache_dir, width, height)
 
+    def media(self, info: Any, settings: Any) -> pipeline.MediaCosts:
+        return pipeline.measure_media(info, settings)
+
 
 @dataclass(frozen=True)
 class CachedEstimator:
@@ -360,6 +368,9 @@ class CachedEstimator:
     def calibration(self, width: int, height: int) -> Calibration:
         engine, steps = self.description["engine"], int(self.description.get("steps") or 4)
         return lookup(self.cache_dir, self.key) or provisional(self.key, engine, steps)
+
+    def media(self, info: Any, settings: Any) -> pipeline.MediaCosts:
+        return pipeline.measure_media(info, settings)  # the CPU side: no GPU needed
 
 
 def zerogpu_calibration_key(options: UpscaleOptions) -> str:

@@ -29,6 +29,7 @@ import media
 from vsr import environment
 from vsr.formatting import bytes_text, clock_text, duration_text, fraction_text, rate_text
 from vsr.job.estimate import Calibration, Estimator
+from vsr.job.pipeline import MediaCosts, StageSeconds, stage_seconds
 from vsr.job.errors import GPUCallTooLong, InputNotFound, LimitExceeded, TrimOutOfRange
 from vsr.job.sizing import OutputSize, output_size
 from vsr.options import UpscaleOptions
@@ -58,16 +59,17 @@ def gpu_seconds(estimate_seconds: float | None, *, loading_seconds: float = GPU_
     return max(minimum, math.ceil(estimate_seconds * margin + loading_seconds))
 
 
-def frames_per_gpu_call(limit_seconds: float, seconds_per_frame: float) -> int:
+def frames_per_gpu_call(limit_seconds: float, seconds_per_frame: float, fixed_seconds: float = 0.0) -> int:
     """The most frames one GPU call of at most ``limit_seconds`` can upscale: the largest ``n`` with
-    ``gpu_seconds(n * seconds_per_frame) <= limit_seconds`` (0 when not even one frame fits)."""
-    budget = (limit_seconds - GPU_LOADING_SECONDS) / GPU_MARGIN
-    if gpu_seconds(0.0) > limit_seconds or budget <= 0:
+    ``gpu_seconds(fixed_seconds + n * seconds_per_frame) <= limit_seconds`` (0 when not even one
+    frame fits)."""
+    budget = (limit_seconds - GPU_LOADING_SECONDS) / GPU_MARGIN - fixed_seconds
+    if gpu_seconds(fixed_seconds) > limit_seconds or budget <= 0:
         return 0
     if seconds_per_frame <= 0:
         return 2**31 - 1
     frames = math.floor(budget / seconds_per_frame) + 1
-    while frames > 0 and gpu_seconds(frames * seconds_per_frame) > limit_seconds:  # rounding: step back
+    while frames > 0 and gpu_seconds(fixed_seconds + frames * seconds_per_frame) > limit_seconds:  # rounding
         frames -= 1
     return frames
 
@@ -78,8 +80,10 @@ class JobPlan:
 
     Times are seconds as ``Fraction`` from the video's first frame (``start``/``end``: the range to
     upscale, ``end`` already clamped to the video's end). ``frames`` is the expected number of output
-    frames. ``estimate_seconds`` is model time from ``calibration``; ``estimate_bytes`` a rough output
-    file size.
+    frames. ``seconds_per_frame`` is the engine's time per frame (``calibration``); ``media`` what
+    decoding, encoding and verifying cost on this machine; ``stages`` both per frame, and
+    ``estimate_seconds`` the whole job's time from them (``vsr.job.pipeline``). ``estimate_bytes``
+    is a rough output file size.
     """
 
     input: Path
@@ -94,6 +98,8 @@ class JobPlan:
     engine: dict[str, Any]
     calibration: Calibration
     seconds_per_frame: float
+    media: MediaCosts
+    stages: StageSeconds
     estimate_seconds: float
     estimate_bytes: int
     notes: tuple[str, ...] = field(default=())
@@ -110,7 +116,7 @@ class JobPlan:
         """On ZeroGPU: the most frames of this video one GPU call can upscale; None elsewhere."""
         if self.gpu_call_limit is None:
             return None
-        return frames_per_gpu_call(self.gpu_call_limit, self.seconds_per_frame)
+        return frames_per_gpu_call(self.gpu_call_limit, self.stages.per_frame, self.stages.fixed)
 
     @property
     def duration(self) -> Fraction:
@@ -159,6 +165,7 @@ class JobPlan:
             "scene_cuts": self.options.scene_cuts,
             "scene_threshold": self.options.scene_threshold,
             "seconds_per_frame": self.seconds_per_frame,
+            "stages": self.stages.to_dict(),
             "estimate_seconds": self.estimate_seconds,
             "estimate_bytes": self.estimate_bytes,
             "calibration": self.calibration.describe(),
@@ -167,6 +174,16 @@ class JobPlan:
             "gpu_seconds": self.gpu_seconds if self.gpu_call_limit is not None else None,
             "notes": list(self.notes),
         }
+
+    def estimate_text(self) -> str:
+        """The time estimate in words: how long, and whether it was measured on this device."""
+        source = ("provisional: not yet measured on this device, from the paper's published speed" if self.calibration.provisional
+                  else "measured on this device")
+        stages = self.stages
+        parts = [f"upscaling {stages.engine:.3f} s"]
+        if self.media.measured:
+            parts.append(f"encoding {stages.encode:.3f} s")
+        return f"about {duration_text(self.estimate_seconds)}, {source} ({', '.join(parts)} per frame)"
 
     def to_text(self) -> str:
         """A few lines for people: what goes in, what comes out, how long it should take."""
@@ -196,11 +213,7 @@ class JobPlan:
             lines.append(f"Track:    {track.to_text()}{cut}")
         if not self.tracks:
             lines.append("Track:    no audio or subtitle tracks")
-        lines.append(
-            f"Estimate: about {duration_text(self.estimate_seconds)} "
-            f"({self.seconds_per_frame:.3f} s per frame, {self.calibration.describe()}); "
-            f"output about {bytes_text(self.estimate_bytes)} (rough)"
-        )
+        lines.append(f"Estimate: {self.estimate_text()}; output about {bytes_text(self.estimate_bytes)} (rough)")
         if self.gpu_call_limit is not None:
             lines.append(f"GPU:      one ZeroGPU call of {self.gpu_seconds} s reserved (estimate x {GPU_MARGIN:g} + "
                          f"{GPU_LOADING_SECONDS:g} s to load the model; the limit is {self.gpu_call_limit:g} s per call)")
@@ -247,8 +260,9 @@ def plan(
     settings.check_container(suffix)
     zero_gpu = environment.on_zero_gpu() if zero_gpu is None else zero_gpu
     calibration = estimator.calibration(info.video.width, info.video.height)
+    costs = estimator.media(info, settings)
     limit = options.zerogpu_max_seconds if zero_gpu else None
-    return _decide(path, info, options, estimator.engine(), calibration, suffix, limit,
+    return _decide(path, info, options, estimator.engine(), calibration, costs, suffix, limit,
                    check_gpu_call=not piece_only)
 
 
@@ -267,7 +281,7 @@ def preview_plan(job: JobPlan, seconds: float = 2.0) -> JobPlan:
     middle = job.start + job.duration / 2
     start = max(job.start, middle - length / 2)
     options = job.options.replace(start=start, end=start + length)
-    return _decide(job.input, job.info, options, job.engine, job.calibration, job.container_suffix,
+    return _decide(job.input, job.info, options, job.engine, job.calibration, job.media, job.container_suffix,
                    job.gpu_call_limit)
 
 
@@ -277,6 +291,7 @@ def _decide(
     options: UpscaleOptions,
     engine: dict[str, Any],
     calibration: Calibration,
+    costs: MediaCosts,
     suffix: str,
     gpu_call_limit: float | None = None,
     *,
@@ -299,7 +314,7 @@ def _decide(
     length = end - start
     if float(length) > options.max_duration:
         raise LimitExceeded(
-            f"{path}: {float(length):.1f} s of video is over the limit of {options.max_duration:g} s. "
+            f"{path}: {duration_text(float(length))} of video is over the limit of {duration_text(options.max_duration)}. "
             "Trim it with start/end (--start/--end) or raise the limit (STREAM_DIFFVSR_MAX_DURATION)."
         )
     frames = _frame_count(v, start, end, length)
@@ -318,8 +333,10 @@ def _decide(
     if v.variable_rate:
         notes.append("variable frame rate: every frame keeps its own timestamp")
     seconds_per_frame = calibration.seconds_per_frame(v.width, v.height)
+    stages = stage_seconds(costs, seconds_per_frame, str(engine.get("device", "cpu")), v.width * v.height,
+                           size.model_width * size.model_height, size.width * size.height, size.resized)
     if gpu_call_limit is not None and check_gpu_call:
-        _check_gpu_call(path, v, engine, size, calibration, seconds_per_frame, frames, gpu_call_limit)
+        _check_gpu_call(path, v, engine, size, calibration, stages, frames, gpu_call_limit)
     tracks = media.plan_stream_actions(info, path.with_name(f"output{suffix}"))
     return JobPlan(
         input=path,
@@ -334,7 +351,9 @@ def _decide(
         engine=dict(engine),
         calibration=calibration,
         seconds_per_frame=seconds_per_frame,
-        estimate_seconds=seconds_per_frame * frames,
+        media=costs,
+        stages=stages,
+        estimate_seconds=stages.total(frames),
         estimate_bytes=_estimate_bytes(info, options, size, frames, length),
         notes=tuple(notes),
         gpu_call_limit=gpu_call_limit,
@@ -342,12 +361,12 @@ def _decide(
 
 
 def _check_gpu_call(path: Path, v: Any, engine: dict[str, Any], size: OutputSize, calibration: Calibration,
-                    seconds_per_frame: float, frames: int, limit: float) -> None:
+                    stages: StageSeconds, frames: int, limit: float) -> None:
     """Refuse (``GPUCallTooLong``) a ZeroGPU job whose reservation exceeds the per-call ``limit``."""
-    needed = gpu_seconds(seconds_per_frame * frames)
+    needed = gpu_seconds(stages.total(frames))
     if needed <= limit:
         return
-    most = frames_per_gpu_call(limit, seconds_per_frame)
+    most = frames_per_gpu_call(limit, stages.per_frame, stages.fixed)
     steps = f" ({engine.get('steps')} steps)" if engine.get("steps") else ""
     source = ("provisional estimate, not yet measured on this device" if calibration.provisional
               else "measured on this device")
@@ -357,8 +376,8 @@ def _check_gpu_call(path: Path, v: Any, engine: dict[str, Any], size: OutputSize
              "video.")
     raise GPUCallTooLong(
         f"{path}: on this ZeroGPU Space one GPU call may last at most {limit:g} s, but this job needs about {needed} s "
-        f"({frames} frames x {seconds_per_frame:.3f} s per frame x {GPU_MARGIN:g} margin + {GPU_LOADING_SECONDS:g} s "
-        f"to load the model; {source}). {reach} Trim the video (start/end) to at most that length and upscale it "
+        f"({frames} frames x {stages.per_frame:.3f} s per frame + {stages.fixed:g} s to start and finish, x "
+        f"{GPU_MARGIN:g} margin, + {GPU_LOADING_SECONDS:g} s to load the model; {source}). {reach} Trim the video (start/end) to at most that length and upscale it "
         "in pieces, use a smaller (lower-resolution) input or fewer steps, or run it locally or on a dedicated GPU "
         "(the Docker image or the command line), where there is no per-call limit.",
         limit_seconds=limit, needed_seconds=needed, max_frames=most,
