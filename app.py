@@ -83,7 +83,7 @@ def _user_errors(fn: Callable) -> Callable:
             return error
         if isinstance(error, EXPECTED_ERRORS):
             logger.info("refused or failed: %s", error)
-            message = str(error)
+            message = texts.model_error_text(error) if isinstance(error, ModelLoadError) else str(error)
             for arg in args:
                 if isinstance(arg, str) and len(arg) > 1 and Path(arg).is_absolute():
                     message = message.replace(arg, Path(arg).name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import stat
 import threading
@@ -267,3 +268,65 @@ def test_gpu_seconds():
     assert planning.gpu_seconds(1.0) == 62  # 1.5 s with the margin, plus 60 s of loading
     assert planning.gpu_seconds(100.0) == 210
     assert planning.gpu_seconds(100.0, loading_seconds=0, margin=1.0, minimum=10) == 100
+
+
+# -- model errors: the facts from the loader, the fix in the page's words ----------------------------
+
+REFUSED = "http://127.0.0.1:9"  # nothing listens on the discard port: connections are refused at once
+
+
+def test_an_unreachable_hub_names_the_servers_settings_on_the_page_and_the_flags_on_the_cli(tmp_path):
+    from vsr.model.errors import HubUnreachableError
+    from vsr.model.loading import resolve_model_folder
+
+    with pytest.raises(HubUnreachableError) as caught:
+        resolve_model_folder("Jamichsu/Stream-DiffVSR", endpoint=REFUSED, cache_dir=tmp_path / "hub", timeout=3)
+    error = caught.value
+    assert "--model-id" in str(error)  # the command line keeps its flag
+    page = texts.model_error_text(error)
+    assert page.startswith("The model 'Jamichsu/Stream-DiffVSR' could not be loaded: the hub")
+    for part in ("STREAM_DIFFVSR_MODEL_ID", "HF_HUB_OFFLINE=1", "HF_HOME", str(tmp_path / "hub")):
+        assert part in page, (part, page)
+    assert "--" not in page and "Errno" not in page
+    again = pickle.loads(pickle.dumps(error))  # a ZeroGPU worker hands errors back pickled
+    assert type(again) is HubUnreachableError and texts.model_error_text(again) == page
+
+
+def test_a_failed_download_says_why_in_plain_words(tmp_path, monkeypatch):
+    import socket
+
+    import requests
+
+    from vsr.model import loading
+    from vsr.model.errors import HubUnreachableError
+
+    def no_dns(*args, **kwargs):
+        try:
+            raise socket.gaierror(-2, "Name or service not known")
+        except socket.gaierror as dns:
+            raise requests.exceptions.ConnectionError(
+                "HTTPSConnectionPool(host='huggingface.co', port=443): Max retries exceeded with url: /api "
+                "(Caused by NameResolutionError(\"gaierror: [Errno -2] Name or service not known\"))") from dns
+
+    monkeypatch.setattr(loading, "unreachable_reason", lambda *args: None)  # the quick probe got through
+    monkeypatch.setattr(loading, "snapshot_download", no_dns)
+    with pytest.raises(HubUnreachableError) as caught:
+        loading.resolve_model_folder("someone/model", endpoint="https://huggingface.co", cache_dir=tmp_path)
+    for text in (str(caught.value), texts.model_error_text(caught.value)):
+        assert "the address of huggingface.co could not be looked up" in text, text
+        assert "Errno" not in text and "gaierror" not in text and "HTTPSConnectionPool" not in text
+
+
+def test_a_missing_model_folder_makes_a_notice_that_names_the_setting(tmp_path):
+    from media_factory import make_video
+
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 3, audio=None)
+    settings = build_options({"model_id": str(tmp_path / "no-such-model"), "cache_dir": str(tmp_path / "cache"),
+                              "tmp_dir": str(tmp_path / "tmp"), "output_dir": str(tmp_path / "out")}, env={})
+    jobs = sessions.WebJobs(settings, zero_gpu=False)
+    planned = jobs.plan(str(clip), ("stream-diffvsr", "4x", "", "", 4, "", "h264", 18, True))
+    assert planned.fell_back and planned.options.engine == "bicubic"
+    notice = jobs.model.notice()
+    assert f"The model folder {tmp_path / 'no-such-model'} could not be loaded: it does not exist." in notice
+    assert "Set STREAM_DIFFVSR_MODEL_ID on the server" in notice and "--model-id" not in notice
+    assert "The **Bicubic** engine still works" in notice

@@ -115,6 +115,12 @@ _ENV_TO_OPTION = {
 _FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
 
 
+def env_variable(option: str) -> str | None:
+    """The environment variable that sets ``option`` (``"model_id"`` -> ``"STREAM_DIFFVSR_MODEL_ID"``),
+    or None when the environment does not set it."""
+    return next((variable for variable, name in _ENV_TO_OPTION.items() if name == option), None)
+
+
 def build_options(
     overrides: Mapping[str, Any] | None = None,
     *,

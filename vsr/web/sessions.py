@@ -275,7 +275,7 @@ class WebJobs:
         except ModelLoadError as error:
             if options.engine == "bicubic":
                 raise
-            self.model.failed(str(error))
+            self.model.failed(texts.model_error_text(error))
             options = options.replace(engine="bicubic")
             return Planned(self._plan(video, options, sample), options, True)
         if options.engine != "bicubic":
@@ -321,7 +321,7 @@ class WebJobs:
             # On ZeroGPU the model first loads here, inside the GPU call (plans there never load it):
             # the page's notice then says why and offers bicubic, as when a plan fails to load it.
             if planned.options.engine != "bicubic":
-                self.model.failed(str(error))
+                self.model.failed(texts.model_error_text(error))
             raise
         finally:
             self.active.finish(session, flag)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from vsr.formatting import bytes_text, duration_text
-from vsr.options import UpscaleOptions
+from vsr.model.errors import ModelLoadError
+from vsr.options import UpscaleOptions, env_variable
 from vsr.web.controls import display_size
 
 
@@ -111,3 +112,31 @@ def device_text(options: UpscaleOptions) -> str:
 
         name = f"{device} ({torch.cuda.get_device_name(device)})"
     return f"{name}, {NAMES[dtype]} (device {options.device}, precision {options.precision})"
+
+
+_SETTING_THINGS = {"model_id": "a Stream-DiffVSR model folder (or a Hugging Face model id)",
+                   "flow_weights": "a RAFT large weights file (.pth or .safetensors)"}
+
+
+def model_error_text(error: ModelLoadError) -> str:
+    """A model loading error for the page, whose reader cannot type command-line flags: what could
+    not be loaded and why, then the fix in the server's settings (its environment variables and
+    download cache). An error without those facts (``ModelLoadError.remedy``) is shown as it is."""
+    variable = env_variable(error.setting) if error.setting else None
+    if not error.remedy or variable is None:
+        return str(error)
+    head = f"{error.subject[:1].upper()}{error.subject[1:]} could not be loaded: {error.reason}."
+    thing = _SETTING_THINGS.get(error.setting or "", "a file or folder")
+    if error.remedy == "path":
+        fix = f"Set {variable} on the server to {thing} that exists, or leave it unset for the default."
+    elif error.remedy == "hub-id":
+        fix = (f"Check {variable} on the server (the default is Jamichsu/Stream-DiffVSR); a private model also "
+               "needs a Hugging Face token on the server (HF_TOKEN).")
+    elif error.setting == "model_id":
+        fix = (f"On the server, set {variable} to a local copy of the model, or put the model into the Hugging Face "
+               f"download cache ({error.cache}; HF_HOME sets where it is) on a machine with internet access, "
+               "and set HF_HUB_OFFLINE=1 so that the server uses the cache only.")
+    else:
+        fix = (f"On the server, set {variable} to {thing}, or put the file at {error.cache} (the torch hub "
+               "cache) on a machine with internet access.")
+    return f"{head} {fix}"
