@@ -125,6 +125,20 @@ class StageSeconds:
                 "overlap": self.overlap, "fixed_s": self.fixed, "per_frame_s": self.per_frame}
 
 
+def engine_seconds_alone(in_job: float, stages: StageSeconds) -> float:
+    """The engine's seconds per frame on its own, from its steady time inside a job planned with
+    ``stages`` (what a finished job records for later estimates).
+
+    On an accelerator the CPU stages hardly slow the engine down. On the CPU they run on the same
+    cores while the engine works, so its time in the job already holds their work; what is left
+    without it is recorded (never less than half the time in the job), so that adding the media
+    stages again (``StageSeconds.streaming``) gives the job's real pace instead of counting it twice.
+    """
+    if stages.overlap:
+        return in_job
+    return max(in_job / 2, in_job - stages.decode - stages.encode)
+
+
 def stage_seconds(costs: MediaCosts, engine_seconds: float, engine_device: str, input_pixels: int,
                   model_pixels: int, output_pixels: int, resized: bool) -> StageSeconds:
     """The per-frame stage times of a job from its ``costs`` and the engine's seconds per frame.

@@ -12,8 +12,9 @@ closes every file and thread, removes the half-written output and the job's temp
 then raises (``JobCancelled``, ``JobFailed`` or the original ``MediaError``).
 
 A finished job records the engine's steady-state speed it measured (the median time of every frame
-that was not a stream's first frame) in the calibration cache (``vsr.job.estimate.record``), under
-the engine's key and the plan's, so later plans on this device estimate from a real run.
+that was not a stream's first frame, less the media threads' share on the CPU:
+``vsr.job.pipeline.engine_seconds_alone``) in the calibration cache (``vsr.job.estimate.record``),
+under the engine's key and the plan's, so later plans on this device estimate from a real run.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 import media
-from vsr.job import estimate
+from vsr.job import estimate, pipeline
 from vsr.job.encode_thread import EncodeThread
 from vsr.job.errors import JobCancelled, JobError, JobFailed, JobRefused, VerificationFailed
 from vsr.job.planning import JobPlan, encode_settings
@@ -219,7 +220,8 @@ def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) 
     Under the engine's own calibration key and the plan's (which differs on a ZeroGPU Space, whose
     plans cannot load the engine). A failure to write the cache is logged, never fails the job.
     """
-    seconds = statistics.median(steady) if len(steady) >= estimate.MIN_RECORDED_FRAMES else 0.0
+    in_job = statistics.median(steady) if len(steady) >= estimate.MIN_RECORDED_FRAMES else 0.0
+    seconds = pipeline.engine_seconds_alone(in_job, job.stages)
     if seconds > 0:
         keys = [estimate.cache_key(processor), job.calibration.key]
         estimate.record(job.options.cache_dir, keys, job.info.video.width, job.info.video.height, seconds)
