@@ -138,7 +138,7 @@ def _page_update(ui: dict, update: sessions.JobUpdate, progress: gr.Progress) ->
         out[ui["slider"]] = update.pictures
     if update.result is not None:
         result = update.result
-        out.update({ui["result"]: str(result.preview or result.output), ui["report"]: texts.report_markdown(result),
+        out.update({ui["result"]: str(result.preview or result.output), ui["report"]: update.report,
                     ui["download"]: gr.update(value=str(result.output), visible=True,
                                               label=f"Download {result.output.name}")})
     elif update.status is not None and update.status.startswith("Cancelled"):

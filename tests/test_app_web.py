@@ -24,6 +24,7 @@ from vsr.web import controls as page_controls
 from vsr.web import folders, preview, sessions, texts
 from vsr.job.errors import TargetTooLarge
 from vsr.options import OptionsError, build_options
+from vsr.job import progress
 from vsr.job.progress import ProgressEvent
 from vsr.job.sizing import output_size
 
@@ -128,10 +129,11 @@ def test_size_text():
 
 
 def test_progress_text_says_frames_rate_and_time_left():
-    text = texts.progress_text("upscaling", 24, 120, 3.1, 31.0)
+    text = progress.status_text("upscaling", 24, 120, 3.1, 31.0)
     assert text == "Upscaling frame 24 of 120 · 3.10 frames/s · about 31 s left"
-    assert "measuring" in texts.progress_text("upscaling", 1, 120, None, None)
-    assert texts.progress_text("loading", 0, 120, None, None, "downloading").startswith("Loading the model")
+    assert text == "Upscaling " + progress.counter_text(24, 120, 3.1, 31.0)  # the CLI's bar shows the same words
+    assert "measuring" in progress.status_text("upscaling", 1, 120, None, None)
+    assert progress.status_text("loading", 0, 120, None, None, "downloading").startswith("Loading the model")
 
 
 def test_limits_text_shows_every_limit():
@@ -147,9 +149,18 @@ def test_report_markdown_lists_every_check():
     report = SimpleNamespace(ok=True, path=Path("/x/clip_4x.mp4"), checks=(
         check(name="frames", ok=True, message="12 frames"),
         check(name="frame rate", ok=True, message="30000/1001 fps")))
-    text = texts.report_markdown(SimpleNamespace(report=report, scene_cuts=(5,)))
+    result = SimpleNamespace(report=report, scene_cuts=(5,))
+    text = texts.report_markdown(result, SimpleNamespace(temporal=True))
     assert text.splitlines()[0] == "### Verification passed: clip_4x.mp4"
     assert "✓ **frames**: 12 frames" in text and "30000/1001 fps" in text and "frame): 5" in text
+    assert "Scene cuts" not in texts.report_markdown(result, SimpleNamespace(temporal=False))  # bicubic
+
+
+def test_the_seed_is_offered_again_only_where_it_decides_the_result():
+    result = SimpleNamespace(frames=600, seconds=600.0, seed=42)
+    assert texts.done_text(result, SimpleNamespace(temporal=True)) == (
+        "Done in 10 min: 600 frames (1.00 frames/s). Seed 42 (enter it under Seed to get exactly this result again).")
+    assert texts.done_text(result, SimpleNamespace(temporal=False)) == "Done in 10 min: 600 frames (1.00 frames/s)."
 
 
 # -- before / after ---------------------------------------------------------------------------------

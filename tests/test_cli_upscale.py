@@ -38,7 +38,10 @@ def test_upscale_a_generated_clip(tmp_path: Path, monkeypatch, capsys) -> None:
     stdout = captured.out.splitlines()
     assert stdout[0].startswith("Input:    in.mkv: 40x24") and any(l.startswith("Estimate:") for l in stdout)
     assert "Track:    audio #1: aac, copied unchanged" in captured.out
-    assert "seed 11" in captured.out
+    # Bicubic draws no noise and has no temporal context: no seed to repeat, no scene-cut lines.
+    (done,) = [line for line in stdout if line.startswith("Done:")]
+    assert done.startswith("Done:     20 frames in ") and "frames/s" in done
+    assert "seed" not in captured.out and "Scenes:" not in captured.out and "scene cut" not in captured.out
     assert stdout[-1].startswith("  [ok] subtitles") and "out.mkv: all 11 checks passed." in captured.out
     assert "upscaling" in captured.err and "100%" in captured.err  # the tqdm bar
     info = media.probe(out)
@@ -125,3 +128,38 @@ def test_ctrl_c_cancels_cleans_up_and_exits_130(tmp_path: Path) -> None:
     assert stdout.startswith("Input:    long.mp4")
     assert list(out_dir.iterdir()) == []
     assert files_under(tmp_path / "tmp") == []
+
+
+def test_the_done_line_names_seed_and_cuts_only_for_the_diffusion_engine() -> None:
+    from types import SimpleNamespace
+
+    from vsr.cli import done_line
+
+    result = SimpleNamespace(frames=600, seconds=600.0, seed=42, scene_cuts=(120, 300))
+    assert done_line(result, SimpleNamespace(temporal=True)) == (
+        "Done:     600 frames in 10 min (1.00 frames/s); seed 42; scene cuts at frames: 120, 300")
+    assert done_line(result, SimpleNamespace(temporal=False)) == "Done:     600 frames in 10 min (1.00 frames/s)"
+
+
+def test_log_lines_during_the_job_go_above_the_bar_not_into_it(capsys) -> None:
+    """A warning while the bar is drawn is printed on its own line (tqdm.write), then the bar again;
+    the bar ends with the same words and numbers as the web page's status line."""
+    from vsr.cli import _ProgressBar, _configure_logging
+    from vsr.job.progress import ProgressEvent, counter_text
+
+    _configure_logging("WARNING")
+    with _ProgressBar(10, scene_cuts=False) as bar:
+        bar.update(ProgressEvent("loading", 0, 10))
+        for done in range(1, 5):
+            bar.update(ProgressEvent("upscaling", done, 10, 2.0, (10 - done) / 2))
+        logging.getLogger("media.reader").warning("in.webm: the alpha channel is dropped")
+        bar.update(ProgressEvent("upscaling", 5, 10, 2.0, 2.5, scene_cut=5))
+    err = capsys.readouterr().err
+    pieces = [piece for line in err.split("\n") for piece in line.split("\r")]
+    (warning,) = [piece for piece in pieces if "alpha channel" in piece]
+    assert warning.endswith("WARNING media.reader: in.webm: the alpha channel is dropped") and "%|" not in warning
+    assert any(piece.startswith("upscaling:  50%|") and piece.endswith(counter_text(5, 10, 2.0, 2.5))
+               for piece in pieces), pieces
+    assert "scene cut" not in err  # bicubic has no temporal context to reset
+    root = logging.getLogger()
+    assert any(type(h) is logging.StreamHandler for h in root.handlers)  # the terminal handler is back

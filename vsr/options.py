@@ -20,6 +20,9 @@ from vsr import environment
 
 DEFAULT_MODEL_ID = "Jamichsu/Stream-DiffVSR"
 ENGINES = ("stream-diffvsr", "bicubic")
+TEMPORAL_ENGINES = frozenset({"stream-diffvsr"})
+"""Engines that draw noise (the seed decides the result) and carry context from frame to frame (scene
+cuts reset it). For the others (bicubic) a seed and scene cuts mean nothing, and nobody is told about them."""
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ATTENTIONS = ("sdpa", "xformers", "sliced")

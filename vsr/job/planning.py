@@ -32,7 +32,7 @@ from vsr.job.estimate import Calibration, Estimator
 from vsr.job.pipeline import MediaCosts, StageSeconds, stage_seconds
 from vsr.job.errors import GPUCallTooLong, InputNotFound, LimitExceeded, TrimOutOfRange
 from vsr.job.sizing import OutputSize, output_size
-from vsr.options import UpscaleOptions
+from vsr.options import TEMPORAL_ENGINES, UpscaleOptions
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,12 @@ class JobPlan:
         if self.gpu_call_limit is None:
             return None
         return frames_per_gpu_call(self.gpu_call_limit, self.stages.per_frame, self.stages.fixed)
+
+    @property
+    def temporal(self) -> bool:
+        """Whether the engine draws noise and carries context across frames (``TEMPORAL_ENGINES``):
+        only then do its seed and scene cuts mean anything."""
+        return self.engine.get("engine") in TEMPORAL_ENGINES
 
     @property
     def duration(self) -> Fraction:
@@ -205,9 +211,11 @@ class JobPlan:
             f"Engine:   {engine.get('engine')} on {engine.get('device')} ({engine.get('precision')}"
             + (f", {engine.get('steps')} steps" if engine.get("steps") else "")
             + ")",
-            "Scenes:   " + (f"temporal context reset at detected cuts (threshold {self.options.scene_threshold:g})"
-                            if self.options.scene_cuts else "no cut detection (one continuous stream)"),
         ]
+        if self.temporal:
+            lines.append("Scenes:   " + (f"temporal context reset at detected cuts (threshold "
+                                         f"{self.options.scene_threshold:g})" if self.options.scene_cuts
+                                         else "no cut detection (one continuous stream)"))
         cut = "; cut to the same range" if self.trimmed else ""
         for track in self.tracks:
             lines.append(f"Track:    {track.to_text()}{cut}")

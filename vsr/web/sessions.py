@@ -27,6 +27,7 @@ import numpy as np
 
 from vsr import environment, job
 from vsr.job.errors import JobCancelled, VerificationFailed
+from vsr.job.progress import status_text
 from vsr.model.errors import ModelLoadError
 from vsr.options import UpscaleOptions
 from vsr.web import folders, texts
@@ -236,6 +237,7 @@ class JobUpdate:
     progress: tuple[int, int] | None = None  # (done, total) frames, while upscaling
     pictures: tuple[np.ndarray, np.ndarray] | None = None  # (before, after) for the slider
     result: Any = None  # the finished JobResult
+    report: str | None = None  # its verification report, for the page
     starting: bool = False  # clear the previous job's result
     notice: str | None = None  # the model notice to show, and switch the engine to bicubic
 
@@ -310,7 +312,8 @@ class WebJobs:
             yield JobUpdate(status="Starting…", starting=True)
             result = yield from self._follow(plan, output, session, flag)
             keep = True
-            yield JobUpdate(status=texts.done_text(result), result=result)
+            yield JobUpdate(status=texts.done_text(result, plan), result=result,
+                            report=texts.report_markdown(result, plan))
         except JobCancelled:
             logger.info("job on %s cancelled; removing %s", Path(video).name, job_dir)
             yield JobUpdate(status="Cancelled. Nothing was kept.")
@@ -341,7 +344,7 @@ class WebJobs:
                 event, frames = payload
                 progress = (event.done, event.total) if event.stage == "upscaling" and event.total else None
                 pictures = before_after(frames.input_frame, frames.output_frame) if frames is not None else None
-                status = texts.progress_text(event.stage, event.done, event.total, event.fps, event.eta_seconds,
-                                             event.message)
+                status = status_text(event.stage, event.done, event.total, event.fps, event.eta_seconds,
+                                     event.message)
                 yield JobUpdate(status=status, progress=progress, pictures=pictures)
         raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")

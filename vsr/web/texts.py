@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vsr.formatting import bytes_text, duration_text
+from vsr.formatting import bytes_text, duration_text, speed_text
 from vsr.model.errors import ModelLoadError
 from vsr.options import UpscaleOptions, env_variable
 from vsr.web.controls import display_size
@@ -27,23 +27,6 @@ def limits_text(options: UpscaleOptions, queue_size: int, *, zero_gpu: bool = Fa
         text += (f" On this ZeroGPU Space each job must finish within one GPU call of "
                  f"{duration_text(options.zerogpu_max_seconds)}; the plan says how long a piece of your video fits.")
     return text
-
-
-def progress_text(stage: str, done: int, total: int, fps: float | None, eta: float | None, message: str = "") -> str:
-    """The status line of a running job in plain words."""
-    if stage == "loading":
-        return f"Loading the model… {message}".strip()
-    if stage == "upscaling":
-        rate = f"{fps:.2f} frames/s" if fps else "measuring speed"
-        left = f"about {duration_text(eta)} left" if eta is not None else "time left: measuring"
-        return f"Upscaling frame {done} of {total} · {rate} · {left}"
-    if stage == "finishing":
-        return f"Finishing the file (all {done} frames upscaled; writing audio and subtitles)…"
-    if stage == "verifying":
-        return "Checking the finished file (frames, frame rate, duration, audio)…"
-    if stage == "done":
-        return f"Done: {done} frames."
-    return message or stage
 
 
 def _labelled_lines(text: str) -> list[str]:
@@ -77,22 +60,26 @@ def plan_markdown(plan: Any) -> str:
     return "\n".join(["### The plan", headline, "", *_labelled_lines("\n".join(details))])
 
 
-def done_text(result: Any) -> str:
-    """The status line of a finished job."""
+def done_text(result: Any, plan: Any) -> str:
+    """The status line of a finished job (the seed only for an engine whose result depends on it)."""
     rate = result.frames / result.seconds if result.seconds > 0 else None
-    speed = f" ({rate:.2f} frames/s)" if rate else ""
-    return (f"Done in {duration_text(result.seconds)}: {result.frames} frames{speed}. Seed {result.seed} "
-            "(enter it under Seed to get exactly this result again).")
+    speed = f" ({speed_text(rate)})" if rate else ""
+    text = f"Done in {duration_text(result.seconds)}: {result.frames} frames{speed}."
+    if plan.temporal:
+        text += f" Seed {result.seed} (enter it under Seed to get exactly this result again)."
+    return text
 
 
-def report_markdown(result: Any) -> str:
-    """The verification report of a finished job in plain words: one line per check, and the scene cuts."""
+def report_markdown(result: Any, plan: Any) -> str:
+    """The verification report of a finished job in plain words: one line per check, and the scene
+    cuts (only for an engine with temporal context)."""
     report = result.report
     verdict = "passed" if report.ok else "FAILED"
-    cuts = ", ".join(str(i) for i in result.scene_cuts) if result.scene_cuts else "none"
     lines = [f"### Verification {verdict}: {report.path.name}"]
     lines += [f"- {'✓' if check.ok else '✗ FAILED'} **{check.name}**: {check.message}" for check in report.checks]
-    lines.append(f"- Scene cuts (temporal context reset at frame): {cuts}")
+    if plan.temporal:
+        cuts = ", ".join(str(i) for i in result.scene_cuts) if result.scene_cuts else "none"
+        lines.append(f"- Scene cuts (temporal context reset at frame): {cuts}")
     return "\n".join(lines)
 
 
