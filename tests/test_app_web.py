@@ -341,3 +341,18 @@ def test_a_missing_model_folder_makes_a_notice_that_names_the_setting(tmp_path):
     assert f"The model folder {tmp_path / 'no-such-model'} could not be loaded: it does not exist." in notice
     assert "Set STREAM_DIFFVSR_MODEL_ID on the server" in notice and "--model-id" not in notice
     assert "The **Bicubic** engine still works" in notice
+
+
+def test_an_anamorphic_headline_reads_as_4x_in_coded_and_shown_sizes(tmp_path):
+    from media_factory import make_video
+    from job_support import plan
+
+    clip = make_video(tmp_path / "pal.mp4", 176, 144, 25, 3, audio=None, sample_aspect_ratio=Fraction(12, 11))
+    options = build_options({"engine": "bicubic", "cache_dir": str(tmp_path / "cache")}, env={})
+    page = texts.plan_markdown(plan(clip, options))
+    assert "**176x144** (shown as 192x144) → **704x576** (shown as 768x576), 4x" in page
+    square = make_video(tmp_path / "square.mp4", 64, 48, 25, 3, audio=None)
+    assert "**64x48** → **256x192**, 4x," in texts.plan_markdown(plan(square, options))
+    cif = make_video(tmp_path / "cif.mp4", 352, 288, 25, 3, audio=None, sample_aspect_ratio=Fraction(12, 11))
+    preset = texts.plan_markdown(plan(cif, options.replace(height=720)))
+    assert "**352x288** (shown as 384x288) → **960x720**," in preset  # square pixels of the shown shape

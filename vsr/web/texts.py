@@ -9,7 +9,7 @@ from typing import Any
 
 from vsr.formatting import bytes_text, duration_text, speed_text
 from vsr.model.errors import ModelLoadError
-from vsr.options import UpscaleOptions, env_variable
+from vsr.options import SCALE, UpscaleOptions, env_variable
 from vsr.web.controls import display_size
 
 
@@ -45,13 +45,33 @@ def _provisional(plan: Any) -> bool:
     return bool(getattr(getattr(plan, "calibration", None), "provisional", False))
 
 
+def sizes_text(plan: Any) -> str:
+    """Size in -> size out as Markdown, coded sizes first: when pixels are not square (or the video
+    is rotated) the sizes it shows as follow, so a 4x job reads as 4x on both:
+    ``**176x144** (shown as 192x144) → **704x576** (shown as 768x576), 4x``."""
+    video, size = plan.info.video, plan.size
+    shown_in = display_size(plan)
+    rotated = video.rotation % 180 == 90
+    across, down = (shown_in[1], shown_in[0]) if rotated else shown_in  # in the coded orientation
+    if size.resized:  # a preset's output has square pixels of the shown shape
+        shown_out = (size.height, size.width) if rotated else (size.width, size.height)
+    else:
+        width, height = round(size.width * across / video.width), round(size.height * down / video.height)
+        shown_out = (height, width) if rotated else (width, height)
+
+    def one(width: int, height: int, shown: tuple[int, int]) -> str:
+        return f"**{width}x{height}**" + (f" (shown as {shown[0]}x{shown[1]})" if shown != (width, height) else "")
+
+    return (f"{one(video.width, video.height, shown_in)} → {one(size.width, size.height, shown_out)}"
+            + ("" if size.resized else f", {SCALE}x"))
+
+
 def plan_markdown(plan: Any) -> str:
     """A ``JobPlan`` for the page: a headline (size in -> size out, frames, duration, time and file
     size on this machine), then the job's own ``to_text`` lines (input, range, output, engine, tracks
     kept, notes)."""
-    width, height = display_size(plan)
     headline = (
-        f"**{width}x{height} → {plan.size.width}x{plan.size.height}**, {plan.frames} frames, "
+        f"{sizes_text(plan)}, {plan.frames} frames, "
         f"{float(plan.duration):.2f} s · about **{duration_text(plan.estimate_seconds)}** "
         + ("(provisional: not yet measured on this device) " if _provisional(plan) else "on this machine ")
         + f"· file about **{bytes_text(plan.estimate_bytes)}**"
