@@ -356,3 +356,54 @@ def test_an_anamorphic_headline_reads_as_4x_in_coded_and_shown_sizes(tmp_path):
     cif = make_video(tmp_path / "cif.mp4", 352, 288, 25, 3, audio=None, sample_aspect_ratio=Fraction(12, 11))
     preset = texts.plan_markdown(plan(cif, options.replace(height=720)))
     assert "**352x288** (shown as 384x288) → **960x720**," in preset  # square pixels of the shown shape
+
+
+# -- the page's choices, examples and views --------------------------------------------------------
+
+
+def test_the_two_examples_are_different_real_clips_with_captions():
+    import av
+
+    from vsr.web import examples
+
+    found = examples.example_videos()
+    assert len(found) == 2 and all(path.is_file() for path, _ in found)
+    captions = [caption for _, caption in found]
+    assert len(set(captions)) == 2 and all(caption.strip() for caption in captions)
+    pictures = []
+    for path, caption in found:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            assert f"{stream.width}x{stream.height}" in caption  # the caption says what it is
+            frame = next(frame for i, frame in enumerate(container.decode(stream)) if i == 100)
+            pictures.append(np.asarray(frame.to_image().resize((96, 54)), dtype=np.float32))
+    assert np.abs(pictures[0] - pictures[1]).mean() > 20  # not the same footage at another size
+    assert examples.example_dirs() == [found[0][0].parent]
+
+
+def test_codec_labels_are_short_and_every_codec_has_one():
+    from vsr.options import CODECS, ENGINES
+
+    assert [value for _, value in page_controls.CODEC_CHOICES] == list(CODECS)
+    assert [value for _, value in page_controls.ENGINE_CHOICES] == list(ENGINES)
+    assert all(len(label) <= 14 for label, _ in page_controls.CODEC_CHOICES)  # they fit beside the arrow
+
+
+def test_only_the_diffusion_engine_shows_steps_seed_and_scene_cuts():
+    assert page_controls.temporal_controls("stream-diffvsr") is True
+    assert page_controls.temporal_controls("bicubic") is False
+
+
+def test_views_of_a_job_clear_the_old_result_and_then_show_the_new_one(tmp_path):
+    from vsr.web import views
+
+    assert views.plan_view(None, None, ()) == {"plan": texts.PLAN_HINT}
+    start = views.job_view(sessions.JobUpdate(status=texts.STARTING, starting=True))
+    assert start == {"slider": None, "result": None, "report": "", "download": {"value": None, "visible": False},
+                     "status": texts.STARTING}
+    output = tmp_path / "clip_4x.mkv"
+    result = SimpleNamespace(output=output, preview=tmp_path / "clip_4x.preview.mp4")
+    done = views.job_view(sessions.JobUpdate(status="Done in 3.0 s", result=result, report="### Verification passed"))
+    assert done["result"] == str(result.preview) and done["report"] == "### Verification passed"
+    assert done["download"] == {"value": str(output), "visible": True, "label": "Download clip_4x.mkv"}
+    assert views.job_view(sessions.JobUpdate(status="Cancelled. Nothing was kept."))["slider"] is None

@@ -196,7 +196,7 @@ def job_events(plan: Any, output: str, session: str) -> Iterator[tuple[str, Any]
         finally:
             newest.close()
 
-    # copy_context: gr.Progress(track_tqdm=True) then also sees the model download's tqdm bars.
+    # copy_context: the job's thread sees the caller's context variables (Gradio's request context).
     worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="upscale-job", daemon=True)
     worker.start()
     try:
@@ -234,7 +234,6 @@ class JobUpdate:
     """One change of the page while a job runs (None: leave that part as it is)."""
 
     status: str | None = None
-    progress: tuple[int, int] | None = None  # (done, total) frames, while upscaling
     pictures: tuple[np.ndarray, np.ndarray] | None = None  # (before, after) for the slider
     result: Any = None  # the finished JobResult
     report: str | None = None  # its verification report, for the page
@@ -297,6 +296,7 @@ class WebJobs:
             from vsr.options import OptionsError
 
             raise OptionsError("No video yet: upload one (or pick an example) first, then press Upscale.")
+        yield JobUpdate(status=texts.STARTING, starting=True)  # planning can take a while (the model's first load)
         planned = self.plan(video, values, sample)
         if planned.fell_back:
             yield JobUpdate(notice=self.model.notice())
@@ -309,7 +309,7 @@ class WebJobs:
         flag = self.active.start(session)
         keep = False
         try:
-            yield JobUpdate(status="Starting…", starting=True)
+            yield JobUpdate(status="Starting…")
             result = yield from self._follow(plan, output, session, flag)
             keep = True
             yield JobUpdate(status=texts.done_text(result, plan), result=result,
@@ -342,9 +342,8 @@ class WebJobs:
                 if kind == "result":
                     return payload
                 event, frames = payload
-                progress = (event.done, event.total) if event.stage == "upscaling" and event.total else None
                 pictures = before_after(frames.input_frame, frames.output_frame) if frames is not None else None
                 status = status_text(event.stage, event.done, event.total, event.fps, event.eta_seconds,
                                      event.message)
-                yield JobUpdate(status=status, progress=progress, pictures=pictures)
+                yield JobUpdate(status=status, pictures=pictures)
         raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")

@@ -13,6 +13,16 @@ from vsr.options import SCALE, UpscaleOptions, env_variable
 from vsr.web.controls import display_size
 
 
+TITLE = "Stream-DiffVSR video upscaler"
+INTRO = (f"# {TITLE}\nMake a small or blurry video **4x sharper** with a diffusion model, frame by frame. "
+         "Sound, subtitles and timing are kept exactly.")
+PLAN_HINT = "Upload a video (or pick an example) to see what will happen."
+PLAN_FAILED = "**This video cannot be processed as asked.** The message that popped up says why and what to do."
+JOB_FAILED = "**The job stopped.** The message that popped up says why and what to do."
+STARTING = "Reading the video and checking the settings…"
+SIZE_INFO = "4x keeps the exact shape; presets set the height."
+
+
 def limits_text(options: UpscaleOptions, queue_size: int, *, zero_gpu: bool = False) -> str:
     """The server's limits in one line of Markdown, shown under the title (with ``zero_gpu``, also
     the ZeroGPU Space's per-call limit)."""
@@ -104,7 +114,12 @@ def report_markdown(result: Any, plan: Any) -> str:
 
 
 def device_text(options: UpscaleOptions) -> str:
-    """Where the diffusion model runs, as the server resolves ``options.device`` / ``.precision``."""
+    """Where the diffusion model runs, as the server resolves ``options.device`` / ``.precision``
+    (one line under the settings: the server chooses, the page cannot change it)."""
+    return f"Runs on {_device(options)}: the server's choice."
+
+
+def _device(options: UpscaleOptions) -> str:
     from vsr.model.devices import NAMES, resolve_device, resolve_precision
     from vsr.model.errors import DeviceError
 
