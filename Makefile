@@ -1,6 +1,7 @@
 # One command runs the app, one runs the tests; each installs what it needs, once.
 #   make app    create .venv, install requirements-app.txt, start the web app
 #   make test   create .venv, install requirements-test.txt (+ Debian chromium), run the test suite
+#   make screenshot   rewrite docs/screenshot.png (the README's picture) from the browser test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ APP_STAMP := $(VENV)/.installed-app
 TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 
-.PHONY: app test test-fast bench lint clean
+.PHONY: app test test-fast bench screenshot lint clean
 
 app: $(APP_STAMP)
 	$(BIN)/python app.py
@@ -25,6 +26,13 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/model.py
 	$(BIN)/python bench/job.py
 	$(BIN)/python bench/app.py
+	$(BIN)/python bench/estimates.py
+
+# The README's picture: the browser test's finished page, copied to docs/screenshot.png (only here;
+# `make test` writes its screenshots into pytest's temporary folders).
+screenshot: $(TEST_STAMP) /usr/bin/chromium
+	VSR_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(BIN)/python -m pytest tests/test_app_browser.py \
+		-k test_example_bicubic_finished_page_screenshot -p no:cacheprovider
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
