@@ -4,6 +4,7 @@
 # Not in the default run:
 #   make test-torch211   the Hugging Face Space's stack (torch 2.11, see requirements.txt) in .venv-torch211,
 #                        running the model, job, CLI and ZeroGPU tests there (PYTHON=python3.12 as on the Space)
+#   make screenshot   rewrite docs/screenshot.png (the README's picture) from the browser test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,7 +21,7 @@ TORCH211_TEST_ONLY := $(TORCH211_VENV)/requirements-test-only.txt
 TORCH211_TESTS ?= tests/test_model_*.py tests/test_job_*.py tests/test_cli_*.py tests/test_zerogpu.py \
 	tests/test_deploy.py::test_app_imports_and_builds_with_and_without_spaces
 
-.PHONY: app test test-fast test-torch211 bench lint clean
+.PHONY: app test test-fast test-torch211 bench screenshot lint clean
 
 app: $(APP_STAMP)
 	$(BIN)/python app.py
@@ -43,6 +44,13 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/job.py
 	$(BIN)/python bench/app.py
+	$(BIN)/python bench/estimates.py
+
+# The README's picture: the browser test's finished page, copied to docs/screenshot.png (only here;
+# `make test` writes its screenshots into pytest's temporary folders).
+screenshot: $(TEST_STAMP) /usr/bin/chromium
+	VSR_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(BIN)/python -m pytest tests/test_app_browser.py \
+		-k test_example_bicubic_finished_page_screenshot -p no:cacheprovider
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

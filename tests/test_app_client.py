@@ -107,7 +107,7 @@ def test_job_folders_have_unguessable_names(server, client, tmp_path):
 def test_plan_offers_only_sizes_the_model_can_reach(client, tmp_path):
     clip = make_video(tmp_path / "wide.mp4", 320, 180, RATE, 6)
     plan, sizes, notice, _engine = client.predict(*job_args(clip), api_name="/plan")
-    assert "320x180 → 1280x720" in plan and "6 frames" in plan
+    assert "**320x180** → **1280x720**, 4x" in plan and "6 frames" in plan
     assert "on this machine" in plan and "audio #1: aac, copied unchanged" in plan
     assert [value for _, value in sizes["choices"]] == ["4x", "720"]
     assert "1080p, 1440p, 4K" in sizes["info"] and "at most 720p" in sizes["info"]
@@ -117,7 +117,7 @@ def test_plan_offers_only_sizes_the_model_can_reach(client, tmp_path):
 def test_plan_with_a_preset_size(client, tmp_path):
     clip = make_video(tmp_path / "wide.mp4", 320, 180, RATE, 6)
     plan, sizes, _notice, _engine = client.predict(*job_args(clip, size="720"), api_name="/plan")
-    assert "320x180 → 1280x720" in plan and "resized with Lanczos" not in plan
+    assert "**320x180** → **1280x720**," in plan and "resized with Lanczos" not in plan
     assert sizes["value"] == "720"
 
 
@@ -132,7 +132,7 @@ def test_bad_uploads_get_a_clear_error(client, tmp_path, kind):
         expected = r"empty\.mp4: .*(no video|no frame|no streams)"
     elif kind == "too-long":
         bad = make_video(tmp_path / "long.mp4", 64, 48, 10, 40)  # 4 s, the server allows 3 s
-        expected = r"long\.mp4: 4\.0 s of video is over the limit of 3 s\. Trim it"
+        expected = r"long\.mp4: 4\.0 s of video is over the limit of 3\.0 s\. Trim it"
     with pytest.raises(AppError) as caught:
         client.predict(*job_args(bad), api_name="/plan")
     message = str(caught.value)
@@ -253,7 +253,8 @@ def test_five_clients_at_once_all_finish_or_wait_with_a_position(server, tmp_pat
     assert not errors, errors
     assert len(results) == 5
     for i, result in results.items():
-        assert result[0].startswith("Done in") and f"Seed {i}" in result[0]
+        assert result[0].startswith("Done in") and "Seed" not in result[0]  # bicubic: no seed to repeat
         check_file(server, result[3]["value"], 30, (640, 480))
+    assert len({result[3]["value"] for result in results.values()}) == 5  # each visitor got their own file
     waited = [i for i in ranks if any(rank >= 1 for rank in ranks[i])]
     assert waited, f"one job at a time: some visitors must have waited in line with a position ({ranks})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import stat
 import threading
@@ -23,6 +24,7 @@ from vsr.web import controls as page_controls
 from vsr.web import folders, preview, sessions, texts
 from vsr.job.errors import TargetTooLarge
 from vsr.options import OptionsError, build_options
+from vsr.job import progress
 from vsr.job.progress import ProgressEvent
 from vsr.job.sizing import output_size
 
@@ -127,10 +129,11 @@ def test_size_text():
 
 
 def test_progress_text_says_frames_rate_and_time_left():
-    text = texts.progress_text("upscaling", 24, 120, 3.1, 31.0)
+    text = progress.status_text("upscaling", 24, 120, 3.1, 31.0)
     assert text == "Upscaling frame 24 of 120 · 3.10 frames/s · about 31 s left"
-    assert "measuring" in texts.progress_text("upscaling", 1, 120, None, None)
-    assert texts.progress_text("loading", 0, 120, None, None, "downloading").startswith("Loading the model")
+    assert text == "Upscaling " + progress.counter_text(24, 120, 3.1, 31.0)  # the CLI's bar shows the same words
+    assert "measuring" in progress.status_text("upscaling", 1, 120, None, None)
+    assert progress.status_text("loading", 0, 120, None, None, "downloading").startswith("Loading the model")
 
 
 def test_limits_text_shows_every_limit():
@@ -146,9 +149,18 @@ def test_report_markdown_lists_every_check():
     report = SimpleNamespace(ok=True, path=Path("/x/clip_4x.mp4"), checks=(
         check(name="frames", ok=True, message="12 frames"),
         check(name="frame rate", ok=True, message="30000/1001 fps")))
-    text = texts.report_markdown(SimpleNamespace(report=report, scene_cuts=(5,)))
+    result = SimpleNamespace(report=report, scene_cuts=(5,))
+    text = texts.report_markdown(result, SimpleNamespace(temporal=True))
     assert text.splitlines()[0] == "### Verification passed: clip_4x.mp4"
     assert "✓ **frames**: 12 frames" in text and "30000/1001 fps" in text and "frame): 5" in text
+    assert "Scene cuts" not in texts.report_markdown(result, SimpleNamespace(temporal=False))  # bicubic
+
+
+def test_the_seed_is_offered_again_only_where_it_decides_the_result():
+    result = SimpleNamespace(frames=600, seconds=600.0, seed=42)
+    assert texts.done_text(result, SimpleNamespace(temporal=True)) == (
+        "Done in 10 min: 600 frames (1.00 frames/s). Seed 42 (enter it under Seed to get exactly this result again).")
+    assert texts.done_text(result, SimpleNamespace(temporal=False)) == "Done in 10 min: 600 frames (1.00 frames/s)."
 
 
 # -- before / after ---------------------------------------------------------------------------------
@@ -267,3 +279,131 @@ def test_gpu_seconds():
     assert planning.gpu_seconds(1.0) == 62  # 1.5 s with the margin, plus 60 s of loading
     assert planning.gpu_seconds(100.0) == 210
     assert planning.gpu_seconds(100.0, loading_seconds=0, margin=1.0, minimum=10) == 100
+
+
+# -- model errors: the facts from the loader, the fix in the page's words ----------------------------
+
+REFUSED = "http://127.0.0.1:9"  # nothing listens on the discard port: connections are refused at once
+
+
+def test_an_unreachable_hub_names_the_servers_settings_on_the_page_and_the_flags_on_the_cli(tmp_path):
+    from vsr.model.errors import HubUnreachableError
+    from vsr.model.loading import resolve_model_folder
+
+    with pytest.raises(HubUnreachableError) as caught:
+        resolve_model_folder("Jamichsu/Stream-DiffVSR", endpoint=REFUSED, cache_dir=tmp_path / "hub", timeout=3)
+    error = caught.value
+    assert "--model-id" in str(error)  # the command line keeps its flag
+    page = texts.model_error_text(error)
+    assert page.startswith("The model 'Jamichsu/Stream-DiffVSR' could not be loaded: the hub")
+    for part in ("STREAM_DIFFVSR_MODEL_ID", "HF_HUB_OFFLINE=1", "HF_HOME", str(tmp_path / "hub")):
+        assert part in page, (part, page)
+    assert "--" not in page and "Errno" not in page
+    again = pickle.loads(pickle.dumps(error))  # a ZeroGPU worker hands errors back pickled
+    assert type(again) is HubUnreachableError and texts.model_error_text(again) == page
+
+
+def test_a_failed_download_says_why_in_plain_words(tmp_path, monkeypatch):
+    import socket
+
+    import requests
+
+    from vsr.model import loading
+    from vsr.model.errors import HubUnreachableError
+
+    def no_dns(*args, **kwargs):
+        try:
+            raise socket.gaierror(-2, "Name or service not known")
+        except socket.gaierror as dns:
+            raise requests.exceptions.ConnectionError(
+                "HTTPSConnectionPool(host='huggingface.co', port=443): Max retries exceeded with url: /api "
+                "(Caused by NameResolutionError(\"gaierror: [Errno -2] Name or service not known\"))") from dns
+
+    monkeypatch.setattr(loading, "unreachable_reason", lambda *args: None)  # the quick probe got through
+    monkeypatch.setattr(loading, "snapshot_download", no_dns)
+    with pytest.raises(HubUnreachableError) as caught:
+        loading.resolve_model_folder("someone/model", endpoint="https://huggingface.co", cache_dir=tmp_path)
+    for text in (str(caught.value), texts.model_error_text(caught.value)):
+        assert "the address of huggingface.co could not be looked up" in text, text
+        assert "Errno" not in text and "gaierror" not in text and "HTTPSConnectionPool" not in text
+
+
+def test_a_missing_model_folder_makes_a_notice_that_names_the_setting(tmp_path):
+    from media_factory import make_video
+
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 3, audio=None)
+    settings = build_options({"model_id": str(tmp_path / "no-such-model"), "cache_dir": str(tmp_path / "cache"),
+                              "tmp_dir": str(tmp_path / "tmp"), "output_dir": str(tmp_path / "out")}, env={})
+    jobs = sessions.WebJobs(settings, zero_gpu=False)
+    planned = jobs.plan(str(clip), ("stream-diffvsr", "4x", "", "", 4, "", "h264", 18, True))
+    assert planned.fell_back and planned.options.engine == "bicubic"
+    notice = jobs.model.notice()
+    assert f"The model folder {tmp_path / 'no-such-model'} could not be loaded: it does not exist." in notice
+    assert "Set STREAM_DIFFVSR_MODEL_ID on the server" in notice and "--model-id" not in notice
+    assert "The **Bicubic** engine still works" in notice
+
+
+def test_an_anamorphic_headline_reads_as_4x_in_coded_and_shown_sizes(tmp_path):
+    from media_factory import make_video
+    from job_support import plan
+
+    clip = make_video(tmp_path / "pal.mp4", 176, 144, 25, 3, audio=None, sample_aspect_ratio=Fraction(12, 11))
+    options = build_options({"engine": "bicubic", "cache_dir": str(tmp_path / "cache")}, env={})
+    page = texts.plan_markdown(plan(clip, options))
+    assert "**176x144** (shown as 192x144) → **704x576** (shown as 768x576), 4x" in page
+    square = make_video(tmp_path / "square.mp4", 64, 48, 25, 3, audio=None)
+    assert "**64x48** → **256x192**, 4x," in texts.plan_markdown(plan(square, options))
+    cif = make_video(tmp_path / "cif.mp4", 352, 288, 25, 3, audio=None, sample_aspect_ratio=Fraction(12, 11))
+    preset = texts.plan_markdown(plan(cif, options.replace(height=720)))
+    assert "**352x288** (shown as 384x288) → **960x720**," in preset  # square pixels of the shown shape
+
+
+# -- the page's choices, examples and views --------------------------------------------------------
+
+
+def test_the_two_examples_are_different_real_clips_with_captions():
+    import av
+
+    from vsr.web import examples
+
+    found = examples.example_videos()
+    assert len(found) == 2 and all(path.is_file() for path, _ in found)
+    captions = [caption for _, caption in found]
+    assert len(set(captions)) == 2 and all(caption.strip() for caption in captions)
+    pictures = []
+    for path, caption in found:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            assert f"{stream.width}x{stream.height}" in caption  # the caption says what it is
+            frame = next(frame for i, frame in enumerate(container.decode(stream)) if i == 100)
+            pictures.append(np.asarray(frame.to_image().resize((96, 54)), dtype=np.float32))
+    assert np.abs(pictures[0] - pictures[1]).mean() > 20  # not the same footage at another size
+    assert examples.example_dirs() == [found[0][0].parent]
+
+
+def test_codec_labels_are_short_and_every_codec_has_one():
+    from vsr.options import CODECS, ENGINES
+
+    assert [value for _, value in page_controls.CODEC_CHOICES] == list(CODECS)
+    assert [value for _, value in page_controls.ENGINE_CHOICES] == list(ENGINES)
+    assert all(len(label) <= 14 for label, _ in page_controls.CODEC_CHOICES)  # they fit beside the arrow
+
+
+def test_only_the_diffusion_engine_shows_steps_seed_and_scene_cuts():
+    assert page_controls.temporal_controls("stream-diffvsr") is True
+    assert page_controls.temporal_controls("bicubic") is False
+
+
+def test_views_of_a_job_clear_the_old_result_and_then_show_the_new_one(tmp_path):
+    from vsr.web import views
+
+    assert views.plan_view(None, None, ()) == {"plan": texts.PLAN_HINT}
+    start = views.job_view(sessions.JobUpdate(status=texts.STARTING, starting=True))
+    assert start == {"slider": None, "result": None, "report": "", "download": {"value": None, "visible": False},
+                     "status": texts.STARTING}
+    output = tmp_path / "clip_4x.mkv"
+    result = SimpleNamespace(output=output, preview=tmp_path / "clip_4x.preview.mp4")
+    done = views.job_view(sessions.JobUpdate(status="Done in 3.0 s", result=result, report="### Verification passed"))
+    assert done["result"] == str(result.preview) and done["report"] == "### Verification passed"
+    assert done["download"] == {"value": str(output), "visible": True, "label": "Download clip_4x.mkv"}
+    assert views.job_view(sessions.JobUpdate(status="Cancelled. Nothing was kept."))["slider"] is None

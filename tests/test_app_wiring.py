@@ -141,7 +141,10 @@ def test_the_page_has_one_job_at_a_time_and_a_bounded_line(tmp_path):
 
 
 def test_quality_slider_follows_the_codec_and_never_gets_an_empty_value():
-    hevc = app._crf_control("hevc")
+    from vsr.web import views
+
+    hevc = views.crf_view("hevc")
     assert (hevc["visible"], hevc["minimum"], hevc["maximum"], hevc["value"]) == (True, 0, 51, 20)
-    prores = app._crf_control("prores")
+    prores = views.crf_view("prores")
     assert prores["visible"] is False and "value" not in prores  # gradio refuses a slider without a number
+    gr.update(**hevc), gr.update(**prores)  # both are valid updates

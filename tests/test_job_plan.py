@@ -44,14 +44,22 @@ def test_plan_says_everything_before_any_work(clip: Path, options, tmp_path: Pat
     assert [(t.kind, t.action, t.codec_out) for t in job.tracks] == [
         ("audio", "transcoded", "aac"), ("subtitle", "transcoded", "mov_text")]
     assert job.engine["engine"] == "bicubic"
-    assert job.seconds_per_frame > 0 and job.estimate_seconds == pytest.approx(job.seconds_per_frame * 90)
+    # The estimate is the whole job: the engine, decoding, encoding (measured on this machine) and verifying.
+    stages = job.stages
+    assert job.seconds_per_frame > 0 and stages.engine == job.seconds_per_frame and job.media.measured
+    assert stages.decode > 0 and stages.encode > 0 and stages.verify > 0 and not stages.overlap  # all on the CPU
+    assert stages.per_frame == pytest.approx(stages.engine + stages.decode + stages.encode + stages.verify)
+    assert job.estimate_seconds == pytest.approx(stages.fixed + 90 * stages.per_frame)
     assert job.estimate_bytes > 0
     text = job.to_text()
     for needle in ("64x48", "256x192", "29.97 (30000/1001) fps", "about 90 frames", "bicubic",
                    "audio #1: pcm_s16le -> aac, transcoded (MP4 players do not play PCM audio)",
                    "measured on this device", "Estimate:"):
         assert needle in text, f"{needle!r} missing from the plan text:\n{text}"
+    (estimate,) = [line for line in text.splitlines() if line.startswith("Estimate:")]
+    assert "px:" not in estimate and " ms" not in estimate and "cached" not in estimate  # words, not the table
     data = json.loads(json.dumps(job.to_dict()))
+    assert "px:" in data["calibration"]  # the measured points stay in the machine-readable form
     assert data["frame_rate"] == "30000/1001" and data["output_size"] == [256, 192] and data["frames"] == 90
 
 
@@ -97,7 +105,7 @@ def test_limits_are_refused_with_the_setting_to_change(clip: Path, options) -> N
         plan(clip, options(max_input_pixels=3000))
     with pytest.raises(LimitExceeded, match=r"256x192 = 49152 pixels, over the limit of 40000 .*MAX_OUTPUT_PIXELS"):
         plan(clip, options(max_output_pixels=40000))
-    with pytest.raises(LimitExceeded, match=r"3\.0 s of video is over the limit of 2 s\. Trim it"):
+    with pytest.raises(LimitExceeded, match=r"3\.0 s of video is over the limit of 2\.0 s\. Trim it"):
         plan(clip, options(max_duration=2))
     assert plan(clip, options(max_duration=2, end="1.5")).frames == 45  # trimming brings it under the limit
 
@@ -118,7 +126,8 @@ def test_preview_is_two_seconds_from_the_middle(tmp_path: Path, options) -> None
     job = plan(src, options())
     preview = preview_plan(job)
     assert (preview.start, preview.end) == (4, 6) and preview.frames == 50
-    assert preview.estimate_seconds == pytest.approx(job.estimate_seconds / 5)
+    assert preview.stages == job.stages  # the same costs per frame, measured once
+    assert preview.estimate_seconds == pytest.approx(job.stages.fixed + 50 * job.stages.per_frame)
     trimmed = plan(src, options(start=2, end=4))
     assert (preview_plan(trimmed, 1).start, preview_plan(trimmed, 1).end) == (Fraction(5, 2), Fraction(7, 2))
     assert preview_plan(trimmed, 5) is trimmed  # shorter than the preview: all of it

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import pickle
+import re
 import weakref
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -257,19 +258,23 @@ def test_a_long_video_runs_as_three_gpu_calls_that_hand_a_checkpoint_on(tmp_path
     jobs = _jobs(options, gpu)
 
     planned = jobs.plan(str(clip), LOSSLESS).plan
-    assert (planned.gpu_calls, planned.max_frames_per_call, planned.gpu_call_frames) == (3, 133, (133, 133, 34))
-    assert planned.gpu_seconds == 2 * planned.call_seconds(133) + planned.call_seconds(34) == 2 * 70 + 63
+    most = planned.max_frames_per_call  # the engine's 0.05 s plus this machine's media costs per frame
+    assert most == frames_per_gpu_call(70, planned.stages.per_frame, planned.stages.fixed) and 100 <= most <= 133
+    rest = 300 - 2 * most
+    assert (planned.gpu_calls, planned.gpu_call_frames) == (3, (most, most, rest)) and 0 < rest <= most
+    reserved = [planned.call_seconds(most)] * 2 + [planned.call_seconds(rest)]
+    assert planned.gpu_seconds == sum(reserved) and max(reserved) <= 70
     assert f"3 ZeroGPU calls one after another, {planned.gpu_seconds} s reserved in all" in planned.to_text()
     assert created == []  # planning never touched the model
 
     updates = list(jobs.run(str(clip), LOSSLESS, False, "session"))
-    assert gpu.durations == [70, 70, 63] and len(created) == 3  # one engine per call, each gone after it
+    assert gpu.durations == reserved and len(created) == 3  # one engine per call, each gone after it
     assert len(gpu.handovers) == 3 and gpu.handovers[0].checkpoint is None
-    assert [h.checkpoint.next_index for h in gpu.handovers[1:]] == [133, 266]
+    assert [h.checkpoint.next_index for h in gpu.handovers[1:]] == [most, 2 * most]
     for handover in gpu.handovers[1:]:
         _plain(handover.checkpoint)
-    done = [u.progress[0] for u in updates if u.progress is not None]
-    assert done == sorted(done) and done[-1] > 266  # on from call to call (the page gets only the newest)
+    done = [int(m[1]) for m in (re.search(r"frame (\d+) of", u.status or "") for u in updates) if m]
+    assert done == sorted(done) and done[-1] > 2 * most  # on from call to call (the page gets only the newest)
     for call in (1, 2, 3):
         statuses = [u.status for u in updates if u.status and u.status.startswith(f"GPU call {call} of 3 · ")]
         assert statuses, f"no progress shown during call {call}"
@@ -296,14 +301,17 @@ def test_only_a_job_of_which_not_one_frame_fits_is_refused(tmp_path, zerogpu):
     with pytest.raises(GPUCallTooLong) as refused:
         plan(clip, options)
     error = refused.value
-    assert (error.limit_seconds, error.needed_seconds, error.max_frames) == (61, 62, 0)
-    assert "even one frame needs about 62 s" in str(error) and "locally or on a dedicated GPU" in str(error)
+    assert error.limit_seconds == 61 and error.max_frames == 0 and error.needed_seconds > 61
+    assert f"even one frame needs about {error.needed_seconds} s" in str(error)
+    assert "locally or on a dedicated GPU" in str(error)
     assert isinstance(pickle.loads(pickle.dumps(error)), GPUCallTooLong)
     with pytest.raises(GPUCallTooLong):
         _run(_jobs(options, gpu), clip)
     assert gpu.durations == [] and loads == [] and engine.calls == []
-    long_ok = plan(clip, _fast_enough_for(tmp_path, 0.05, zerogpu_max_seconds=61))  # 13 frames per call
-    assert (long_ok.max_frames_per_call, long_ok.gpu_calls) == (13, 3)
+    long_ok = plan(clip, _fast_enough_for(tmp_path, 0.05, zerogpu_max_seconds=61))  # a few frames per call
+    most = frames_per_gpu_call(61, long_ok.stages.per_frame, long_ok.stages.fixed)
+    assert long_ok.max_frames_per_call == most >= 1
+    assert long_ok.gpu_calls == -(-30 // most) >= 2 and sum(long_ok.gpu_call_frames) == 30
 
 
 def test_the_call_limit_setting(tmp_path):

@@ -21,7 +21,11 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from vsr import environment
+from tqdm import tqdm
+
+from vsr import environment, logs
+from vsr.formatting import duration_text, speed_text
+from vsr.job.progress import counter_text, status_text
 from vsr.options import (ATTENTIONS, CODECS, DEVICES, ENGINES, FLOW_SCALES, HEIGHT_PRESETS, PRECISIONS, OptionsError,
                          build_options)
 
@@ -234,7 +238,7 @@ def _upscale(args: argparse.Namespace) -> int:
     if args.resume:
         print(f"Resume:   going on from {resume.where()} ({folder})" if resume is not None else
               "Resume:   no checkpoint of a previous run; starting from the beginning", flush=True)
-    with _ProgressBar(job.frames) as bar, _CtrlC() as cancel:
+    with _ProgressBar(job.frames, scene_cuts=job.temporal) as bar, _CtrlC() as cancel:
         try:
             result = run(job, output, on_progress=bar.update, cancel=cancel, checkpoint_dir=folder, resume=resume)
         except KeyboardInterrupt:
@@ -242,10 +246,7 @@ def _upscale(args: argparse.Namespace) -> int:
         except (JobError, MediaError) as error:
             _note_checkpoint(error, folder)
             raise
-    cuts = ", ".join(str(c) for c in result.scene_cuts) or "none"
-    fps = result.frames / max(result.seconds, 1e-9)
-    print(f"Done:     {result.frames} frames in {result.seconds:.1f} s ({fps:.2f} "
-          f"fps); seed {result.seed}; scene cuts at frames: {cuts}", flush=True)
+    print(done_line(result, job), flush=True)
     print(result.report.to_text(), flush=True)
     return EXIT_OK
 
@@ -292,6 +293,17 @@ def _note_checkpoint(error: BaseException, folder: Path) -> None:
                        "command with --resume to go on.")
 
 
+def done_line(result: Any, job: Any) -> str:
+    """The line after a finished job: frames, time, speed; the seed and the scene cuts only for an
+    engine whose result depends on them (``JobPlan.temporal``)."""
+    line = (f"Done:     {result.frames} frames in {duration_text(result.seconds)} "
+            f"({speed_text(result.frames / result.seconds if result.seconds > 0 else None)})")
+    if job.temporal:
+        cuts = ", ".join(str(c) for c in result.scene_cuts) or "none"
+        line += f"; seed {result.seed}; scene cuts at frames: {cuts}"
+    return line
+
+
 def _say_measuring() -> None:
     print("Measuring:  this device's speed for the time estimate (a few seconds, once; cached afterwards)",
           file=sys.stderr, flush=True)
@@ -310,9 +322,8 @@ def _frames(args: argparse.Namespace) -> int:
     total = sum(len(s.frames) for s in find_sequences(in_path))  # check the layout before loading the model
     processor = get_processor(options)
     print(f"Engine:   {processor.describe()}", flush=True)
-    from tqdm import tqdm
-
-    with tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr) as bar, _CtrlC() as cancel:
+    with tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr) as bar, _CtrlC() as cancel, \
+            logs.through(lambda line: bar.write(line, file=sys.stderr)):
         results = upscale_sequences(in_path, out_path, processor, options.seed,
                                     on_frame=lambda name, done, total: bar.update(1), cancel=cancel)
     for result in results:
@@ -332,30 +343,55 @@ def _probe(args: argparse.Namespace) -> int:
 # Terminal plumbing: the progress bar and Ctrl-C.
 
 
+class _CounterBar(tqdm):
+    """tqdm whose line ends with the job's own numbers (``counter``), not tqdm's rate and ETA."""
+
+    counter = ""
+
+    @property
+    def format_dict(self) -> dict:
+        return {**super().format_dict, "counter": self.counter}
+
+
 class _ProgressBar:
-    """Render ``ProgressEvent``s with tqdm on stderr."""
+    """Render ``ProgressEvent``s with tqdm on stderr: the stage, a bar, and the same words and numbers
+    as the web page's status line (``vsr.job.progress.counter_text``). While the bar is drawn, log
+    lines are printed above it (``vsr.logs.through``), never into it. ``scene_cuts``: say where the
+    engine's temporal context was reset (only engines that have one)."""
 
-    def __init__(self, total: int) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, desc="loading")
+    def __init__(self, total: int, *, scene_cuts: bool = True) -> None:
+        self._bar = _CounterBar(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, desc="loading:",
+                                bar_format="{desc} {percentage:3.0f}%|{bar}| {counter}")
         self._stage = "loading"
+        self._scene_cuts = scene_cuts
+        self._logs = logs.through(self.write)
+
+    def write(self, line: str) -> None:
+        self._bar.write(line, file=sys.stderr)
 
     def update(self, event: Any) -> None:
         if event.stage != self._stage:
             self._stage = event.stage
-            self._bar.set_description(event.stage)
+            self._bar.set_description_str(f"{event.stage}:", refresh=False)
         if event.total != self._bar.total:
             self._bar.total = event.total
+        if event.stage == "upscaling":
+            self._bar.counter = counter_text(event.done, event.total, event.fps, event.eta_seconds)
+        elif event.stage != "loading":
+            self._bar.counter = status_text(event.stage, event.done, event.total, event.fps, event.eta_seconds)
         if event.done > self._bar.n:
             self._bar.update(event.done - self._bar.n)
-        if event.scene_cut is not None:
-            self._bar.write(f"scene cut at frame {event.scene_cut}: temporal context reset", file=sys.stderr)
+        else:
+            self._bar.refresh()
+        if event.scene_cut is not None and self._scene_cuts:
+            self.write(f"scene cut at frame {event.scene_cut}: temporal context reset")
 
     def __enter__(self) -> "_ProgressBar":
+        self._logs.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._logs.__exit__(None, None, None)
         self._bar.close()
 
 

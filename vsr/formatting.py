@@ -1,4 +1,4 @@
-"""How numbers read for people, in one place: durations, byte counts, clock times, frame rates.
+"""How numbers read for people, in one place: durations, speeds, byte counts, clock times, frame rates.
 
 The CLI, the plan's text and the web page all print through these, so "1 min 15 s" reads the same
 everywhere.
@@ -26,6 +26,13 @@ def duration_text(seconds: float | None) -> str:
     if minutes:
         return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
     return f"{secs} s"
+
+
+def speed_text(frames_per_second: float | None) -> str:
+    """An upscaling speed: ``3.1`` -> ``"3.10 frames/s"``; ``None`` -> ``"measuring speed"``."""
+    if frames_per_second is None or not math.isfinite(frames_per_second) or frames_per_second <= 0:
+        return "measuring speed"
+    return f"{frames_per_second:.2f} frames/s"
 
 
 def bytes_text(count: float | None) -> str:

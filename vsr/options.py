@@ -21,6 +21,9 @@ from vsr import switches
 
 DEFAULT_MODEL_ID = "Jamichsu/Stream-DiffVSR"
 ENGINES = ("stream-diffvsr", "bicubic")
+TEMPORAL_ENGINES = frozenset({"stream-diffvsr"})
+"""Engines that draw noise (the seed decides the result) and carry context from frame to frame (scene
+cuts reset it). For the others (bicubic) a seed and scene cuts mean nothing, and nobody is told about them."""
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ATTENTIONS = ("sdpa", "xformers", "sliced")
@@ -128,6 +131,12 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_CHECKPOINT_SECONDS": "checkpoint_seconds",
 }
 _FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
+
+
+def env_variable(option: str) -> str | None:
+    """The environment variable that sets ``option`` (``"model_id"`` -> ``"STREAM_DIFFVSR_MODEL_ID"``),
+    or None when the environment does not set it."""
+    return next((variable for variable, name in _ENV_TO_OPTION.items() if name == option), None)
 
 
 def build_options(

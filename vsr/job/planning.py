@@ -31,9 +31,10 @@ from vsr import environment
 from vsr.formatting import bytes_text, clock_text, duration_text, fraction_text, rate_text
 from vsr.job import memory as memory_model
 from vsr.job.estimate import Calibration, Estimator
+from vsr.job.pipeline import MediaCosts, StageSeconds, stage_seconds
 from vsr.job.errors import GPUCallTooLong, InputNotFound, LimitExceeded, TrimOutOfRange
 from vsr.job.sizing import OutputSize, output_size
-from vsr.options import UpscaleOptions
+from vsr.options import TEMPORAL_ENGINES, UpscaleOptions
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +61,17 @@ def gpu_seconds(estimate_seconds: float | None, *, loading_seconds: float = GPU_
     return max(minimum, math.ceil(estimate_seconds * margin + loading_seconds))
 
 
-def frames_per_gpu_call(limit_seconds: float, seconds_per_frame: float) -> int:
+def frames_per_gpu_call(limit_seconds: float, seconds_per_frame: float, fixed_seconds: float = 0.0) -> int:
     """The most frames one GPU call of at most ``limit_seconds`` can upscale: the largest ``n`` with
-    ``gpu_seconds(n * seconds_per_frame) <= limit_seconds`` (0 when not even one frame fits)."""
-    budget = (limit_seconds - GPU_LOADING_SECONDS) / GPU_MARGIN
-    if gpu_seconds(0.0) > limit_seconds or budget <= 0:
+    ``gpu_seconds(fixed_seconds + n * seconds_per_frame) <= limit_seconds`` (0 when not even one
+    frame fits)."""
+    budget = (limit_seconds - GPU_LOADING_SECONDS) / GPU_MARGIN - fixed_seconds
+    if gpu_seconds(fixed_seconds) > limit_seconds or budget <= 0:
         return 0
     if seconds_per_frame <= 0:
         return 2**31 - 1
     frames = math.floor(budget / seconds_per_frame) + 1
-    while frames > 0 and gpu_seconds(frames * seconds_per_frame) > limit_seconds:  # rounding: step back
+    while frames > 0 and gpu_seconds(fixed_seconds + frames * seconds_per_frame) > limit_seconds:  # rounding
         frames -= 1
     return frames
 
@@ -80,8 +82,10 @@ class JobPlan:
 
     Times are seconds as ``Fraction`` from the video's first frame (``start``/``end``: the range to
     upscale, ``end`` already clamped to the video's end). ``frames`` is the expected number of output
-    frames. ``estimate_seconds`` is model time from ``calibration``; ``estimate_bytes`` a rough output
-    file size.
+    frames. ``seconds_per_frame`` is the engine's time per frame (``calibration``); ``media`` what
+    decoding, encoding and verifying cost on this machine; ``stages`` both per frame, and
+    ``estimate_seconds`` the whole job's time from them (``vsr.job.pipeline``). ``estimate_bytes``
+    is a rough output file size.
     """
 
     input: Path
@@ -96,6 +100,8 @@ class JobPlan:
     engine: dict[str, Any]
     calibration: Calibration
     seconds_per_frame: float
+    media: MediaCosts
+    stages: StageSeconds
     estimate_seconds: float
     estimate_bytes: int
     notes: tuple[str, ...] = field(default=())
@@ -127,14 +133,20 @@ class JobPlan:
 
     def call_seconds(self, frames: int) -> int:
         """The reservation of one GPU call that upscales ``frames`` frames of this job."""
-        return gpu_seconds(frames * self.seconds_per_frame)
+        return gpu_seconds(self.stages.total(frames))
 
     @property
     def max_frames_per_call(self) -> int | None:
         """On ZeroGPU: the most frames of this video one GPU call can upscale; None elsewhere."""
         if self.gpu_call_limit is None:
             return None
-        return frames_per_gpu_call(self.gpu_call_limit, self.seconds_per_frame)
+        return frames_per_gpu_call(self.gpu_call_limit, self.stages.per_frame, self.stages.fixed)
+
+    @property
+    def temporal(self) -> bool:
+        """Whether the engine draws noise and carries context across frames (``TEMPORAL_ENGINES``):
+        only then do its seed and scene cuts mean anything."""
+        return self.engine.get("engine") in TEMPORAL_ENGINES
 
     @property
     def duration(self) -> Fraction:
@@ -183,6 +195,7 @@ class JobPlan:
             "scene_cuts": self.options.scene_cuts,
             "scene_threshold": self.options.scene_threshold,
             "seconds_per_frame": self.seconds_per_frame,
+            "stages": self.stages.to_dict(),
             "estimate_seconds": self.estimate_seconds,
             "estimate_bytes": self.estimate_bytes,
             "calibration": self.calibration.describe(),
@@ -204,6 +217,16 @@ class JobPlan:
                 f"(at most {self.max_frames_per_call} frames and {self.gpu_call_limit:g} s per call, each {how}; "
                 "each call hands a checkpoint to the next)")
 
+    def estimate_text(self) -> str:
+        """The time estimate in words: how long, and whether it was measured on this device."""
+        source = ("provisional: not yet measured on this device, from the paper's published speed" if self.calibration.provisional
+                  else "measured on this device")
+        stages = self.stages
+        parts = [f"upscaling {stages.engine:.3f} s"]
+        if self.media.measured:
+            parts.append(f"encoding {stages.encode:.3f} s")
+        return f"about {duration_text(self.estimate_seconds)}, {source} ({', '.join(parts)} per frame)"
+
     def to_text(self) -> str:
         """A few lines for people: what goes in, what comes out, how long it should take."""
         v = self.info.video
@@ -224,19 +247,17 @@ class JobPlan:
             f"Engine:   {engine.get('engine')} on {engine.get('device')} ({engine.get('precision')}"
             + (f", {engine.get('steps')} steps" if engine.get("steps") else "")
             + ")",
-            "Scenes:   " + (f"temporal context reset at detected cuts (threshold {self.options.scene_threshold:g})"
-                            if self.options.scene_cuts else "no cut detection (one continuous stream)"),
         ]
+        if self.temporal:
+            lines.append("Scenes:   " + (f"temporal context reset at detected cuts (threshold "
+                                         f"{self.options.scene_threshold:g})" if self.options.scene_cuts
+                                         else "no cut detection (one continuous stream)"))
         cut = "; cut to the same range" if self.trimmed else ""
         for track in self.tracks:
             lines.append(f"Track:    {track.to_text()}{cut}")
         if not self.tracks:
             lines.append("Track:    no audio or subtitle tracks")
-        lines.append(
-            f"Estimate: about {duration_text(self.estimate_seconds)} "
-            f"({self.seconds_per_frame:.3f} s per frame, {self.calibration.describe()}); "
-            f"output about {bytes_text(self.estimate_bytes)} (rough)"
-        )
+        lines.append(f"Estimate: {self.estimate_text()}; output about {bytes_text(self.estimate_bytes)} (rough)")
         if self.memory is not None:
             lines.append(f"Memory:   {self.memory.to_text()}")
         if self.gpu_call_limit is not None:
@@ -295,8 +316,9 @@ def plan(
         if oom is not None:
             raise oom from exc
         raise
+    costs = estimator.media(info, settings)
     limit = options.zerogpu_max_seconds if zero_gpu else None
-    return _decide(path, info, options, engine, calibration, suffix, limit, check_gpu_call=not piece_only,
+    return _decide(path, info, options, engine, calibration, costs, suffix, limit, check_gpu_call=not piece_only,
                    memory=memory)
 
 
@@ -315,7 +337,7 @@ def preview_plan(job: JobPlan, seconds: float = 2.0) -> JobPlan:
     middle = job.start + job.duration / 2
     start = max(job.start, middle - length / 2)
     options = job.options.replace(start=start, end=start + length)
-    return _decide(job.input, job.info, options, job.engine, job.calibration, job.container_suffix,
+    return _decide(job.input, job.info, options, job.engine, job.calibration, job.media, job.container_suffix,
                    job.gpu_call_limit, memory=job.memory)
 
 
@@ -325,6 +347,7 @@ def _decide(
     options: UpscaleOptions,
     engine: dict[str, Any],
     calibration: Calibration,
+    costs: MediaCosts,
     suffix: str,
     gpu_call_limit: float | None = None,
     *,
@@ -348,7 +371,7 @@ def _decide(
     length = end - start
     if float(length) > options.max_duration:
         raise LimitExceeded(
-            f"{path}: {float(length):.1f} s of video is over the limit of {options.max_duration:g} s. "
+            f"{path}: {duration_text(float(length))} of video is over the limit of {duration_text(options.max_duration)}. "
             "Trim it with start/end (--start/--end) or raise the limit (STREAM_DIFFVSR_MAX_DURATION)."
         )
     frames = _frame_count(v, start, end, length)
@@ -370,8 +393,10 @@ def _decide(
         notes.append("the source's transparency (alpha channel) is dropped: only the colour picture is "
                      "upscaled and the output is opaque")
     seconds_per_frame = calibration.seconds_per_frame(v.width, v.height)
+    stages = stage_seconds(costs, seconds_per_frame, str(engine.get("device", "cpu")), v.width * v.height,
+                           size.model_width * size.model_height, size.width * size.height, size.resized)
     if gpu_call_limit is not None and check_gpu_call:
-        _check_gpu_call(path, v, engine, size, calibration, seconds_per_frame, frames, gpu_call_limit)
+        _check_gpu_call(path, v, engine, size, calibration, stages, frames, gpu_call_limit)
     tracks = media.plan_stream_actions(info, path.with_name(f"output{suffix}"))
     return JobPlan(
         input=path,
@@ -386,7 +411,9 @@ def _decide(
         engine=dict(engine),
         calibration=calibration,
         seconds_per_frame=seconds_per_frame,
-        estimate_seconds=seconds_per_frame * frames,
+        media=costs,
+        stages=stages,
+        estimate_seconds=stages.total(frames),
         estimate_bytes=_estimate_bytes(info, options, size, frames, length),
         notes=tuple(notes),
         gpu_call_limit=gpu_call_limit,
@@ -395,20 +422,20 @@ def _decide(
 
 
 def _check_gpu_call(path: Path, v: Any, engine: dict[str, Any], size: OutputSize, calibration: Calibration,
-                    seconds_per_frame: float, frames: int, limit: float) -> None:
+                    stages: StageSeconds, frames: int, limit: float) -> None:
     """Refuse (``GPUCallTooLong``) a ZeroGPU job of which not even one frame fits in one call of
     ``limit`` seconds (a longer job runs as several calls)."""
-    most = frames_per_gpu_call(limit, seconds_per_frame)
+    most = frames_per_gpu_call(limit, stages.per_frame, stages.fixed)
     if most >= 1:
         return
-    needed = gpu_seconds(seconds_per_frame)
+    needed = gpu_seconds(stages.total(1))
     steps = f" ({engine.get('steps')} steps)" if engine.get("steps") else ""
     source = ("provisional estimate, not yet measured on this device" if calibration.provisional
               else "measured on this device")
     where = f"{v.width}x{v.height} -> {size.width}x{size.height} with the {engine.get('engine')} engine{steps}"
     raise GPUCallTooLong(
         f"{path}: on this ZeroGPU Space one GPU call may last at most {limit:g} s, but even one frame needs about "
-        f"{needed} s ({seconds_per_frame:.3f} s per frame x {GPU_MARGIN:g} margin + {GPU_LOADING_SECONDS:g} s to load "
+        f"{needed} s ({stages.per_frame:.3f} s per frame + {stages.fixed:g} s to start and finish, x {GPU_MARGIN:g} margin + {GPU_LOADING_SECONDS:g} s to load "
         f"the model; {source}) at {where}. Use a smaller (lower-resolution) input or fewer steps, or run it locally "
         "or on a dedicated GPU (the Docker image or the command line), where there is no per-call limit.",
         limit_seconds=limit, needed_seconds=needed, max_frames=0, max_seconds=0.0,

@@ -1,7 +1,7 @@
 """``ProgressEvent``: what a running job tells its caller, and the rate/ETA bookkeeping behind it.
 
-One callback receives every event; the CLI renders them with tqdm, the web app with ``gr.Progress``
-and live preview images.
+One callback receives every event; the CLI renders them with tqdm, the web app as its status line
+and live preview images. Both word the numbers with ``counter_text``, so they always agree.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 import numpy as np
+
+from vsr.formatting import duration_text, speed_text
 
 Stage = Literal["loading", "upscaling", "finishing", "verifying", "done"]
 STAGES: tuple[str, ...] = ("loading", "upscaling", "finishing", "verifying", "done")
@@ -74,3 +76,26 @@ class RateMeter:
         if fps is None or fps <= 0:
             return None
         return max(0, remaining) / fps
+
+
+def status_text(stage: str, done: int, total: int, fps: float | None, eta: float | None, message: str = "") -> str:
+    """What a job is doing, in plain words, for every interface (the page's status line; the CLI's
+    bar outside the upscaling stage, where it shows ``counter_text`` after the stage's name)."""
+    if stage == "loading":
+        return f"Loading the model… {message}".strip()
+    if stage == "upscaling":
+        return f"Upscaling {counter_text(done, total, fps, eta)}"
+    if stage == "finishing":
+        return f"Finishing the file (all {done} frames upscaled; writing audio and subtitles)…"
+    if stage == "verifying":
+        return "Checking the finished file (frames, frame rate, duration, audio)…"
+    if stage == "done":
+        return f"Done: {done} frames."
+    return message or stage
+
+
+def counter_text(done: int, total: int, fps: float | None, eta_seconds: float | None) -> str:
+    """A running job's numbers in words, the same in every interface:
+    ``"frame 24 of 120 · 3.10 frames/s · about 31 s left"``."""
+    left = f"about {duration_text(eta_seconds)} left" if eta_seconds is not None else "time left: measuring"
+    return f"frame {done} of {total} · {speed_text(fps)} · {left}"

@@ -24,8 +24,9 @@ a ``CallLimit``) that hand over a ``JobCheckpoint``; ``finish_job`` joins and ve
 engine.
 
 A finished job records the engine's steady-state speed it measured (the median time of every frame
-that was not a stream's first frame) in the calibration cache (``vsr.job.estimate.record``), under
-the engine's key and the plan's, so later plans on this device estimate from a real run.
+that was not a stream's first frame, less the media threads' share on the CPU:
+``vsr.job.pipeline.engine_seconds_alone``) in the calibration cache (``vsr.job.estimate.record``),
+under the engine's key and the plan's, so later plans on this device estimate from a real run.
 """
 
 from __future__ import annotations
@@ -44,8 +45,7 @@ from typing import Any
 import numpy as np
 
 import media
-from vsr.job import estimate
-from vsr.job import checkpoint
+from vsr.job import checkpoint, estimate, pipeline
 from vsr.job import memory as memory_model
 from vsr.job.checkpoint import JobCheckpoint
 from vsr.job.encode_thread import EncodeThread
@@ -466,7 +466,8 @@ def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) 
     Under the engine's own calibration key and the plan's (which differs on a ZeroGPU Space, whose
     plans cannot load the engine). A failure to write the cache is logged, never fails the job.
     """
-    seconds = statistics.median(steady) if len(steady) >= estimate.MIN_RECORDED_FRAMES else 0.0
+    in_job = statistics.median(steady) if len(steady) >= estimate.MIN_RECORDED_FRAMES else 0.0
+    seconds = pipeline.engine_seconds_alone(in_job, job.stages)
     if seconds > 0:
         keys = [estimate.cache_key(processor), job.calibration.key]
         estimate.record(job.options.cache_dir, keys, job.info.video.width, job.info.video.height, seconds)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torchvision.models.optical_flow import RAFT, Raft_Large_Weights, raft_large
 
 from vsr.model.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
-from vsr.model.network import REACH_TIMEOUT_S, unreachable_reason
+from vsr.model.network import REACH_TIMEOUT_S, plain_reason, unreachable_reason
 from vsr.model.raft_lookup import DEFAULT_BUDGET_BYTES, lookup_raft
 from vsr.options import FLOW_SCALES
 
@@ -54,8 +54,15 @@ def _check_reachable(url: str, timeout: float) -> None:
         raise HubUnreachableError(
             f"Cannot download the RAFT optical-flow weights from {url}: {reason}. Fix: pass a local file with "
             f"--flow-weights / STREAM_DIFFVSR_FLOW_WEIGHTS (.pth or .safetensors), or put the file at "
-            f"{_cached_path(url)} (torch hub cache) on a machine with internet access."
+            f"{_cached_path(url)} (torch hub cache) on a machine with internet access.",
+            **_facts(url), reason=f"{reason}, and they are not in the download cache",
         )
+
+
+def _facts(url: str) -> dict:
+    """The facts of a failed RAFT download (see ``vsr.model.errors``)."""
+    return {"subject": "the RAFT optical-flow weights", "setting": "flow_weights", "remedy": "download",
+            "cache": str(_cached_path(url))}
 
 
 def _download_state_dict(url: str, timeout: float) -> dict[str, torch.Tensor]:
@@ -66,9 +73,11 @@ def _download_state_dict(url: str, timeout: float) -> dict[str, torch.Tensor]:
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True)
     except (urllib.error.URLError, OSError) as exc:
+        why = plain_reason(exc, urllib.parse.urlparse(url).hostname or url, timeout)
         raise HubUnreachableError(
-            f"Downloading the RAFT weights from {url} failed ({exc}). Fix: retry, or pass a local file with "
-            "--flow-weights / STREAM_DIFFVSR_FLOW_WEIGHTS."
+            f"Downloading the RAFT weights from {url} failed: {why}. Fix: retry, or pass a local file with "
+            "--flow-weights / STREAM_DIFFVSR_FLOW_WEIGHTS.",
+            **_facts(url), reason=f"downloading them failed: {why}",
         ) from exc
     except RuntimeError as exc:  # hash mismatch or unreadable checkpoint
         raise CorruptWeightsError(
@@ -80,7 +89,8 @@ def _read_local(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelNotFoundError(
             f"Flow weights file {path} does not exist. Fix: give the path of a RAFT large .pth or .safetensors "
-            "file, or leave --flow-weights empty to use torchvision's default weights."
+            "file, or leave --flow-weights empty to use torchvision's default weights.",
+            subject=f"the flow weights file {path}", reason="it does not exist", setting="flow_weights", remedy="path",
         )
     try:
         if path.suffix == ".safetensors":

@@ -24,7 +24,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Repo
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from vsr.model.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
-from vsr.model.network import REACH_TIMEOUT_S, unreachable_reason
+from vsr.model.network import REACH_TIMEOUT_S, plain_reason, unreachable_reason
 from vsr.model.temporal_vae import TemporalAutoencoderTiny
 from vsr.model.text import encode_empty_prompt
 
@@ -66,7 +66,8 @@ def resolve_model_folder(
         if not folder.is_dir():
             raise ModelNotFoundError(
                 f"Model folder {folder} does not exist. Fix: give a folder with the Stream-DiffVSR layout "
-                f"({', '.join(SUBFOLDERS)}) or a hub id such as Jamichsu/Stream-DiffVSR."
+                f"({', '.join(SUBFOLDERS)}) or a hub id such as Jamichsu/Stream-DiffVSR.",
+                subject=f"the model folder {folder}", reason="it does not exist", setting="model_id", remedy="path",
             )
         check_layout(folder)
         return folder
@@ -76,6 +77,8 @@ def resolve_model_folder(
         "internet access into the Hugging Face cache (hf download " + model_id + "), or set HF_HUB_OFFLINE=1 to use "
         "the cache only."
     )
+    cache = str(cache_dir or huggingface_hub.constants.HF_HUB_CACHE)
+    facts: dict[str, Any] = {"subject": f"the model {model_id!r}", "setting": "model_id", "cache": cache}
     kwargs: dict[str, Any] = {
         "allow_patterns": ALLOW_PATTERNS, "endpoint": endpoint, "etag_timeout": timeout, "cache_dir": cache_dir,
     }
@@ -91,15 +94,19 @@ def resolve_model_folder(
     except RepositoryNotFoundError as exc:
         raise ModelNotFoundError(
             f"Model {model_id!r} was not found on {endpoint} (or needs a login). Fix: check the id "
-            "(default Jamichsu/Stream-DiffVSR), log in with `hf auth login` for a private repo, or pass a local folder."
+            "(default Jamichsu/Stream-DiffVSR), log in with `hf auth login` for a private repo, or pass a local folder.",
+            **facts, reason=f"{endpoint} has no such model, or it needs a login", remedy="hub-id",
         ) from exc
     except LocalEntryNotFoundError as exc:
         why = "offline mode (HF_HUB_OFFLINE) is on" if offline else f"the hub {endpoint} is unreachable ({reason})"
         raise HubUnreachableError(
-            f"Cannot get model {model_id!r}: {why} and it is not in the local cache. {fix}"
+            f"Cannot get model {model_id!r}: {why} and it is not in the local cache. {fix}",
+            **facts, reason=f"{why} and it is not in the download cache", remedy="download",
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
-        raise HubUnreachableError(f"Downloading model {model_id!r} from {endpoint} failed ({exc}). {fix}") from exc
+        why = plain_reason(exc, urllib.parse.urlparse(endpoint).hostname or endpoint, timeout)
+        raise HubUnreachableError(f"Downloading model {model_id!r} from {endpoint} failed: {why}. {fix}",
+                                  **facts, reason=f"downloading it failed: {why}", remedy="download") from exc
     check_layout(folder)
     return folder
 

@@ -22,11 +22,29 @@ def unreachable_reason(url: str, timeout: float = REACH_TIMEOUT_S) -> str | None
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return None
-    except socket.gaierror:
-        return f"the address of {host} could not be looked up (no network connection or no DNS)"
-    except TimeoutError:
-        return f"{host} did not answer within {timeout:g} s"
-    except ConnectionRefusedError:
-        return f"{host} refused the connection"
     except OSError as exc:
-        return f"{host} cannot be reached ({exc.strerror or type(exc).__name__})"
+        return plain_reason(exc, host, timeout)
+
+
+def plain_reason(error: BaseException, host: str = "the server", timeout: float = REACH_TIMEOUT_S) -> str:
+    """Why a download from ``host`` failed, in plain words, from ``error`` or the errors it wraps
+    (a ``urllib`` or ``requests`` error around a socket error): never an errno number."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return f"the address of {host} could not be looked up (no network connection or no DNS)"
+        if isinstance(current, (TimeoutError, socket.timeout)):
+            return f"{host} did not answer within {timeout:g} s"
+        if isinstance(current, ConnectionRefusedError):
+            return f"{host} refused the connection"
+        if isinstance(current, ConnectionError):
+            return f"the connection to {host} broke off"
+        status = getattr(getattr(current, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return f"{host} answered with HTTP status {status}"
+        wrapped = getattr(current, "reason", None)
+        current = wrapped if isinstance(wrapped, BaseException) else (current.__cause__ or current.__context__)
+    strerror = getattr(error, "strerror", None)
+    return f"{host} cannot be reached ({strerror or type(error).__name__})"

@@ -8,10 +8,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vsr.options import CRF_RANGE, HEIGHT_PRESETS, SCALE, UpscaleOptions
+from vsr.options import CODECS, CRF_RANGE, ENGINES, HEIGHT_PRESETS, SCALE, TEMPORAL_ENGINES, UpscaleOptions
 
 CONTROLS = ("engine", "size", "start", "end", "steps", "seed", "codec", "crf", "scene_cuts")
 """The settings controls of the page, in the order the handlers receive their values."""
+
+ENGINE_CHOICES: tuple[tuple[str, str], ...] = (
+    ("Stream-DiffVSR", "stream-diffvsr"),
+    ("Bicubic", "bicubic"),
+)
+ENGINE_INFO = "Stream-DiffVSR restores detail; bicubic is a plain 4x resize, fast, to compare."
+CODEC_CHOICES: tuple[tuple[str, str], ...] = (
+    ("H.264 · MP4", "h264"),
+    ("HEVC · MP4", "hevc"),
+    ("AV1 · MP4", "av1"),
+    ("ProRes · MOV", "prores"),
+    ("FFV1 · MKV", "ffv1"),
+)
+"""(label, codec): short enough for the dropdown, whose arrow takes the right end of the box."""
+CODEC_INFO = "H.264 plays everywhere"
+assert tuple(value for _, value in ENGINE_CHOICES) == ENGINES
+assert tuple(value for _, value in CODEC_CHOICES) == CODECS
 
 # Output sizes offered on the page: (label, value given to build_options' ``height``).
 SIZE_LABELS: tuple[tuple[str, str], ...] = (
@@ -112,6 +129,15 @@ def size_choices(display_width: int, display_height: int, max_output_pixels: int
     return SizeChoices(tuple(allowed), tuple(refused))
 
 
+def size_control(plan: Any, max_output_pixels: int, current: str, default_info: str) -> tuple[list, str, str]:
+    """(choices, value, info) of the output-size control once ``plan``'s video is known: the sizes it
+    allows, ``current`` if it is one of them (else 4x), and why the others are not offered."""
+    width, height = display_size(plan)
+    sizes = size_choices(width, height, max_output_pixels)
+    allowed = [value for _, value in sizes.allowed]
+    return list(sizes.allowed), current if current in allowed else "4x", sizes.note or default_info
+
+
 def job_options(settings: UpscaleOptions, values: tuple) -> UpscaleOptions:
     """The job's options: the server's ``settings`` with the visitor's control ``values`` (in
     ``CONTROLS`` order) on top."""
@@ -123,3 +149,29 @@ def display_size(plan: Any) -> tuple[int, int]:
     """(width, height) of a ``JobPlan``'s input as displayed (after pixel aspect ratio and rotation)."""
     video = plan.info.video
     return int(video.display_width), int(video.display_height)
+
+
+@dataclass(frozen=True)
+class CrfSlider:
+    """The quality slider for one codec: its range, default and the sentence under it."""
+
+    minimum: int
+    maximum: int
+    value: int
+    info: str
+
+
+def crf_slider(codec: str) -> CrfSlider | None:
+    """The quality (CRF) slider for ``codec``, or None when the codec has no CRF (the page hides the
+    slider then, and ``control_overrides`` ignores its value)."""
+    spec = CRF_RANGE.get(codec)
+    if spec is None:
+        return None
+    low, high, default = spec
+    return CrfSlider(low, high, default, f"lower = better, larger; default {default}")
+
+
+def temporal_controls(engine: str) -> bool:
+    """Whether the controls that only a temporal engine uses (denoising steps, seed, scene cuts) are
+    shown for ``engine`` (hidden for bicubic, where they change nothing)."""
+    return engine in TEMPORAL_ENGINES

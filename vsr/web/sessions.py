@@ -30,6 +30,7 @@ from vsr import environment, job
 from vsr.job import checkpoint
 from vsr.job.errors import JobCancelled, VerificationFailed
 from vsr.model import engines
+from vsr.job.progress import status_text
 from vsr.model.errors import ModelLoadError
 from vsr.options import UpscaleOptions
 from vsr.web import folders, resume, texts
@@ -305,9 +306,9 @@ class JobUpdate:
     """One change of the page while a job runs (None: leave that part as it is)."""
 
     status: str | None = None
-    progress: tuple[int, int] | None = None  # (done, total) frames, while upscaling
     pictures: tuple[np.ndarray, np.ndarray] | None = None  # (before, after) for the slider
     result: Any = None  # the finished JobResult
+    report: str | None = None  # its verification report, for the page
     starting: bool = False  # clear the previous job's result
     notice: str | None = None  # the model notice to show, and switch the engine to bicubic
 
@@ -347,7 +348,7 @@ class WebJobs:
         except ModelLoadError as error:
             if options.engine == "bicubic":
                 raise
-            self.model.failed(str(error))
+            self.model.failed(texts.model_error_text(error))
             options = options.replace(engine="bicubic")
             return Planned(self._plan(video, options, sample), options, True)
         if options.engine != "bicubic":
@@ -372,6 +373,7 @@ class WebJobs:
             from vsr.options import OptionsError
 
             raise OptionsError("No video yet: upload one (or pick an example) first, then press Upscale.")
+        yield JobUpdate(status=texts.STARTING, starting=True)  # planning can take a while (the model's first load)
         planned = self.plan(video, values, sample)
         if planned.fell_back:
             yield JobUpdate(notice=self.model.notice())
@@ -425,7 +427,8 @@ class WebJobs:
             yield JobUpdate(status=first, starting=True)
             result = yield from self._follow(plan, output, session, flag, resume.checkpoint_dir(job_dir), saved)
             keep = True
-            yield JobUpdate(status=texts.done_text(result), result=result)
+            yield JobUpdate(status=texts.done_text(result, plan), result=result,
+                            report=texts.report_markdown(result, plan))
         except JobCancelled:
             logger.info("job on %s cancelled; removing %s", plan.input.name, job_dir)
             yield JobUpdate(status="Cancelled. Nothing was kept.")
@@ -436,7 +439,7 @@ class WebJobs:
             # On ZeroGPU the model first loads here, inside the GPU call (plans there never load it):
             # the page's notice then says why and offers bicubic, as when a plan fails to load it.
             if options.engine != "bicubic":
-                self.model.failed(str(error))
+                self.model.failed(texts.model_error_text(error))
             raise
         except GeneratorExit:
             closed = True  # the server is stopping or the connection dropped: not the visitor's cancel
@@ -488,10 +491,8 @@ class WebJobs:
                     outcome = payload  # the last item: let the call end by itself
                     continue
                 event, frames = payload
-                progress = (event.done, event.total) if event.stage == "upscaling" and event.total else None
                 pictures = before_after(frames.input_frame, frames.output_frame) if frames is not None else None
-                status = texts.progress_text(event.stage, event.done, event.total, event.fps, event.eta_seconds,
-                                             event.message)
-                yield JobUpdate(status=f"{calls} · {status}" if calls else status, progress=progress,
-                                pictures=pictures)
+                status = status_text(event.stage, event.done, event.total, event.fps, event.eta_seconds,
+                                     event.message)
+                yield JobUpdate(status=f"{calls} · {status}" if calls else status, pictures=pictures)
         return outcome

@@ -7,9 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from vsr.formatting import bytes_text, duration_text
-from vsr.options import UpscaleOptions
+from vsr.formatting import bytes_text, duration_text, speed_text
+from vsr.model.errors import ModelLoadError
+from vsr.options import SCALE, UpscaleOptions, env_variable
 from vsr.web.controls import display_size
+
+
+TITLE = "Stream-DiffVSR video upscaler"
+INTRO = (f"# {TITLE}\nMake a small or blurry video **4x sharper** with a diffusion model, frame by frame. "
+         "Sound, subtitles and timing are kept exactly.")
+PLAN_HINT = "Upload a video (or pick an example) to see what will happen."
+PLAN_FAILED = "**This video cannot be processed as asked.** The message that popped up says why and what to do."
+JOB_FAILED = "**The job stopped.** The message that popped up says why and what to do."
+STARTING = "Reading the video and checking the settings…"
+SIZE_INFO = "4x keeps the exact shape; presets set the height."
 
 
 def limits_text(options: UpscaleOptions, queue_size: int, *, zero_gpu: bool = False) -> str:
@@ -28,23 +39,6 @@ def limits_text(options: UpscaleOptions, queue_size: int, *, zero_gpu: bool = Fa
     return text
 
 
-def progress_text(stage: str, done: int, total: int, fps: float | None, eta: float | None, message: str = "") -> str:
-    """The status line of a running job in plain words."""
-    if stage == "loading":
-        return f"Loading the model… {message}".strip()
-    if stage == "upscaling":
-        rate = f"{fps:.2f} frames/s" if fps else "measuring speed"
-        left = f"about {duration_text(eta)} left" if eta is not None else "time left: measuring"
-        return f"Upscaling frame {done} of {total} · {rate} · {left}"
-    if stage == "finishing":
-        return f"Finishing the file (all {done} frames upscaled; writing audio and subtitles)…"
-    if stage == "verifying":
-        return "Checking the finished file (frames, frame rate, duration, audio)…"
-    if stage == "done":
-        return f"Done: {done} frames."
-    return message or stage
-
-
 def _labelled_lines(text: str) -> list[str]:
     """``"Label:    value"`` lines (the job's own ``to_text`` wording) as Markdown bullets."""
     lines = []
@@ -61,13 +55,33 @@ def _provisional(plan: Any) -> bool:
     return bool(getattr(getattr(plan, "calibration", None), "provisional", False))
 
 
+def sizes_text(plan: Any) -> str:
+    """Size in -> size out as Markdown, coded sizes first: when pixels are not square (or the video
+    is rotated) the sizes it shows as follow, so a 4x job reads as 4x on both:
+    ``**176x144** (shown as 192x144) → **704x576** (shown as 768x576), 4x``."""
+    video, size = plan.info.video, plan.size
+    shown_in = display_size(plan)
+    rotated = video.rotation % 180 == 90
+    across, down = (shown_in[1], shown_in[0]) if rotated else shown_in  # in the coded orientation
+    if size.resized:  # a preset's output has square pixels of the shown shape
+        shown_out = (size.height, size.width) if rotated else (size.width, size.height)
+    else:
+        width, height = round(size.width * across / video.width), round(size.height * down / video.height)
+        shown_out = (height, width) if rotated else (width, height)
+
+    def one(width: int, height: int, shown: tuple[int, int]) -> str:
+        return f"**{width}x{height}**" + (f" (shown as {shown[0]}x{shown[1]})" if shown != (width, height) else "")
+
+    return (f"{one(video.width, video.height, shown_in)} → {one(size.width, size.height, shown_out)}"
+            + ("" if size.resized else f", {SCALE}x"))
+
+
 def plan_markdown(plan: Any) -> str:
     """A ``JobPlan`` for the page: a headline (size in -> size out, frames, duration, time and file
     size on this machine), then the job's own ``to_text`` lines (input, range, output, engine, tracks
     kept, notes)."""
-    width, height = display_size(plan)
     headline = (
-        f"**{width}x{height} → {plan.size.width}x{plan.size.height}**, {plan.frames} frames, "
+        f"{sizes_text(plan)}, {plan.frames} frames, "
         f"{float(plan.duration):.2f} s · about **{duration_text(plan.estimate_seconds)}** "
         + ("(provisional: not yet measured on this device) " if _provisional(plan) else "on this machine ")
         + f"· file about **{bytes_text(plan.estimate_bytes)}**"
@@ -76,27 +90,36 @@ def plan_markdown(plan: Any) -> str:
     return "\n".join(["### The plan", headline, "", *_labelled_lines("\n".join(details))])
 
 
-def done_text(result: Any) -> str:
-    """The status line of a finished job."""
+def done_text(result: Any, plan: Any) -> str:
+    """The status line of a finished job (the seed only for an engine whose result depends on it)."""
     rate = result.frames / result.seconds if result.seconds > 0 else None
-    speed = f" ({rate:.2f} frames/s)" if rate else ""
-    return (f"Done in {duration_text(result.seconds)}: {result.frames} frames{speed}. Seed {result.seed} "
-            "(enter it under Seed to get exactly this result again).")
+    speed = f" ({speed_text(rate)})" if rate else ""
+    text = f"Done in {duration_text(result.seconds)}: {result.frames} frames{speed}."
+    if plan.temporal:
+        text += f" Seed {result.seed} (enter it under Seed to get exactly this result again)."
+    return text
 
 
-def report_markdown(result: Any) -> str:
-    """The verification report of a finished job in plain words: one line per check, and the scene cuts."""
+def report_markdown(result: Any, plan: Any) -> str:
+    """The verification report of a finished job in plain words: one line per check, and the scene
+    cuts (only for an engine with temporal context)."""
     report = result.report
     verdict = "passed" if report.ok else "FAILED"
-    cuts = ", ".join(str(i) for i in result.scene_cuts) if result.scene_cuts else "none"
     lines = [f"### Verification {verdict}: {report.path.name}"]
     lines += [f"- {'✓' if check.ok else '✗ FAILED'} **{check.name}**: {check.message}" for check in report.checks]
-    lines.append(f"- Scene cuts (temporal context reset at frame): {cuts}")
+    if plan.temporal:
+        cuts = ", ".join(str(i) for i in result.scene_cuts) if result.scene_cuts else "none"
+        lines.append(f"- Scene cuts (temporal context reset at frame): {cuts}")
     return "\n".join(lines)
 
 
 def device_text(options: UpscaleOptions) -> str:
-    """Where the diffusion model runs, as the server resolves ``options.device`` / ``.precision``."""
+    """Where the diffusion model runs, as the server resolves ``options.device`` / ``.precision``
+    (one line under the settings: the server chooses, the page cannot change it)."""
+    return f"Runs on {_device(options)}: the server's choice."
+
+
+def _device(options: UpscaleOptions) -> str:
     from vsr.model.devices import NAMES, resolve_device, resolve_precision
     from vsr.model.errors import DeviceError
 
@@ -111,3 +134,31 @@ def device_text(options: UpscaleOptions) -> str:
 
         name = f"{device} ({torch.cuda.get_device_name(device)})"
     return f"{name}, {NAMES[dtype]} (device {options.device}, precision {options.precision})"
+
+
+_SETTING_THINGS = {"model_id": "a Stream-DiffVSR model folder (or a Hugging Face model id)",
+                   "flow_weights": "a RAFT large weights file (.pth or .safetensors)"}
+
+
+def model_error_text(error: ModelLoadError) -> str:
+    """A model loading error for the page, whose reader cannot type command-line flags: what could
+    not be loaded and why, then the fix in the server's settings (its environment variables and
+    download cache). An error without those facts (``ModelLoadError.remedy``) is shown as it is."""
+    variable = env_variable(error.setting) if error.setting else None
+    if not error.remedy or variable is None:
+        return str(error)
+    head = f"{error.subject[:1].upper()}{error.subject[1:]} could not be loaded: {error.reason}."
+    thing = _SETTING_THINGS.get(error.setting or "", "a file or folder")
+    if error.remedy == "path":
+        fix = f"Set {variable} on the server to {thing} that exists, or leave it unset for the default."
+    elif error.remedy == "hub-id":
+        fix = (f"Check {variable} on the server (the default is Jamichsu/Stream-DiffVSR); a private model also "
+               "needs a Hugging Face token on the server (HF_TOKEN).")
+    elif error.setting == "model_id":
+        fix = (f"On the server, set {variable} to a local copy of the model, or put the model into the Hugging Face "
+               f"download cache ({error.cache}; HF_HOME sets where it is) on a machine with internet access, "
+               "and set HF_HUB_OFFLINE=1 so that the server uses the cache only.")
+    else:
+        fix = (f"On the server, set {variable} to {thing}, or put the file at {error.cache} (the torch hub "
+               "cache) on a machine with internet access.")
+    return f"{head} {fix}"
