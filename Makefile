@@ -25,6 +25,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/model.py
 	$(BIN)/python bench/job.py
 	$(BIN)/python bench/app.py
+	$(BIN)/python bench/flow.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
