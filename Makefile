@@ -44,6 +44,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/job.py
 	$(BIN)/python bench/app.py
+	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/estimates.py
 
 # The README's picture: the browser test's finished page, copied to docs/screenshot.png (only here;

@@ -170,13 +170,15 @@ def run_fixture() -> dict:
     result: dict = {"scales": {}}
     exact_flows, exact_out = None, None
     for scale in FLOW_SCALES:
-        flows, seconds = [], []
+        flows, seconds, cpu = [], [], []
         for cur, prev in pairs:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), _cpu_s()
             with torch.inference_mode():
                 flows.append(compute_flow(raft, cur, prev, scale=scale))
             seconds.append(time.perf_counter() - start)
-        entry: dict = {"flow_seconds_per_pair_median": float(np.median(seconds))}
+            cpu.append(_cpu_s() - cpu_start)
+        entry: dict = {"flow_seconds_per_pair_median": float(np.median(seconds)),
+                       "flow_cpu_seconds_per_pair_median": float(np.median(cpu))}
         engine = StreamDiffVSRUpscaler(ckpt.unet, ckpt.controlnet, ckpt.vae, ckpt.scheduler, ckpt.prompt_embeds,
                                        raft, device="cpu", precision="fp32", flow_scale=scale)
         engine.start_stream(1234)

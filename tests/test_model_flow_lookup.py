@@ -233,6 +233,8 @@ def test_all_pairs_estimate_and_choice() -> None:
     assert choose_correlation(128, 192) == "all-pairs"
     assert choose_correlation(360, 640) == "all-pairs"
     assert choose_correlation(360, 640, budget_bytes=all_pairs_bytes(360, 640) - 1) == "on-demand"
+    assert choose_correlation(1080, 1920) == "on-demand"  # 8.4 GB: over the default budget
+    assert choose_correlation(1080, 1920, budget_bytes=10**10) == "all-pairs"  # fits, and still the faster
     assert choose_correlation(1440, 2560) == "on-demand"
     assert choose_correlation(1440, 2560, budget_bytes=10**12) == "on-demand"  # fits, but on demand is faster
     assert choose_correlation(2880, 5120, budget_bytes=10**15) == "on-demand"

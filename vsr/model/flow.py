@@ -34,8 +34,10 @@ RAFT_MIN_SIDE = 128  # RAFT's correlation pyramid needs feature maps of 16+ at 1
 CORRELATIONS = ("auto", "all-pairs", "on-demand")
 
 FLOW_MEMORY_BUDGET = 2 * 2**30  # bytes the all-pairs volume may take; above it on-demand correlation is used
-# Above this RAFT input area on-demand correlation is also the faster one (CPU, 2 threads; bench/flow.py).
-ALL_PAIRS_MAX_PIXELS = 1280 * 720
+# Above this RAFT input area on-demand correlation is also the faster one. Correlation alone, CPU, 2 threads
+# (bench/flow.py corr:*): on demand takes 1.6x all-pairs' time at 1280x720, 1.15x at 1920x1080; all-pairs
+# grows with the square of the area, so they meet at about 2.2 Mpx.
+ALL_PAIRS_MAX_PIXELS = 1920 * 1080
 
 
 def default_raft_url() -> str:

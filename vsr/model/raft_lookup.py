@@ -18,9 +18,9 @@ with the 10x10 integer positions starting at floor(centroid) - radius. Those dot
 one of two paths:
 
 - dense tiles: the fmap1 pixels are grouped in 4x4 tiles; when the 10x10 windows of a tile all fall
-  in one P x P patch of the level (smooth flow: nearly always), the patch is copied once and the tile's
-  16 queries are multiplied with it in one batched matrix product (P*P dot products per pixel, but
-  dense arithmetic);
+  in one P x P patch of the level (P at most ``patch_side``, and no more than the widest tile of the
+  level needs; smooth flow: nearly always), the patch is copied once and the tile's 16 queries are
+  multiplied with it in one batched matrix product (P*P dot products per pixel, but dense arithmetic);
 - single pixels: the pixels of the other tiles gather their own 10x10 window (10 contiguous runs of
   10 positions) and take 100 dot products each.
 
@@ -214,24 +214,26 @@ class LookupCorrBlock(nn.Module):
         tiles = origin.shape[0]
         image = torch.arange(tiles, device=origin.device) // (tiles // self._shape[0])
         low = origin.amin(dim=1)
-        fits = (origin.amax(dim=1) - low).amax(dim=1) + self._window <= level.patch
-        step = self.per_chunk(self.tile_bytes(level.table.shape[1], level.table.element_size(), level.patch))
-        if bool(fits.all()):  # the usual case: whole ranges of tiles, no index copies
+        spans = (origin.amax(dim=1) - low).amax(dim=1) + self._window  # patch side each tile needs
+        side = min(level.patch, int(spans.max()))  # no wider than the widest tile needs (smooth flow: 11 to 14)
+        fits = spans <= side
+        step = self.per_chunk(self.tile_bytes(level.table.shape[1], level.table.element_size(), side))
+        if side < level.patch or bool(fits.all()):  # the usual case: whole ranges of tiles, no index copies
             for start in range(0, tiles, step):
                 sel = slice(start, min(start + step, tiles))
-                target[sel] = self._dense(level, sel, origin[sel], low[sel], image[sel], frac[sel])
+                target[sel] = self._dense(level, side, sel, origin[sel], low[sel], image[sel], frac[sel])
             return
         dense, sparse = fits.nonzero().flatten(), (~fits).nonzero().flatten()
         logger.debug("level %dx%d: %d tiles dense, %d single-pixel", level.width, level.height,
                      dense.numel(), sparse.numel())
         for ids in dense.split(step) if dense.numel() else ():
-            target[ids] = self._dense(level, ids, origin[ids], low[ids], image[ids], frac[ids])
+            target[ids] = self._dense(level, side, ids, origin[ids], low[ids], image[ids], frac[ids])
         self._sparse(level, sparse, origin, image, frac, target.view(-1, target.shape[-1]))
 
-    def _dense(self, level: _Level, sel: slice | Tensor, origin: Tensor, low: Tensor, image: Tensor,
+    def _dense(self, level: _Level, side: int, sel: slice | Tensor, origin: Tensor, low: Tensor, image: Tensor,
                frac: Tensor) -> Tensor:
-        """Features of the tiles ``sel``, whose windows all fit the patch that starts at ``low`` [x, y]."""
-        side, win, count = level.patch, self._window, origin.shape[0]
+        """Features of the tiles ``sel``, whose windows all fit the ``side``-wide patch at ``low`` [x, y]."""
+        win, count = self._window, origin.shape[0]
         steps = torch.arange(side, device=origin.device)
         starts = (image[:, None] * level.rows + low[:, 1:2] + steps) * level.cols + low[:, 0:1]  # (n, side)
         patches = self._copy_runs(level.table, starts, side).view(count, side * side, level.table.shape[1])
