@@ -84,7 +84,8 @@ class GraphedLoop:
         torch.cuda.current_stream(self.device).wait_stream(side)
         torch.cuda.synchronize(self.device)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: the job's decode/encode threads may free pinned frames (an event query) meanwhile.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             output = self.loop(*static)
         logger.info("captured the denoising loop at latent %s (%s, %s)", tuple(latents.shape), lr.dtype,
                     "first frame" if cond is None else "with ControlNet")
