@@ -36,14 +36,14 @@ def test_calibration_runs_the_engine_once_then_comes_from_the_cache(tmp_path: Pa
     first = calibrate(engine, tmp_path, 160, 120)
     assert not first.cached
     measured = {(h, w) for h, w in engine.sizes}
-    # Both base sizes, and the job's own size because bicubic is cheap there.
-    assert measured == {(24, 32), (48, 64), (120, 160)}
-    # A warm-up, then 3 sizes, each in rounds of an untimed first frame and TIMED_FRAMES timed ones (a cheap
+    # Both base sizes, then the job's shape on the way up to its own size, because bicubic is cheap there.
+    assert measured == {(24, 32), (48, 64), (60, 80), (120, 160)}
+    # A warm-up, then 4 sizes, each in rounds of an untimed first frame and TIMED_FRAMES timed ones (a cheap
     # engine gets more rounds, up to MAX_ROUNDS, so that one slow moment does not decide).
     per_round = 1 + calibration.TIMED_FRAMES
-    assert 2 + 3 * per_round <= len(engine.sizes) <= 2 + 3 * calibration.MAX_ROUNDS * per_round
+    assert 2 + 4 * per_round <= len(engine.sizes) <= 2 + 4 * calibration.MAX_ROUNDS * per_round
     assert len(engine.sizes) % per_round == 2
-    assert {p for p, _ in first.points} == {32 * 24, 64 * 48, 160 * 120}
+    assert {p for p, _ in first.points} == {32 * 24, 64 * 48, 80 * 60, 160 * 120}
     assert all(s > 0 for _, s in first.points)
 
     engine.sizes.clear()
@@ -85,3 +85,17 @@ def test_calibration_waits_for_a_job_using_the_same_engine(tmp_path: Path) -> No
         assert not done.wait(0.5) and engine.sizes == []  # it did not touch the engine's temporal state
     worker.join(30)
     assert done.is_set() and engine.sizes
+
+
+@pytest.mark.parametrize("slow_base", [0.004, 0.05])  # 64x48 as it is, and measured 12x too slow (a busy moment)
+def test_the_way_up_to_a_large_size_stops_where_it_gets_expensive(tmp_path: Path, monkeypatch, slow_base) -> None:
+    """Sizes of the job's shape are measured on the way up while the line says the next is cheap, so a
+    large size is estimated from nearby points; a slow small measurement is corrected, not multiplied."""
+    per_pixel = 1.3e-6  # the engine's real cost: 2.7 s per 1920x1080 frame, over the 2 s budget
+    monkeypatch.setattr(calibration, "_cached_points", lambda cache_dir, key: {768: 0.001, 3072: slow_base})
+    measured: list[tuple[int, int]] = []
+    monkeypatch.setattr(calibration, "measure", lambda engine, w, h: measured.append((w, h)) or w * h * per_pixel)
+    cal = calibrate(CountingEngine(), tmp_path, 1920, 1080)
+    assert measured == [(120, 67), (240, 135), (480, 270), (960, 540)]  # not 1920x1080 itself: too expensive
+    assert cal.seconds_per_frame(1920, 1080) == pytest.approx(1920 * 1080 * per_pixel)
+    assert calibration._rungs(64, 48, 700) == [(32, 24), (64, 48)] and calibration._rungs(64, 48, 3072) == []

@@ -7,8 +7,11 @@ different, cheaper path through the diffusion model), then times ``TIMED_FRAMES`
 and keeps the fastest (the first call at a new size also pays one-off set-up costs). Two small
 sizes are always measured (``BASE_SIZES``, low-resolution input pixels); seconds per frame is then
 a line in the input pixel count (fixed cost + cost per pixel), which is how both engines scale.
-When that line predicts that the job's own frame size costs at most ``REAL_SIZE_BUDGET`` seconds
-per frame, the real size is measured too, and estimates near it use that point directly. Every
+Then sizes of the job's own shape are measured on the way up to the job's own size (each side
+doubled from the last, ``_rungs``), while the line through the points so far predicts that the
+next one costs at most ``REAL_SIZE_BUDGET`` seconds per frame: estimates then come from nearby
+points (at the job's own size, exactly), not from a long extrapolation of two tiny sizes, where a
+moment of load on a busy machine would be multiplied. Every
 point is cached in ``calibration.json`` under the options' cache directory, keyed by the engine
 description (engine, model, device, precision, steps, attention), the device name and the torch
 version, so later plans on the same device answer without running the model. A cached answer
@@ -158,12 +161,10 @@ def calibrate(processor: FrameProcessor, cache_dir: Path, width: int, height: in
             return Calibration(key, tuple(sorted(points.items())), cached=True)
         measured: dict[int, float] = {}
         _warm_up(processor)
-        for w, h in missing:
-            measured[w * h] = measure(processor, w, h)
-        points.update(measured)
-        guess = Calibration(key, tuple(points.items()), cached=False)
-        if width * height not in points and guess.seconds_per_frame(width, height) <= REAL_SIZE_BUDGET:
-            measured[width * height] = points[width * height] = measure(processor, width, height)
+        while missing:
+            for w, h in missing:
+                measured[w * h] = points[w * h] = measure(processor, w, h)
+            points, missing = _needed(points, width, height)
     _merge(cache_dir, key, measured)
     return Calibration(key, tuple(sorted(points.items())), cached=False)
 
@@ -207,14 +208,26 @@ def _cached_points(cache_dir: Path, key: str) -> dict[int, float]:
 
 
 def _needed(points: dict[int, float], width: int, height: int) -> tuple[dict[int, float], list[tuple[int, int]]]:
-    """(points, sizes still to measure). The job's own size counts as missing only when the small-size
-    line says it is cheap to measure (``REAL_SIZE_BUDGET``); it is then measured after the base sizes."""
+    """(points, sizes to measure next): the base sizes not measured yet; once they are, the next of
+    ``_rungs`` towards the job's ``width`` x ``height`` when the line so far predicts that it costs
+    at most ``REAL_SIZE_BUDGET`` seconds per frame; nothing when the job's size is measured."""
     missing = [(w, h) for w, h in BASE_SIZES if w * h not in points]
-    if not missing and width * height not in points:
-        guess = Calibration("", tuple(points.items()), cached=True)
-        if guess.seconds_per_frame(width, height) <= REAL_SIZE_BUDGET:
-            missing = [(width, height)]
-    return points, missing
+    if missing or width * height in points:
+        return points, missing
+    rungs = _rungs(width, height, max(points))
+    if rungs and Calibration("", tuple(points.items()), cached=True).seconds_per_frame(*rungs[0]) <= REAL_SIZE_BUDGET:
+        return points, [rungs[0]]
+    return points, []
+
+
+def _rungs(width: int, height: int, above: int) -> list[tuple[int, int]]:
+    """Sizes of the job's shape above ``above`` pixels, smallest first: its own size, and the sizes
+    with both sides halved again and again."""
+    rungs = []
+    while width * height > above and min(width, height) >= 2:
+        rungs.append((width, height))
+        width, height = width // 2, height // 2
+    return rungs[::-1]
 
 
 def _merge(cache_dir: Path, key: str, points: dict[int, float]) -> None:
