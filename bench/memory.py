@@ -254,10 +254,6 @@ def calibrate_child(args: argparse.Namespace) -> dict:
     return result
 
 
-CHILDREN = {"frame": frame_child, "flow": flow_child, "calibrate": calibrate_child, "cli": cli_child,
-            "bare": bare_child}
-
-
 def run_child(kind: str, extra: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> dict:
     """Run one case in a fresh interpreter; its JSON result (or the reason it did not finish)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
@@ -483,6 +479,10 @@ def table(results: dict) -> str:
         rows.append(f"| {hr} | {r['method']} | {r['measured'] / GB:.2f} | {r['predicted'] / GB:.2f} | "
                     f"{r['seconds']:.0f} |")
     return "\n".join(rows)
+
+
+CHILDREN = {"frame": frame_child, "flow": flow_child, "calibrate": calibrate_child, "cli": cli_child,
+            "bare": bare_child}
 
 
 def main(argv: list[str] | None = None) -> int:
