@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -144,10 +143,11 @@ def prime(engine, lr: np.ndarray, all_pairs: bool) -> None:
     import torch
     import torch.nn.functional as F
 
-    from vsr.model.stream import StreamState, preprocess
+    from vsr.model.stream import StreamState, pad_to_multiple, preprocess
 
-    up = F.interpolate(preprocess(lr), scale_factor=4, mode="bicubic", align_corners=False)
-    engine.state = StreamState(previous_output=up.clone(), previous_upscaled=up, size=lr.shape[:2], frames=1,
+    padded = pad_to_multiple(lr)  # the engine pads sides to multiples of 4 (90 -> 92)
+    up = F.interpolate(preprocess(padded), scale_factor=4, mode="bicubic", align_corners=False)
+    engine.state = StreamState(previous_output=up.clone(), previous_upscaled=up, size=padded.shape[:2], frames=1,
                                since_reset=1)
     if all_pairs:
         with torch.inference_mode():

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from tests.model_helpers import FIXTURE_SEED, lr_frames
 from vsr.model.artg import ARTGBranch
 from vsr.model.flow import load_raft
 from vsr.model.loading import load_checkpoint
-from vsr.model.stream import StreamDiffVSRUpscaler, preprocess
+from vsr.model.stream import StreamDiffVSRUpscaler
 from vsr.model.tiling import (
     ALIGN,
     SCALE,

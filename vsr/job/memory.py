@@ -27,12 +27,12 @@ import logging
 import math
 import os
 import struct
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from vsr.job.errors import NotEnoughMemory, OutOfMemory
-from vsr.model.tiling import CONDITION_HALO, DECODE_HALO, Tiling
+from vsr.model.tiling import CONDITION_HALO, DECODE_HALO, TileGrid, Tiling
 from vsr.options import MIN_TILE, UpscaleOptions
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def _read_json(path: Path | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _param_count(find, sub: str) -> int | None:
+def _param_count(find: Callable[[str], Path | None], sub: str) -> int | None:
     """Elements of a component's weights, from the safetensors header(s); None when not readable."""
     for name in ("diffusion_pytorch_model.safetensors", "model.safetensors"):
         path = find(f"{sub}/{name}")
@@ -336,11 +336,11 @@ def predict_frame(sizes: ModelSizes, width: int, height: int, *, element: int = 
     return FrameMemory(baseline, weights, resident, phases, load)
 
 
-def _tile_area(grid, size: int | None, whole: int) -> int:
+def _tile_area(grid: TileGrid | None, size: int | None, whole: int) -> int:
     return whole if grid is None or size is None else min(whole, size * size)
 
 
-def _vae_phases(sizes: ModelSizes, h: int, w: int, element: int, grid, tile: int | None, alive: int,
+def _vae_phases(sizes: ModelSizes, h: int, w: int, element: int, grid: TileGrid | None, tile: int | None, alive: int,
                 k: Coefficients) -> dict[str, int]:
     """Encoder-features and decoder peaks (bytes), whole frame or per decode tile."""
     from vsr.model.tiling import encoder_reach
@@ -531,7 +531,7 @@ def plan_memory(sizes: ModelSizes, width: int, height: int, *, device: str, prec
                       tiling, chosen.largest_phase if chosen.frame_peak >= chosen.load else "loading", sizes.source)
 
 
-def _fitting_tiling(peak, width: int, height: int, limit: int) -> Tiling:
+def _fitting_tiling(peak: Callable[..., FrameMemory], width: int, height: int, limit: int) -> Tiling:
     """The largest denoise and decode tiles (whole frames first) whose phases fit ``limit``; the
     smallest tiles when none does (the caller then refuses)."""
     side = max(-(-width // SCALE), -(-height // SCALE)) * SCALE
@@ -549,8 +549,8 @@ def _fitting_tiling(peak, width: int, height: int, limit: int) -> Tiling:
     return Tiling(denoise=denoise, decode=decode)
 
 
-def _not_enough(peak, width: int, height: int, chosen: FrameMemory, budget: Budget, extra: int,
-                tile: int | str) -> NotEnoughMemory:
+def _not_enough(peak: Callable[..., FrameMemory], width: int, height: int, chosen: FrameMemory, budget: Budget,
+                extra: int, tile: int | str) -> NotEnoughMemory:
     """The refusal, naming the largest input of this aspect ratio that fits with the smallest tiles.
     ``peak(tiling, width, height)`` predicts a frame of another size."""
     smallest = Tiling(denoise=MIN_TILE, decode=MIN_TILE)

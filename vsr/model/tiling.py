@@ -34,6 +34,8 @@ import torch
 from vsr.options import MIN_TILE, TILE_MULTIPLE
 
 if TYPE_CHECKING:
+    from diffusers import DDIMScheduler
+
     from vsr.model.artg import ARTGBranch
     from vsr.model.temporal_vae import TemporalAutoencoderTiny
 
@@ -241,7 +243,7 @@ def _cores(axis: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
 
 def denoise(
     predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
-    scheduler,
+    scheduler: "DDIMScheduler",
     timesteps: torch.Tensor,
     latents: torch.Tensor,
     lr: torch.Tensor,
