@@ -249,6 +249,24 @@ def _compare_pairs(results: dict, folder: Path) -> dict:
     return out
 
 
+def estimates(results: dict) -> dict:
+    """Peak extra memory of on-demand flow at 5120x2880 without running it: RAFT's activations and the
+    on-demand structures are all linear in the area, so 4x the measured 2560x1440 figure; and the
+    correlation's own part from ``on_demand_bytes`` (the chunk budget included)."""
+    from vsr.flow import all_pairs_bytes
+    from vsr.raft_lookup import on_demand_bytes
+
+    out: dict = {"on_demand_correlation_mb": {}, "all_pairs_correlation_mb": {}}
+    for width, height in ((640, 360), (1280, 720), (2560, 1440), (5120, 2880)):
+        size = f"{width}x{height}"
+        out["on_demand_correlation_mb"][size] = on_demand_bytes(height, width) / 2**20
+        out["all_pairs_correlation_mb"][size] = all_pairs_bytes(height, width) / 2**20
+    measured = results.get("pair:on-demand:2560x1440", {}).get("peak_extra_mb")
+    if measured is not None and "pair:on-demand:5120x2880" not in results:
+        out["on_demand_peak_extra_mb_5120x2880_from_4x_2560x1440"] = 4 * measured
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", help="comma-separated cases (default: " + ",".join(DEFAULT_CASES) + ")")
@@ -282,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         comparison = _compare_pairs(results, Path(tmp))
     report = {"machine": {"cpu_count": _cpus(), "platform": platform.platform(), "python": platform.python_version(),
                           "load_average_at_end": _load()},
-              "threads": 2, "cases": results, "on_demand_vs_all_pairs": comparison}
+              "threads": 2, "cases": results, "on_demand_vs_all_pairs": comparison,
+              "estimates": estimates(results)}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
     logger.info("wrote %s", RESULTS)
