@@ -16,9 +16,11 @@ moved by (+6, -4) px and zoomed 2 %):
   on-demand becomes the cheaper one (``vsr.model.flow.ALL_PAIRS_MAX_PIXELS``).
 
 Default: pairs at 640x360 and 1280x720 in both modes, on-demand at 2560x1440, scales at 640x360, the
-fixture, correlation alone at 1280x720 (about 5 minutes on 2 free cores). ``--large`` adds the
-correlation alone at 1920x1080 (all-pairs needs 8.4 GB) and on-demand at 5120x2880 (long). Results go
-to bench/results/flow.json; a summary is logged.
+fixture, correlation alone at 1280x720 (about 6 CPU-minutes at 2 threads; 35 minutes wall on a
+shared machine at load 12-14). ``--large`` adds the correlation alone at 1920x1080 (all-pairs needs
+8.4 GB) and on-demand at 5120x2880 (long). Without that case the 5120x2880 peak is estimated (4x the
+2560x1440 one: everything is linear in the area). Results go to bench/results/flow.json; each case
+and a table of the pairs are logged.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/flow.py`` (``--cases pair:on-demand:640x360,fixture`` picks
 cases; ``--budget SECONDS`` starts no new case after that long).
@@ -254,6 +256,35 @@ def _compare_pairs(results: dict, folder: Path) -> dict:
     return out
 
 
+def estimates(results: dict) -> dict:
+    """Peak extra memory of on-demand flow at 5120x2880 without running it: RAFT's activations and the
+    on-demand structures are all linear in the area, so 4x the measured 2560x1440 figure; and the
+    correlation's own part from ``on_demand_bytes`` (the chunk budget included)."""
+    from vsr.flow import all_pairs_bytes
+    from vsr.raft_lookup import on_demand_bytes
+
+    out: dict = {"on_demand_correlation_mb": {}, "all_pairs_correlation_mb": {}}
+    for width, height in ((640, 360), (1280, 720), (2560, 1440), (5120, 2880)):
+        size = f"{width}x{height}"
+        out["on_demand_correlation_mb"][size] = on_demand_bytes(height, width) / 2**20
+        out["all_pairs_correlation_mb"][size] = all_pairs_bytes(height, width) / 2**20
+    measured = results.get("pair:on-demand:2560x1440", {}).get("peak_extra_mb")
+    if measured is not None and "pair:on-demand:5120x2880" not in results:
+        out["on_demand_peak_extra_mb_5120x2880_from_4x_2560x1440"] = 4 * measured
+    return out
+
+
+def table(results: dict, comparison: dict) -> str:
+    """A markdown table of the pair cases: CPU seconds and peak extra memory per mode, flow difference."""
+    lines = ["| RAFT input | mode | wall s | CPU s | peak extra MB | flow diff px |", "|---|---|---|---|---|---|"]
+    for name, case in results.items():
+        if name.startswith("pair:") and "error" not in case:
+            diff = comparison.get(case["size"], {}).get("max_abs_flow_diff_px")
+            lines.append(f"| {case['size']} | {case['mode']} | {case['seconds']:.1f} | {case['cpu_seconds']:.1f} | "
+                         f"{case['peak_extra_mb']:.0f} | {'' if diff is None else f'{diff:.1e}'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", help="comma-separated cases (default: " + ",".join(DEFAULT_CASES) + ")")
@@ -287,9 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         comparison = _compare_pairs(results, Path(tmp))
     report = {"machine": {"cpu_count": _cpus(), "platform": platform.platform(), "python": platform.python_version(),
                           "load_average_at_end": _load()},
-              "threads": 2, "cases": results, "on_demand_vs_all_pairs": comparison}
+              "threads": 2, "cases": results, "on_demand_vs_all_pairs": comparison,
+              "estimates": estimates(results)}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
+    logger.info("%s", table(results, comparison))
     logger.info("wrote %s", RESULTS)
     return 0
 

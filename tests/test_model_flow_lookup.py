@@ -276,3 +276,23 @@ def test_on_demand_memory_estimate_is_linear_in_area() -> None:
     small, large = raft_lookup.on_demand_bytes(1440, 2560), raft_lookup.on_demand_bytes(2880, 5120)
     assert 3.5 < (large - raft_lookup.DEFAULT_BUDGET_BYTES) / (small - raft_lookup.DEFAULT_BUDGET_BYTES) < 4.1
     assert large < 1.5e9 < all_pairs_bytes(2880, 5120) / 100
+
+
+@pytest.mark.gpu
+def test_on_demand_on_cuda_equals_all_pairs_in_less_memory(fixture_raft) -> None:
+    """On CUDA: the same flow at 1280x720, and at least 1 GB less peak memory (the volume is 1.66 GB)."""
+    import copy
+
+    model = copy.deepcopy(fixture_raft).cuda()
+    first, second = (t.cuda() for t in moving_pair(720, 1280))
+    peaks, flows = {}, {}
+    with torch.inference_mode():
+        for mode in ("all-pairs", "on-demand"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            flows[mode] = compute_flow(model, first, second, correlation=mode)
+            torch.cuda.synchronize()
+            peaks[mode] = torch.cuda.max_memory_allocated() - base
+    assert float((flows["on-demand"] - flows["all-pairs"]).abs().max()) <= 1e-3
+    assert peaks["on-demand"] < peaks["all-pairs"] - 1e9

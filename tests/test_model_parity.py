@@ -182,16 +182,18 @@ def test_on_demand_correlation_flows_match_the_recording(fixture_dir: Path, raft
     with torch.inference_mode():
         for i in range(1, 6):
             cur, prev = (u.to(memory_format=torch.channels_last) for u in (up[i], up[i - 1]))
-            assert _max(compute_flow(raft, cur, prev, correlation="on-demand"), flows[i - 1]) < 1e-4
+            # measured 8.1e-6 px (all-pairs: 0 on the recording machine class)
+            assert _max(compute_flow(raft, cur, prev, correlation="on-demand"), flows[i - 1]) < 5e-5
 
 
 def test_end_to_end_with_on_demand_correlation_within_one_step(fixture_dir: Path, ckpt, raft) -> None:
     outputs, raws = _stream(fixture_dir, ckpt, raft, flow_correlation="on-demand")
     decoded = np.load(fixture_dir / "expected" / "decoded.npy")
     for i, (out, raw, expected) in enumerate(zip(outputs, raws, expected_frames(fixture_dir))):
-        assert _max(raw, decoded[i]) < 1e-4, f"frame {i + 1}: decoder output drifted"
+        assert _max(raw, decoded[i]) < 1e-5, f"frame {i + 1}: decoder output drifted"  # measured 1.2e-6
         diff = np.abs(out.astype(np.int16) - expected)
         assert diff.max() <= 1, f"frame {i + 1}: {int((diff > 1).sum())} values off by more than one 8-bit step"
+        assert (diff > 0).sum() <= 10, f"frame {i + 1}: {int((diff > 0).sum())} values differ"  # measured 0-2
 
 
 def test_flow_scale_half_stays_close_to_the_exact_output(fixture_dir: Path, ckpt, raft) -> None:
