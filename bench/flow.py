@@ -260,8 +260,8 @@ def estimates(results: dict) -> dict:
     """Peak extra memory of on-demand flow at 5120x2880 without running it: RAFT's activations and the
     on-demand structures are all linear in the area, so 4x the measured 2560x1440 figure; and the
     correlation's own part from ``on_demand_bytes`` (the chunk budget included)."""
-    from vsr.flow import all_pairs_bytes
-    from vsr.raft_lookup import on_demand_bytes
+    from vsr.model.flow import all_pairs_bytes
+    from vsr.model.raft_lookup import on_demand_bytes
 
     out: dict = {"on_demand_correlation_mb": {}, "all_pairs_correlation_mb": {}}
     for width, height in ((640, 360), (1280, 720), (2560, 1440), (5120, 2880)):
