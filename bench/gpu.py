@@ -720,6 +720,11 @@ class _KnownSpeed:
 
         return Calibration("bench-gpu", ((width * height, 0.1),), cached=True)
 
+    def media(self, info: Any, settings: Any) -> Any:
+        from vsr.job.pipeline import MediaCosts
+
+        return MediaCosts.none()
+
 
 def phase_job(ctx: Context) -> None:
     """A whole job (decode, upscale, encode, mux, verify) against the model time inside it."""

@@ -27,6 +27,7 @@ from media.errors import MediaError, VerificationFailed, ZeroFrames, translate_o
 from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions
 from media.probe import MediaInfo
 from media.reader import resolve_trim
+from media.matroska import PLACEHOLDER_NAME, display_size, write_display_size
 from media.writer import WriteReport, rename_durably, temp_path_for
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,9 @@ def join_segments(
                            (abs_start, abs_end, offset, trimmed))
         finally:
             out.close()
+        display = _matroska_display(source, report.width, report.height, fmt)
+        if display is not None:
+            write_display_size(tmp, *display)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         _check_structure(tmp, dest, report, actions)
@@ -139,11 +143,29 @@ def _video_stream(out: av.container.OutputContainer, first: Segment, source: Med
         video = out.add_stream_from_template(template, opaque=True)  # the codec id is what a remux needs
     video.time_base = first.time_base
     video.codec_context.framerate = source.video.avg_rate  # the stream's rate, as VideoWriter gives it
+    sar = _sample_aspect(source, video.codec_context.width, video.codec_context.height)
+    if sar != 1:  # as VideoWriter: MP4/MOV take it from here, Matroska/WebM from the patched header
+        video.codec_context.sample_aspect_ratio = sar
+        if fmt in ("matroska", "webm"):
+            video.metadata["title"] = PLACEHOLDER_NAME
     if source.video.rotation:  # as VideoWriter sets it (replaces what the segment carried)
         video.set_display_rotation(source.video.rotation)
     if encode.codec == "hevc" and fmt in ("mp4", "mov"):
         video.codec_tag = "hvc1"  # QuickTime/Safari only play HEVC tagged hvc1
     return video, extradata
+
+
+def _sample_aspect(source: MediaInfo, width: int, height: int) -> Fraction:
+    """The sample aspect ratio that shows a ``width`` x ``height`` output as the source shows."""
+    return source.video.display_aspect_ratio * Fraction(height, width)
+
+
+def _matroska_display(source: MediaInfo, width: int, height: int, fmt: str) -> tuple[int, int, int | None] | None:
+    """The display size to write into a joined Matroska/WebM header, or None (square pixels, MP4/MOV)."""
+    sar = _sample_aspect(source, width, height)
+    if sar == 1 or fmt not in ("matroska", "webm"):
+        return None
+    return display_size(width, height, sar, webm=fmt == "webm")
 
 
 def _mux_video(out: av.container.OutputContainer, video: av.video.stream.VideoStream, side: SideStreams,

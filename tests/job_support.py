@@ -136,9 +136,15 @@ def open_files_under(folder: Path) -> list[str]:
     return [f.path for f in psutil.Process().open_files() if f.path.startswith(root)]
 
 
+# Process-wide daemons that libraries start once and keep (tqdm's monitor, Gradio's analytics worker).
+LIBRARY_THREADS = ("tqdm_monitor", "_telemetry_worker")
+
+
 def job_threads() -> set[str]:
-    """Names of live threads that belong to a job (decode, encode, or the media side streams)."""
-    return {t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()}
+    """Names of live threads that belong to a job (decode, encode, or the media side streams): every
+    live thread but the main one and the libraries' own daemons."""
+    return {t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()
+            and not any(name in t.name for name in LIBRARY_THREADS)}
 
 
 def isolate_environment(monkeypatch, tmp_path: Path, **variables: str) -> None:

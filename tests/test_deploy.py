@@ -349,3 +349,23 @@ def test_app_imports_and_builds_with_and_without_spaces(spaces_package: str) -> 
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"spaces imported: {spaces_package == 'installed'}" in result.stdout
+
+
+# ============================================================================= the installed package
+
+
+def test_the_package_installs_every_module_of_vsr_and_media() -> None:
+    """``pip install .`` (the image's builder stage) must carry every sub-package: a flat ``packages``
+    list once left out ``vsr.job`` and the image's app failed to start."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    installed = set(find_packages(ROOT, include=config["packages"]["find"]["include"]))
+    on_disk = {str(p.parent.relative_to(ROOT)).replace("/", ".") for top in ("vsr", "media")
+               for p in (ROOT / top).rglob("__init__.py")}
+    assert {"vsr", "vsr.model", "vsr.job", "vsr.web", "media"} <= on_disk
+    assert on_disk <= installed
+    modules = {p.relative_to(ROOT) for top in ("vsr", "media") for p in (ROOT / top).rglob("*.py")}
+    assert all(str(m.parent).replace("/", ".") in installed for m in modules)

@@ -15,6 +15,7 @@ from vsr import job
 from vsr.job import memory
 from vsr.job.errors import JobRefused, NotEnoughMemory
 from vsr.job.estimate import Calibration
+from vsr.job.pipeline import MediaCosts
 from vsr.job.memory import (
     FLOW_ALL_PAIRS,
     FLOW_ON_DEMAND,
@@ -165,6 +166,9 @@ class FixtureEstimator:
 
     def calibration(self, width: int, height: int) -> Calibration:
         return Calibration("test", ((1000, 0.1), (4000, 0.4)), cached=True)
+
+    def media(self, info, settings) -> MediaCosts:
+        return MediaCosts.none()
 
 
 def test_the_plan_shows_and_records_the_peak_and_its_tiling(tmp_path: Path, fixture_dir: Path) -> None:

@@ -375,8 +375,10 @@ class _ProgressBar:
 
     def update(self, event: Any) -> None:
         if event.stage != self._stage:
-            self._stage = event.stage
+            self._stage = event.stage  # a new stage is drawn at once, whatever tqdm's refresh interval
             self._bar.set_description_str(f"{event.stage}:", refresh=False)
+            self._bar.counter = ""
+            self._bar.refresh()
         if event.total != self._bar.total:
             self._bar.total = event.total
         if event.stage == "upscaling":
