@@ -11,8 +11,10 @@ clip (a.mp4, a title card); a 1280x720 clip made with tests/media_factory.py (a 
 checkerboard: hard for encoders); the diffusion engine is the tiny Stream-DiffVSR fixture on the
 CPU (../shared/fixtures/stream-diffvsr-tiny) on a small clip, because it is slow there.
 
-Run: ``.venv/bin/python bench/estimates.py`` (a few minutes; ``--long`` adds longer and larger
-cases, ``--quick`` is a smoke run). Prints a markdown table and writes bench/results/estimates.json.
+Run: ``.venv/bin/python bench/estimates.py`` (about 15 minutes on a busy 2-core machine, most of it
+the diffusion fixture; ``--only bicubic`` leaves it out, ``--long`` adds longer and larger cases,
+``--quick`` is a smoke run). Prints a markdown table and writes bench/results/estimates.json (the
+full default run only).
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def main() -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     cases = QUICK if args.quick else DEFAULT + (LONG if args.long else ())
     if args.only:
-        cases = tuple(case for case in cases if args.only in case.name)
+        cases = tuple(case for case in cases if args.only in case.name or args.only == case.engine)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-estimates-") as tmp:
         work = Path(tmp)
