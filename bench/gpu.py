@@ -1013,54 +1013,63 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report:
         results = json.loads(args.report.read_text())
-        text = report(results)
-        print(text)
+        print(report(results))
         if not args.no_readme and not results.get("smoke"):
-            update_readme(text)
+            update_readme(report(results))
         return 0
     started = time.monotonic()
     args.budget = args.budget or (1200.0 if args.smoke else 320.0)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(int(args.budget + 20))
     device, tiny = setup(args)
-    sizes = _sizes(args)
-    results: dict[str, Any] = {"schema": 1, "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M"),
-                               "budget_s": args.budget, "machine": machine(device), "phases": {},
-                               "sizes": {k: {"lr": f"{w}x{h}", "hr": f"{4 * w}x{4 * h}"}
-                                         for k, (h, w) in sizes.items()}}
+    results = _new_results(args, device)
     paths = [args.out / "gpu.json"] if args.out else []
     if not args.smoke:
         paths.append(RESULTS if device.type == "cuda" else RESULTS.with_name("gpu-cpu.json"))
     save = _writer(results, paths)
-    frames = args.frames or (1 if args.smoke else 20)
-    results["frames"] = frames
-    with tempfile.TemporaryDirectory(prefix="bench-gpu-cache-") as cache:
-        try:
-            tick = time.perf_counter()
-            master = build_master(device, tiny)
-            sync(device)
-            results["build_s"] = round(time.perf_counter() - tick, 2)
-            ctx = Context(device, master, sizes, frames, args.drift_frames or (4 if args.smoke else 60),
-                          args.job_frames or (6 if args.smoke else 60), started + args.budget, Path(cache),
-                          args.smoke, results, save, only=tuple(args.precisions.split(",")))
-            default = SMOKE_PHASES if args.smoke else PHASES if device.type == "cuda" else CPU_PHASES
-            names = args.phases.split(",") if args.phases else default
-            results["warmup_s"] = warm_up(ctx)
-            run_phases(ctx, [p.strip() for p in names if p.strip()])
-        except OutOfTime:
-            results["stopped"] = "the hard time limit fired; later phases did not run"
-        finally:
-            signal.alarm(0)
+    try:
+        _measure(args, device, tiny, results, save, started)
+    except OutOfTime:
+        results["stopped"] = "the hard time limit fired; later phases did not run"
+    finally:
+        signal.alarm(0)
     results["recommended"] = recommend(results)
     results["wall_s"] = round(time.monotonic() - started, 1)
     save()
-    text = report(results)
+    _publish(report(results), args, device)
+    return 0
+
+
+def _new_results(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    sizes = _sizes(args)
+    return {"schema": 1, "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M"), "budget_s": args.budget,
+            "machine": machine(device), "phases": {}, "frames": args.frames or (1 if args.smoke else 20),
+            "sizes": {k: {"lr": f"{w}x{h}", "hr": f"{4 * w}x{4 * h}"} for k, (h, w) in sizes.items()}}
+
+
+def _measure(args: argparse.Namespace, device: torch.device, tiny: bool, results: dict[str, Any],
+             save: Callable[[], None], started: float) -> None:
+    """Build the stand-in, warm up, run the phases (an ``OutOfTime`` passes through)."""
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-cache-") as cache:
+        tick = time.perf_counter()
+        master = build_master(device, tiny)
+        sync(device)
+        results["build_s"] = round(time.perf_counter() - tick, 2)
+        ctx = Context(device, master, _sizes(args), results["frames"], args.drift_frames or (4 if args.smoke else 60),
+                      args.job_frames or (6 if args.smoke else 60), started + args.budget, Path(cache),
+                      args.smoke, results, save, only=tuple(args.precisions.split(",")))
+        default = SMOKE_PHASES if args.smoke else PHASES if device.type == "cuda" else CPU_PHASES
+        names = args.phases.split(",") if args.phases else default
+        results["warmup_s"] = warm_up(ctx)
+        run_phases(ctx, [p.strip() for p in names if p.strip()])
+
+
+def _publish(text: str, args: argparse.Namespace, device: torch.device) -> None:
     if args.out:
         (args.out / "README-gpu.md").write_text(text + "\n")
     if not args.smoke and not args.no_readme and device.type == "cuda" and update_readme(text):
         logger.info("README.md GPU block rewritten")
     print(text)
-    return 0
 
 
 def warm_up(ctx: Context) -> float:
