@@ -310,7 +310,7 @@ def run_stream(engine: Any, frames: list[np.ndarray], *, timeline: Timeline | No
     before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
     started = time.perf_counter()
     engine.start_stream(seed)
-    seconds, outputs, first = [], [], 0.0
+    seconds, outputs, first, nonfinite = [], [], 0.0, 0
     for i, rgb in enumerate(frames[:-1]):
         engine.prefetch(frames[i + 1])
         tick = time.perf_counter()
@@ -320,6 +320,7 @@ def run_stream(engine: Any, frames: list[np.ndarray], *, timeline: Timeline | No
         seconds.append(time.perf_counter() - tick)
         if i == 0:
             first = time.perf_counter() - started
+        nonfinite += not bool(torch.isfinite(engine.state.previous_output).all())
         if keep:
             outputs.append(out)
     steady = seconds[WARM_FRAMES:] or seconds
@@ -330,6 +331,7 @@ def run_stream(engine: Any, frames: list[np.ndarray], *, timeline: Timeline | No
         "first_frame_s": round(first, 4),
         "first_controlnet_frame_s": round(seconds[1], 4) if len(seconds) > 1 else None,
         "spread_s": [round(min(steady), 5), round(max(steady), 5)],
+        "nonfinite_frames": nonfinite,  # frames whose decoder output held NaN or inf (a broken optimisation)
     }
     if device.type == "cuda":
         result["peak_gb"] = round((torch.cuda.max_memory_allocated(device) - before) / 2**30 + _weights_gb(engine), 3)
@@ -370,6 +372,7 @@ class Context:
     save: Callable[[], None]
     speeds: dict[tuple[str, str], float] = field(default_factory=dict)
     only: tuple[str, ...] = PRECISIONS
+    references: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def cuda(self) -> bool:
@@ -397,6 +400,21 @@ class Context:
     def phase(self, name: str) -> dict[str, Any]:
         return self.results["phases"].setdefault(name, {"runs": {}})
 
+    def compare(self, result: dict[str, Any], label: str, precision: str, *, reference: bool = False) -> None:
+        """Add the 8-bit deviation of ``result``'s outputs from the plain path's at this size and
+        precision (``vs_eager_8bit``), or keep them as that reference."""
+        if reference:
+            self.references[(label, precision)] = result["outputs"]
+        elif (label, precision) in self.references:
+            result["vs_eager_8bit"] = deviation(result["outputs"], self.references[(label, precision)])
+
+
+def deviation(outputs: list[np.ndarray], reference: list[np.ndarray]) -> dict[str, float]:
+    """8-bit |difference| over the frames both have: the largest and the mean."""
+    diffs = [np.abs(a.astype(np.int16) - b.astype(np.int16)) for a, b in zip(outputs, reference)]
+    return {"frames": len(diffs), "max": int(max(d.max() for d in diffs)),
+            "mean": round(float(np.mean([d.mean() for d in diffs])), 4)}
+
 
 def release() -> None:
     gc.collect()
@@ -421,8 +439,9 @@ def measure(ctx: Context, phase: str, key: str, precision: str, optimisations: s
         if recorder is not None:
             recorder.install(engine)
         h, w = ctx.sizes[label]
-        result = run_stream(engine, clip(h, w, frames + 1), timeline=recorder, keep=keep)
+        result = run_stream(engine, clip(h, w, frames + 1), timeline=recorder, keep=True)
         result.update(_engine_facts(engine), precision=precision, size=label, lr=f"{w}x{h}", hr=f"{4 * w}x{4 * h}")
+        ctx.compare(result, label, precision, reference=phase == "eager")
     except Exception as exc:  # noqa: BLE001 - one failed configuration must not end the benchmark
         logger.exception("run %s/%s failed", phase, key)
         runs[key] = {"error": f"{type(exc).__name__}: {str(exc)[:600]}", "optimisations": optimisations}
@@ -430,6 +449,8 @@ def measure(ctx: Context, phase: str, key: str, precision: str, optimisations: s
     finally:
         del engine
         release()
+    if not keep:
+        result.pop("outputs")
     runs[key] = {k: v for k, v in result.items() if k != "outputs"}
     logger.info("%s %s: %.4f s/frame, first frame %.2f s", phase, key, result["s_per_frame"], result["first_frame_s"])
     ctx.save()
@@ -527,19 +548,23 @@ def _side_by_side(ctx: Context, label: str, precision: str, configs: tuple[str, 
                   frames: list[np.ndarray]) -> None:
     engines = {name: make_engine(ctx.master, precision, name, ctx.cache_dir) for name in configs}
     times: dict[str, list[float]] = {name: [] for name in engines}
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in engines}
+    nonfinite = dict.fromkeys(engines, 0)
     for engine in engines.values():
         engine.start_stream(7)
     for i, rgb in enumerate(frames[:-1]):
         for name, engine in engines.items():
             engine.prefetch(frames[i + 1])
             tick = time.perf_counter()
-            engine.process(rgb)
+            outputs[name].append(engine.process(rgb))
             times[name].append(time.perf_counter() - tick)
+            nonfinite[name] += not bool(torch.isfinite(engine.state.previous_output).all())
     base = times[configs[0]][WARM_FRAMES:]
     ctx.phase("side-by-side")["runs"][f"{label}/{precision}"] = {
         name: {"s_per_frame": round(statistics.median(t[WARM_FRAMES:]), 4),
                "first_two_frames_s": round(t[0] + t[1], 2),
-               "speedup_vs_none": round(statistics.median(b / x for b, x in zip(base, t[WARM_FRAMES:])), 3)}
+               "speedup_vs_none": round(statistics.median(b / x for b, x in zip(base, t[WARM_FRAMES:])), 3),
+               "vs_none_8bit": deviation(outputs[name], outputs[configs[0]]), "nonfinite_frames": nonfinite[name]}
         for name, t in times.items()
     }
     ctx.save()
@@ -588,8 +613,10 @@ def _compiled_runs(ctx: Context, phase: str, precision: str, optimisations: str,
                 runs[key] = {"skipped": f"{max(ctx.left(), 0):.0f} s left"}
                 continue
             h, w = ctx.sizes[label]
-            result = run_stream(engine, clip(h, w, ctx.frames + WARM_FRAMES + 1))
+            result = run_stream(engine, clip(h, w, ctx.frames + WARM_FRAMES + 1), keep=True)
             result.update(_engine_facts(engine), precision=precision, size=label)
+            ctx.compare(result, label, precision)
+            result.pop("outputs")
             result["compile_s"] = round(result["first_frame_s"] + result["first_controlnet_frame_s"]
                                         - 2 * result["s_per_frame"], 2)
             result["dynamo"] = _dynamo_counts()
@@ -824,6 +851,9 @@ def speed_table(results: dict) -> list[str]:
             run = by_size.get(size, {})
             if "s_per_frame" in run:
                 extra = f", compile {run['compile_s']} s" if "compile_s" in run else ""
+                dev = run.get("vs_eager_8bit")
+                extra += f", vs eager {dev['max']}/{dev['mean']:.3f}" if dev else ""
+                extra += f", {run['nonfinite_frames']} NaN/inf frames" if run.get("nonfinite_frames") else ""
                 cells += [f"{run['s_per_frame']:.4f} ({run['fps']}){extra}", f"{run['first_frame_s']:.2f}",
                           str(run.get("peak_gb", "-"))]
             else:
@@ -863,7 +893,8 @@ def report(results: dict) -> str:
     out = [f"Measured {results.get('date', '?')} on {info.get('device', '?')} ({info.get('torch', '?')}, CUDA "
            f"{info.get('cuda', '-')}), stand-in {'tiny (smoke)' if results.get('smoke') else 'full size'}, "
            f"{results.get('frames')} steady frames per run, wall {results.get('wall_s', '?')} s of a "
-           f"{results.get('budget_s')} s budget.", "", *speed_table(results), "",
+           f"{results.get('budget_s')} s budget. Cells: s/frame (fps), then the 8-bit deviation from the plain "
+           "path's pixels at that size and precision (max/mean).", "", *speed_table(results), "",
            "Per component, ms per frame (median; CUDA events; `other_and_idle` = DDIM steps, warps and the GPU's "
            "idle gaps):", "", *breakdown_table(results), ""]
     out += drift_lines(results)
@@ -878,7 +909,8 @@ def report(results: dict) -> str:
     for key, configs in _runs(results, "side-by-side").items():
         if "skipped" not in configs:
             out.append(f"- Side by side, {key} (frame by frame in turn): " + ", ".join(
-                f"`{name}` {c['s_per_frame']} s/frame ({c['speedup_vs_none']}x)" for name, c in configs.items()))
+                f"`{name}` {c['s_per_frame']} s/frame ({c['speedup_vs_none']}x, 8-bit vs none max "
+                f"{c['vs_none_8bit']['max']}, NaN/inf frames {c['nonfinite_frames']})" for name, c in configs.items()))
     gains = results.get("recommended", {})
     if gains:
         out.append("- Each switch alone vs the plain path (speed-up, worst size): "
@@ -986,53 +1018,75 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report:
         results = json.loads(args.report.read_text())
-        text = report(results)
-        print(text)
+        print(report(results))
         if not args.no_readme and not results.get("smoke"):
-            update_readme(text)
+            update_readme(report(results))
         return 0
     started = time.monotonic()
     args.budget = args.budget or (1200.0 if args.smoke else 320.0)
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(int(args.budget + 20))
     device, tiny = setup(args)
-    sizes = _sizes(args)
-    results: dict[str, Any] = {"schema": 1, "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M"),
-                               "budget_s": args.budget, "machine": machine(device), "phases": {},
-                               "sizes": {k: {"lr": f"{w}x{h}", "hr": f"{4 * w}x{4 * h}"}
-                                         for k, (h, w) in sizes.items()}}
+    results = _new_results(args, device)
     paths = [args.out / "gpu.json"] if args.out else []
     if not args.smoke:
         paths.append(RESULTS if device.type == "cuda" else RESULTS.with_name("gpu-cpu.json"))
     save = _writer(results, paths)
-    frames = args.frames or (1 if args.smoke else 20)
-    results["frames"] = frames
-    with tempfile.TemporaryDirectory(prefix="bench-gpu-cache-") as cache:
-        try:
-            tick = time.perf_counter()
-            master = build_master(device, tiny)
-            sync(device)
-            results["build_s"] = round(time.perf_counter() - tick, 2)
-            ctx = Context(device, master, sizes, frames, args.drift_frames or (4 if args.smoke else 60),
-                          args.job_frames or (6 if args.smoke else 60), started + args.budget, Path(cache),
-                          args.smoke, results, save, only=tuple(args.precisions.split(",")))
-            default = SMOKE_PHASES if args.smoke else PHASES if device.type == "cuda" else CPU_PHASES
-            names = args.phases.split(",") if args.phases else default
-            run_phases(ctx, [p.strip() for p in names if p.strip()])
-        except OutOfTime:
-            results["stopped"] = "the hard time limit fired; later phases did not run"
-        finally:
-            signal.alarm(0)
+    try:
+        _measure(args, device, tiny, results, save, started)
+    except OutOfTime:
+        results["stopped"] = "the hard time limit fired; later phases did not run"
+    finally:
+        signal.alarm(0)
     results["recommended"] = recommend(results)
     results["wall_s"] = round(time.monotonic() - started, 1)
     save()
-    text = report(results)
+    _publish(report(results), args, device)
+    return 0
+
+
+def _new_results(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    sizes = _sizes(args)
+    return {"schema": 1, "smoke": args.smoke, "date": time.strftime("%Y-%m-%d %H:%M"), "budget_s": args.budget,
+            "machine": machine(device), "phases": {}, "frames": args.frames or (1 if args.smoke else 20),
+            "sizes": {k: {"lr": f"{w}x{h}", "hr": f"{4 * w}x{4 * h}"} for k, (h, w) in sizes.items()}}
+
+
+def _measure(args: argparse.Namespace, device: torch.device, tiny: bool, results: dict[str, Any],
+             save: Callable[[], None], started: float) -> None:
+    """Build the stand-in, warm up, run the phases (an ``OutOfTime`` passes through)."""
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-cache-") as cache:
+        tick = time.perf_counter()
+        master = build_master(device, tiny)
+        sync(device)
+        results["build_s"] = round(time.perf_counter() - tick, 2)
+        ctx = Context(device, master, _sizes(args), results["frames"], args.drift_frames or (4 if args.smoke else 60),
+                      args.job_frames or (6 if args.smoke else 60), started + args.budget, Path(cache),
+                      args.smoke, results, save, only=tuple(args.precisions.split(",")))
+        default = SMOKE_PHASES if args.smoke else PHASES if device.type == "cuda" else CPU_PHASES
+        names = args.phases.split(",") if args.phases else default
+        results["warmup_s"] = warm_up(ctx)
+        run_phases(ctx, [p.strip() for p in names if p.strip()])
+
+
+def _publish(text: str, args: argparse.Namespace, device: torch.device) -> None:
     if args.out:
         (args.out / "README-gpu.md").write_text(text + "\n")
     if not args.smoke and not args.no_readme and device.type == "cuda" and update_readme(text):
         logger.info("README.md GPU block rewritten")
     print(text)
-    return 0
+
+
+def warm_up(ctx: Context) -> float:
+    """Three frames, not recorded: CUDA context, cuBLAS/cuDNN handles and lazy kernel loading happen here,
+    so the first measured run's first frame is not charged with them."""
+    tick = time.perf_counter()
+    h, w = next(iter(ctx.sizes.values()))
+    engine = make_engine(ctx.master, ctx.main_precision, "none", ctx.cache_dir)
+    run_stream(engine, clip(h, w, 4))
+    del engine
+    release()
+    return round(time.perf_counter() - tick, 2)
 
 
 def run_phases(ctx: Context, names: list[str]) -> None:

@@ -52,8 +52,13 @@ def test_runs_carry_the_measurements(smoke: dict) -> None:
     each = smoke["phases"]["each"]["runs"]
     assert {k.rsplit("/", 1)[1] for k in each} >= {"device-postprocess", "pinned-uploads", "flow-prefetch",
                                                    "cudnn-benchmark", "channels-last", "cuda-graphs"}
+    for key, run in each.items():  # the CPU forms of the transfer switches change no pixel
+        assert run["nonfinite_frames"] == 0 and run["vs_eager_8bit"]["frames"] >= 1, key
+        if not key.endswith("channels-last"):
+            assert run["vs_eager_8bit"]["max"] == 0, key
     compiled = smoke["phases"]["compile"]["runs"][f"{size}/fp32/auto,compile"]
     assert compiled["optimisations"] == "compile" and compiled["dynamo"]["unique_graphs"] > 0
+    assert compiled["vs_eager_8bit"]["max"] == 0  # the eager backend runs the traced graph op for op
     aot = smoke["phases"]["aot"]["runs"][f"{size}/fp32/auto,aot"]
     assert aot["optimisations"] == "aot" and aot["aot_compile_s"]
 
