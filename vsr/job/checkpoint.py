@@ -224,8 +224,9 @@ def load(folder: Path) -> JobCheckpoint:
 
 def clean_strays(folder: Path, checkpoint: JobCheckpoint | None) -> list[str]:
     """Remove what is not part of ``checkpoint`` (a segment or temporary file left by a process that
-    died); returns the names removed. Only this module's own file names are ever touched."""
-    keep = {FILE} | {s.name for s in (checkpoint.segments if checkpoint else ())}
+    died; everything, for a job that starts afresh: None); returns the names removed. Only this
+    module's own file names are ever touched."""
+    keep = {FILE} | {s.name for s in checkpoint.segments} if checkpoint is not None else set()
     removed = []
     for path in folder.iterdir() if folder.is_dir() else ():
         if path.is_file() and _OURS.match(path.name) and path.name not in keep:

@@ -180,6 +180,8 @@ def run_piece(
     try:
         latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started)
         _record_speed(job, processor, steady)
+        if cancel is not None and cancel.is_set():
+            raise _cancelled(latest, None if temporary else work, f"at {latest.where()}")
         if not latest.complete or not finish:
             return JobPaused(latest)
         return finish_job(job, output, work, latest, on_progress=on_progress, preview_dir=preview_dir,
@@ -244,20 +246,21 @@ class _Tally:
     cuts: list[int]
     model_seconds: float
     steady: list[float]
+    seconds_before: float  # wall time of the job before this piece
     piece: list[float] = field(default_factory=list)  # steady frame times of this piece only
     frames: int = 0  # frames of this piece
 
     @classmethod
     def of(cls, base: JobCheckpoint) -> "_Tally":
-        return cls(base.next_index, list(base.scene_cuts), base.model_seconds, list(base.steady))
+        return cls(base.next_index, list(base.scene_cuts), base.model_seconds, list(base.steady), base.seconds)
 
 
 def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckpoint, persist: bool,
             emit: ProgressCallback, cancel: threading.Event | None, limit: CallLimit | None,
             started: float) -> tuple[JobCheckpoint, list[float]]:
     """Decode -> upscale -> encode into segments, from ``base`` on; returns the last checkpoint and
-    the steady-state frame times of this piece. A cancel request stops at the next frame with a
-    checkpoint (``JobCancelled``); any other error keeps only the checkpoints already committed."""
+    the steady-state frame times of this piece. A cancel request (or the piece's limit) stops at the
+    next frame with a checkpoint; any error keeps only the checkpoints already committed."""
     detector = SceneCutDetector(job.options.scene_threshold, job.rate) if job.options.scene_cuts else None
     if detector is not None and base.scenes is not None:
         detector.load_state(base.scenes)
@@ -272,16 +275,14 @@ def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckp
             if next_pts is None:
                 _check_held(processor)
                 emit(ProgressEvent("finishing", tally.done, tally.done, message="writing the last frames"))
-            encoder.call(lambda: video.commit(**_changes(processor, detector, tally, next_pts, started, base)))
+            changes = _changes(processor, detector, tally, next_pts, started)
+            encoder.call(lambda: video.commit(**changes))
             encoder.finish()
         except BaseException:
             encoder.stop()
             video.abort()
             raise
-    latest = video.latest
-    if cancel is not None and cancel.is_set() and stopped is not None:
-        raise _cancelled(latest, work if persist else None, f"at {latest.where()}")
-    return latest, tally.piece
+    return video.latest, tally.piece
 
 
 def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: EncodeThread, video: SegmentedVideo,
@@ -298,7 +299,7 @@ def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: Encod
             return frame
         index = tally.done
         if interval > 0 and tally.frames > 0 and time.monotonic() - last_commit >= interval:
-            changes = _changes(processor, detector, tally, frame.pts, started, video.latest)
+            changes = _changes(processor, detector, tally, frame.pts, started)
             encoder.call(lambda changes=changes: video.commit(**changes))
             last_commit = time.monotonic()
         cut = detector is not None and detector.is_cut(frame.rgb)
@@ -352,13 +353,13 @@ def _stop_here(cancel: threading.Event | None, limit: CallLimit | None, tally: _
 
 
 def _changes(processor: FrameProcessor, detector: SceneCutDetector | None, tally: _Tally, next_pts: Any,
-             started: float, base: JobCheckpoint) -> dict[str, Any]:
+             started: float) -> dict[str, Any]:
     """The checkpoint's fields at this frame, snapshotted now (the engine's state copied to the CPU)."""
     return {
         "next_index": tally.done, "next_pts": next_pts, "stream": processor.save_stream(),
         "scenes": detector.save_state() if detector is not None else None, "scene_cuts": tuple(tally.cuts),
         "model_seconds": tally.model_seconds, "steady": tuple(tally.steady),
-        "seconds": base.seconds + time.perf_counter() - started,
+        "seconds": tally.seconds_before + time.perf_counter() - started,
     }
 
 
