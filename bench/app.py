@@ -47,7 +47,9 @@ from vsr.web.preview import before_after  # noqa: E402
 from vsr.options import build_options  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "app.json"
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "stream-diffvsr-tiny"
+import fixture_files  # noqa: E402
+
+FIXTURE = fixture_files.fixture_dir()  # tests/fixtures/stream-diffvsr-tiny
 
 
 def bench_before_after(repeats: int) -> dict[str, float]:

@@ -43,7 +43,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "stream-diffvsr-tiny"
+sys.path.insert(0, str(ROOT / "tests"))
+import fixture_files  # noqa: E402
+
+FIXTURE = fixture_files.fixture_dir()  # tests/fixtures/stream-diffvsr-tiny
 RESULTS = Path(__file__).resolve().parent / "results" / "job.json"
 RATE = Fraction(30)
 

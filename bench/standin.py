@@ -1,4 +1,4 @@
-"""The full-size stand-in model of ../shared/docs/BENCH-MODEL.md: published layout, random weights.
+"""The full-size stand-in model for benchmarks: published layout, random weights.
 
 Speed depends on the size of the networks, not on their values, so benchmarks run a checkpoint
 built here from the documented configs (UNet 472,374,020 parameters, ControlNet 207,699,264, the
@@ -27,7 +27,7 @@ logger = logging.getLogger("bench.standin")
 
 CACHE = Path.home() / ".cache" / "stream-diffvsr-bench"
 FOLDER = CACHE / "stream-diffvsr-standin-v1"
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "stream-diffvsr-tiny" / "model"
+FIXTURE = ROOT / "tests" / "fixtures" / "stream-diffvsr-tiny" / "model"  # configs the stand-in copies
 
 UNET_CONFIG = {
     "act_fn": "silu", "attention_head_dim": 8, "block_out_channels": [256, 512, 512, 1024],
@@ -90,7 +90,7 @@ def build(folder: Path = FOLDER) -> Path:
     shutil.copy(FIXTURE / "model_index.json", tmp / "model_index.json")
     (tmp / "model_index.json").chmod(0o644)
     save_file(raft.state_dict(), str(tmp / "raft_large.safetensors"))
-    (tmp / "STANDIN.json").write_text(json.dumps({"params": PARAMS, "doc": "../shared/docs/BENCH-MODEL.md"}))
+    (tmp / "STANDIN.json").write_text(json.dumps({"params": PARAMS, "doc": "bench/standin.py"}))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder

@@ -15,6 +15,7 @@ __all__ = [
     "MediaFileNotFound",
     "NotAVideo",
     "NoVideoStream",
+    "StillImage",
     "ZeroFrames",
     "TruncatedVideo",
     "DecodeError",
@@ -50,6 +51,10 @@ class NotAVideo(MediaError, ValueError):
 
 class NoVideoStream(MediaError, ValueError):
     """The file opens but holds no video stream (an audio-only file, a subtitle file...)."""
+
+
+class StillImage(MediaError, ValueError):
+    """The file is a still picture (PNG, JPEG, WebP, a one-frame GIF...), whatever its name says, not a video."""
 
 
 class ZeroFrames(MediaError, ValueError):
@@ -128,6 +133,19 @@ class VerificationFailed(MediaError, ValueError):
         self.report = report
 
 
+def reason(exc: BaseException) -> str:
+    """What went wrong, in FFmpeg's (or the system's) own words, for a message that names the file
+    itself: PyAV's ``[Errno 1094995529] Invalid data found when processing input: '/the/path'`` becomes
+    ``Invalid data found when processing input``, with FFmpeg's log line when PyAV caught one
+    (``... (moov atom not found)``)."""
+    text = getattr(exc, "strerror", None)
+    if not isinstance(text, str) or not text.strip():
+        text = str(exc).strip() or type(exc).__name__
+    log = getattr(exc, "log", None)
+    detail = log[2].strip() if isinstance(log, tuple) and len(log) == 3 and isinstance(log[2], str) else ""
+    return f"{text} ({detail})" if detail and detail.lower() not in text.lower() else text
+
+
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR}
 
@@ -139,12 +157,12 @@ def translate_os_error(exc: BaseException, path: Path, action: str) -> MediaErro
     if code in _FULL_ERRNOS:
         return DiskFull(
             f"{path}: the disk ran out of space (or hit a quota / file size limit) while {action} "
-            f"({exc}). Free some space on {path.parent} or choose another output directory.",
+            f"({reason(exc)}). Free some space on {path.parent} or choose another output directory.",
             path,
         )
     if code in _DENIED_ERRNOS:
         return OutputNotWritable(
-            f"{path.parent}: cannot write the output there while {action} ({exc}). Check that the "
+            f"{path.parent}: cannot write the output there while {action} ({reason(exc)}). Check that the "
             "directory exists and is writable, or choose another output directory.",
             path,
         )

@@ -7,7 +7,7 @@ import re
 import uuid
 from pathlib import Path
 
-from media.errors import OutputNotWritable
+from media.errors import OutputNotWritable, reason
 
 __all__ = ["unique_output_path"]
 
@@ -32,7 +32,7 @@ def unique_output_path(directory: str | Path, stem: str, suffix: str) -> Path:
             continue
         except OSError as exc:
             raise OutputNotWritable(
-                f"{directory}: cannot create the output file there ({exc}). Create the directory or choose "
+                f"{directory}: cannot create the output file there ({reason(exc)}). Create the directory or choose "
                 "another output directory.",
                 path,
             ) from exc

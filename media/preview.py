@@ -50,7 +50,7 @@ def make_browser_preview(path: str | Path, dest_dir: str | Path, *, max_height: 
     dest = dest_dir / f"{path.stem}.preview.mp4"
     settings = EncodeSettings("h264", crf=23, preset="veryfast", pix_fmt="yuv420p")
     log.info("%s does not play in browsers (%s %s in %s); writing a %dx%d preview %s",
-             path.name, v.codec, v.pix_fmt, info.container, width, height, dest.name)
+             path.name, v.codec, v.pix_fmt, info.container_name, width, height, dest.name)
     with FrameReader(path, info=info) as frames, VideoWriter(dest, info, width, height, settings, browser=True) as out:
         for frame in frames:
             rgb = frame.rgb

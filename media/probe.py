@@ -19,15 +19,20 @@ from typing import Any
 import av
 
 from media.colour import ColourTags, bit_depth, has_alpha, resolve_tags, sws_matrix
+from media.containers import container_name
 from media.errors import (
+    DecodeError,
     MediaFileNotFound,
     NotAVideo,
     NoVideoStream,
     SizeLimitExceeded,
+    StillImage,
     TruncatedVideo,
     UnsupportedSize,
     ZeroFrames,
+    reason,
 )
+from media.rates import STANDARD_RATES, constant_rate
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,9 @@ class VideoStreamInfo:
     ``width``/``height`` are the coded size (what the reader's RGB arrays have); ``display_width`` /
     ``display_height`` are what a player shows after the sample aspect ratio and the rotation.
     ``rotation`` is the display-matrix rotation in degrees (0, 90, 180, 270; FFmpeg's convention:
-    counter-clockwise). ``avg_rate`` is frames / duration for a variable rate; ``real_rate`` is the
+    counter-clockwise). ``pix_fmt`` is what the reader decodes; ``has_alpha`` says whether the source
+    carries transparency, in the pixel format or beside it (VP8/VP9 alpha in WebM/Matroska), which the
+    reader drops. ``avg_rate`` is frames / duration for a variable rate; ``real_rate`` is the
     container's base rate. ``frame_count`` and ``duration`` come from the packets, not the header.
     """
 
@@ -129,7 +136,11 @@ class OtherStreamInfo:
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """A probed file: the container, its video stream and every audio and subtitle stream."""
+    """A probed file: the container, its video stream and every audio and subtitle stream.
+
+    ``container`` is FFmpeg's demuxer name (``mov,mp4,m4a,3gp,3g2,mj2``), for programs;
+    ``container_name`` what people call the file's format (``MP4``, ``QuickTime (MOV)``, ``WebM``).
+    """
 
     path: Path
     container: str
@@ -139,6 +150,7 @@ class MediaInfo:
     audio: tuple[AudioStreamInfo, ...]
     subtitles: tuple[SubtitleStreamInfo, ...]
     other: tuple[OtherStreamInfo, ...] = ()
+    container_name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: ``Fraction`` -> ``"30000/1001"``, ``Path`` -> str, colour tags -> names."""
@@ -188,16 +200,18 @@ class _Scan:
 
 def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
     """Describe ``path``. Raises a ``MediaError`` naming the problem and the fix: missing file, not a
-    media file, no video stream / audio only, zero frames, truncated file, picture smaller than
-    ``MIN_SIDE`` or (with ``max_pixels``) larger than ``max_pixels`` pixels per frame."""
+    media file, no video stream / audio only, a still picture (``StillImage``: a PNG/JPEG/WebP... file
+    or a one-frame GIF/APNG, whatever its name; one frame in a video container is a video), zero
+    frames, truncated file, picture smaller than ``MIN_SIDE`` or (with ``max_pixels``) larger than
+    ``max_pixels`` pixels per frame."""
     path = Path(path)
     if not path.is_file():
-        raise MediaFileNotFound(f"{path}: no such file. Check the path (and that the upload finished).", path)
+        raise MediaFileNotFound(f"{path}: no such file. Check the path and the spelling of the file name.", path)
     try:
         container = av.open(str(path), metadata_errors="replace")
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise NotAVideo(
-            f"{path}: not a video FFmpeg can read ({exc}). Check that it is a complete video file "
+            f"{path}: not a video FFmpeg can read ({reason(exc)}). Check that it is a complete video file "
             "(MP4, MKV, MOV, WebM, AVI...); a partial download whose index is missing cannot be opened.",
             path,
         ) from exc
@@ -211,12 +225,14 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
             raise NoVideoStream(f"{path}: {what}, there is no video stream to upscale. Choose a video file.", path)
         vstream = container.streams.video[0]
         scans = _scan_packets(path, container, vstream)
+        _refuse_still_picture(path, container, vstream, scans[vstream.index].count)
         vinfo = _video_info(path, container, vstream, scans[vstream.index])
         audio = tuple(_audio_info(s, scans[s.index]) for s in container.streams.audio)
         subs = tuple(_subtitle_info(s, scans[s.index]) for s in container.streams.subtitles)
         duration = Fraction(container.duration, av.time_base) if container.duration else None
         other = tuple(_other_info(s) for s in container.streams if s.type not in ("video", "audio", "subtitle"))
-        info = MediaInfo(path, container.format.name, path.stat().st_size, duration, vinfo, audio, subs, other)
+        name = container_name(path, container.format.name, container.format.long_name)
+        info = MediaInfo(path, container.format.name, path.stat().st_size, duration, vinfo, audio, subs, other, name)
 
     if vinfo.width < MIN_SIDE or vinfo.height < MIN_SIDE:
         raise UnsupportedSize(
@@ -243,7 +259,7 @@ def _scan_packets(path: Path, container: av.container.InputContainer, vstream: a
     except av.FFmpegError as exc:
         got = scans[vstream.index].count
         raise TruncatedVideo(
-            f"{path}: the file breaks after video frame {got} ({exc}); it is truncated or damaged. "
+            f"{path}: the file breaks after video frame {got} ({reason(exc)}); it is truncated or damaged. "
             "Download or copy it again; frames before the break would not be the whole video.",
             path,
             frame_index=got,
@@ -262,6 +278,33 @@ def _scan_packets(path: Path, container: av.container.InputContainer, vstream: a
             frame_index=vscan.count,
         )
     return scans
+
+
+# FFmpeg reads a picture file with ``image2`` (by file name) or a content-probed ``<codec>_pipe``
+# demuxer (``png_pipe``, ``jpeg_pipe``...), whatever the file is called; GIF and APNG files are
+# animations, pictures when they hold a single frame. A single frame in a real video container
+# (MP4, MKV, MOV...) is a one-frame video and is accepted.
+_ANIMATION_FORMATS = frozenset({"gif", "apng"})
+_PICTURE_KINDS = {"png": "PNG", "apng": "PNG", "mjpeg": "JPEG", "jpegls": "JPEG-LS", "jpeg2000": "JPEG 2000",
+                  "jpegxl": "JPEG XL", "webp": "WebP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF", "qoi": "QOI"}
+_VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts",
+                             ".mts", ".flv", ".wmv", ".ogv", ".3gp", ".mxf"})
+
+
+def _refuse_still_picture(path: Path, container: av.container.InputContainer, stream: av.VideoStream,
+                          frames: int) -> None:
+    """Raise ``StillImage`` when ``path`` is a picture file (or a one-frame GIF/APNG), not a video."""
+    fmt = container.format.name
+    if not (fmt == "image2" or fmt.endswith("_pipe") or (fmt in _ANIMATION_FORMATS and frames == 1)):
+        return
+    codec = stream.codec.canonical_name
+    kind = _PICTURE_KINDS.get(codec, codec.upper())
+    misnamed = f", although its name ends in {path.suffix}" if path.suffix.lower() in _VIDEO_SUFFIXES else ""
+    raise StillImage(
+        f"{path}: this is a still picture ({kind}), not a video{misnamed}. Choose a video file; to upscale "
+        "this picture, use an image upscaler or first turn it into a short video.",
+        path,
+    )
 
 
 _DURATION_TAG = re.compile(r"^(\d+):(\d\d):(\d\d)(?:\.(\d+))?$")
@@ -300,7 +343,7 @@ def _video_info(
     if variable and deltas:
         avg_rate = 1 / (Fraction(sum(deltas), len(deltas)) * tb)
     elif deltas:
-        avg_rate = _constant_rate(stream, Fraction(sum(deltas), len(deltas)) * tb, tb / len(deltas)) or avg_rate
+        avg_rate = _stream_rate(stream, pts, tb, Fraction(sum(deltas), len(deltas)) * tb) or avg_rate
     if avg_rate is None:
         base = stream.base_rate or stream.guessed_rate
         avg_rate = Fraction(base) if base else Fraction(25)
@@ -356,7 +399,7 @@ def _video_info(
         rotation=rotation,
         pix_fmt=pix_fmt,
         bit_depth=bit_depth(pix_fmt),
-        has_alpha=has_alpha(pix_fmt),
+        has_alpha=has_alpha(pix_fmt) or _alpha_beside_picture(stream),
         color_primaries=names["primaries"],
         color_transfer=names["transfer"],
         color_matrix=names["matrix"],
@@ -373,22 +416,24 @@ def _video_info(
     )
 
 
-# Frame rates cameras, films and TV use; a constant-rate stream whose timestamps match one of them
-# (within the container's rounding) has that rate exactly.
-STANDARD_RATES = tuple(
-    Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60", "12",
-                          "25/2", "15", "90", "100", "120000/1001", "120", "144", "240")
-)
+def _alpha_beside_picture(stream: av.VideoStream) -> bool:
+    """Whether the container says the stream's alpha travels beside the picture: VP8/VP9 in WebM or
+    Matroska keep it in BlockAdditional data (track tag ``alpha_mode=1``), which only libvpx decodes, so
+    the decoded pixel format (yuv420p from FFmpeg's own decoder) does not show it."""
+    value = (stream.metadata or {}).get("alpha_mode") or (stream.metadata or {}).get("ALPHA_MODE")
+    return str(value).strip() == "1"
 
 
-def _constant_rate(stream: av.VideoStream, mean_step: Fraction, tolerance: Fraction) -> Fraction | None:
-    """The exact rate of a constant-rate stream whose mean frame step is ``mean_step`` seconds, known
-    to ``tolerance`` (one tick spread over the frames): the rate in the bitstream (H.264/HEVC timing
-    info) if it fits, else the closest standard rate that fits, else None (keep FFmpeg's estimate).
-    Matroska rounds timestamps to ms, so FFmpeg's own estimate of a short clip can be 19001/317."""
-    coded = stream.codec_context.framerate
-    if coded and abs(1 / Fraction(coded) - mean_step) <= tolerance:
-        return Fraction(coded)
+def _stream_rate(stream: av.VideoStream, pts: list[int], tb: Fraction, mean_step: Fraction) -> Fraction | None:
+    """The exact rate of a constant-rate stream (see ``media.rates``): the rate its timestamps and what
+    the file declares agree on (the bitstream's timing info, e.g. H.264/HEVC, then the container's,
+    e.g. Matroska's DefaultDuration); else the closest standard rate within one tick over the whole
+    span; else None (keep FFmpeg's estimate, which for a short Matroska clip can be 19001/317)."""
+    declared = (stream.codec_context.framerate, stream.average_rate)
+    rate = constant_rate(pts, tb, declared)
+    if rate is not None:
+        return rate
+    tolerance = tb / (len(pts) - 1)
     fits = [r for r in STANDARD_RATES if abs(1 / r - mean_step) <= tolerance]
     return min(fits, key=lambda r: abs(1 / r - mean_step)) if fits else None
 
@@ -400,10 +445,8 @@ def _first_frame(path: Path, container: av.container.InputContainer, stream: av.
         for frame in container.decode(stream):
             return frame
     except av.FFmpegError as exc:
-        from media.errors import DecodeError
-
         raise DecodeError(
-            f"{path}: the first video frame cannot be decoded ({exc}). The file is damaged or uses an "
+            f"{path}: the first video frame cannot be decoded ({reason(exc)}). The file is damaged or uses an "
             "unsupported codec; re-encode it (for example to H.264) and try again.",
             path,
             frame_index=0,

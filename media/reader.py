@@ -21,7 +21,15 @@ import av
 import numpy as np
 
 from media.colour import frame_to_rgb
-from media.errors import DecodeError, InvalidTrim, MediaError, TruncatedVideo, UnsupportedSize, ZeroFrames
+from media.errors import (
+    DecodeError,
+    InvalidTrim,
+    MediaError,
+    TruncatedVideo,
+    UnsupportedSize,
+    ZeroFrames,
+    reason,
+)
 from media.probe import MediaInfo, probe
 
 log = logging.getLogger(__name__)
@@ -165,7 +173,7 @@ class FrameReader:
             return
         except Exception as exc:  # noqa: BLE001 - any failure must reach the caller, never vanish
             err = DecodeError(
-                f"{self.path}: decoding failed at frame {self._thread_index} ({type(exc).__name__}: {exc}).",
+                f"{self.path}: decoding failed at frame {self._thread_index} ({type(exc).__name__}: {reason(exc)}).",
                 self.path,
                 frame_index=self._thread_index,
             )
@@ -195,7 +203,8 @@ class FrameReader:
                     break
                 except av.FFmpegError as exc:
                     raise DecodeError(
-                        f"{self.path}: decoding broke at frame {index} (after {float(last_pts or 0):.3f} s): {exc}. "
+                        f"{self.path}: decoding broke at frame {index} (after {float(last_pts or 0):.3f} s): "
+                        f"{reason(exc)}. "
                         "The file is damaged or truncated; the frames before it are not the whole video. "
                         "Download or copy it again, or re-encode it.",
                         self.path,
@@ -230,8 +239,8 @@ class FrameReader:
                         self.path,
                     )
                 if v.has_alpha and not warned_alpha:
-                    log.warning("%s: the video has an alpha channel (%s); it is dropped, only RGB is upscaled",
-                                self.path, frame.format.name)
+                    log.warning("%s: the video has an alpha channel (transparency); it is dropped, only the "
+                                "colour picture is read", self.path)
                     warned_alpha = True
                 rgb = frame_to_rgb(frame, v.colour, str(self.path))
                 duration = Fraction(frame.duration) * tb if frame.duration else None

@@ -4,7 +4,8 @@ One pass: every ``write(rgb, pts)`` encodes a frame and lets the source's audio/
 up to that time follow it into the muxer (see ``media.mux``). Timestamps are the source's own
 (``pts`` seconds, rebased only by a trim start, the same shift for every stream), so a 30000/1001
 source stays 30000/1001 and a variable-rate source keeps its timestamps. Rotation, sample aspect
-ratio and colour tags are carried over, so the output displays exactly as the source does.
+ratio and colour tags are carried over, so the output displays exactly as the source does (in
+Matroska/WebM the display size is written into the finished header, see ``media.matroska``).
 
 The file is written to a hidden, uniquely named temporary file next to ``dest``; ``finish()``
 closes (flushes) it, checks it, fsyncs it and renames it onto ``dest`` in one atomic step.
@@ -28,6 +29,7 @@ import numpy as np
 
 from media.colour import ColourTags, rgb_to_frame
 from media.encode import EncodeSettings
+from media.matroska import PLACEHOLDER_NAME, display_size, write_display_size
 from media.errors import (
     EncoderUnavailable,
     MediaError,
@@ -37,6 +39,7 @@ from media.errors import (
     VerificationFailed,
     WriteAborted,
     ZeroFrames,
+    reason,
     translate_os_error,
 )
 from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions, supported_codecs
@@ -220,8 +223,12 @@ class VideoWriter:
             ctx.color_trc = self.tags.transfer
         # The same display aspect ratio as the source, whatever the output size.
         sar = v.display_aspect_ratio * Fraction(self.height, self.width)
+        self._display: tuple[int, int, int | None] | None = None
         if sar != 1:
-            ctx.sample_aspect_ratio = sar
+            ctx.sample_aspect_ratio = sar  # MP4/MOV (pasp) and the H.264/HEVC bitstream take it from here
+            if self.format in ("matroska", "webm"):  # Matroska does not (see media.matroska)
+                self._display = display_size(self.width, self.height, sar, webm=self.format == "webm")
+                stream.metadata["title"] = PLACEHOLDER_NAME
         if v.rotation:
             stream.set_display_rotation(v.rotation)
         if self.encode.codec == "hevc" and self.format in ("mp4", "mov"):
@@ -347,10 +354,10 @@ class VideoWriter:
         if video and isinstance(exc, av.FFmpegError) and self._frames == 0:
             raise EncoderUnavailable(
                 f"{self.dest}: the {self.encode.codec} encoder ({self.encode.spec.encoder}) rejected the settings "
-                f"({self.width}x{self.height}, {self.pix_fmt}): {exc}. Try another pixel format or codec.",
+                f"({self.width}x{self.height}, {self.pix_fmt}): {reason(exc)}. Try another pixel format or codec.",
                 self.dest,
             ) from exc
-        raise MediaError(f"{self.dest}: writing failed while {action}: {exc}", self.dest) from exc
+        raise MediaError(f"{self.dest}: writing failed while {action}: {reason(exc)}.", self.dest) from exc
 
     # -- end ----------------------------------------------------------------------------------
     def finish(self, expected: Any | None = None) -> WriteReport:
@@ -371,10 +378,15 @@ class VideoWriter:
             self._side.close()
             self._out.close()
             self._closed = True
+            if self._display is not None:
+                write_display_size(self.tmp, *self._display)
             with open(self.tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         except (av.FFmpegError, OSError) as exc:
             self._fail(exc, "finishing the file")
+        except MediaError:
+            self.abort()
+            raise
         report = self._report()
         self._check_structure(report)
         if expected is not None:
@@ -415,7 +427,7 @@ class VideoWriter:
                 streams = len(check.streams)
         except (av.FFmpegError, IndexError) as exc:
             self._remove_tmp()
-            raise MediaError(f"{self.dest}: the finished file cannot be read back ({exc}).", self.dest) from exc
+            raise MediaError(f"{self.dest}: the finished file cannot be read back ({reason(exc)}).", self.dest) from exc
         want = 1 + sum(1 for a in self.actions if a.action != "dropped")
         if packets != report.frames or streams < want:
             self._remove_tmp()

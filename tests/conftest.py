@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
+import fixture_files
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _shared_dir() -> Path:
-    """``../shared`` beside the checkout (as CI lays it out). A clone made elsewhere from a local
-    checkout (``git clone /work/main /tmp/x``) finds it beside the checkout it was cloned from."""
-    beside = ROOT.parent / "shared"
-    if beside.is_dir():
-        return beside
-    try:
-        origin = subprocess.run(
-            ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
-            capture_output=True, text=True, timeout=10, check=False,
-        ).stdout.strip()
-    except OSError:
-        origin = ""
-    if origin and Path(origin).is_dir() and (Path(origin).resolve().parent / "shared").is_dir():
-        return Path(origin).resolve().parent / "shared"
-    return beside
-
-
-SHARED = _shared_dir()
-FIXTURE_DIR = SHARED / "fixtures" / "stream-diffvsr-tiny"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -47,10 +26,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
-    """The golden Stream-DiffVSR tiny fixture (../shared/fixtures/stream-diffvsr-tiny)."""
-    if not FIXTURE_DIR.is_dir():
-        pytest.fail(f"The golden fixture is missing at {FIXTURE_DIR}; CI and developers have it under ../shared.")
-    return FIXTURE_DIR
+    """The golden Stream-DiffVSR tiny fixture (tests/fixtures/stream-diffvsr-tiny, in the repository;
+    its RAFT weights are made on first use, see tests/fixture_files.py)."""
+    try:
+        return fixture_files.fixture_dir()
+    except fixture_files.FixtureError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 - pins: ``requirements(name)`` / ``pin_lines(...)`` parse exact ``name==version`` pins (asserting every
   other line is one of the allowed non-pin lines), ``app_pins()`` is requirements-app.txt.
+- ``sync_requirements()``: deploy/sync_requirements.py as a module (its ``SPACE_PINS``, ``SPACE_PYTHON``, ...);
+  ``ZEROGPU_TORCHVISION`` / ``ZEROGPU_PYTHON``: what ZeroGPU supports.
 - ``front_matter()``: README.md's YAML block (the Space configuration).
 - Dockerfile: ``instructions()`` (continuations joined, comments dropped, tagged by stage), ``final(KEYWORD)``,
   ``final_env()`` (runtime ENV with its ARG defaults), ``copies(stage)`` (COPYs from the build context).
@@ -12,12 +14,14 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 import re
 import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
@@ -25,6 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 APP_MODEL_ID = "Jamichsu/Stream-DiffVSR"
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[0-9][^\s;#]*)$")
+
+# What a ZeroGPU Space can run (hub-docs docs/hub/spaces-zerogpu.md, "Supported Versions"); a Space that pins
+# another torch fails to build with "No candidate PyTorch version found for ZeroGPU". Each supported torch
+# release -> the torchvision release built against it.
+ZEROGPU_TORCHVISION = {"2.8.0": "0.23.0", "2.9.1": "0.24.1", "2.10.0": "0.25.0", "2.11.0": "0.26.0"}
+ZEROGPU_PYTHON = ("3.10.13", "3.12.12")
 
 
 # ----------------------------------------------------------------------------- helpers: pins
@@ -55,6 +65,15 @@ def requirements(name: str, *, allowed: tuple[str, ...] = ()) -> dict[str, str]:
 
 def app_pins() -> dict[str, str]:
     return requirements("requirements-app.txt")
+
+
+def sync_requirements() -> ModuleType:
+    """deploy/sync_requirements.py imported as a module (deploy/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("sync_requirements", ROOT / "deploy" / "sync_requirements.py")
+    assert spec and spec.loader, "deploy/sync_requirements.py is missing"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def conda_env() -> dict:

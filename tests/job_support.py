@@ -70,7 +70,31 @@ class FailingEngine(BicubicUpscaler):
 
     def process(self, rgb: np.ndarray) -> np.ndarray:
         if self.processed == self.fail_at:
-            raise RuntimeError("CUDA out of memory (simulated)")
+            raise RuntimeError("CUDA error: device-side assert triggered (simulated)")
+        self.processed += 1
+        return super().process(rgb)
+
+
+class OutOfMemoryEngine(BicubicUpscaler):
+    """Bicubic whose frame ``fail_at`` runs out of memory: ``error`` is raised (default: CUDA's
+    ``torch.OutOfMemoryError``), as a model too large for the device would."""
+
+    def __init__(self, fail_at: int, error: BaseException | None = None) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.error = error
+        self.processed = 0
+
+    def start_stream(self, seed: int | None = None) -> int:
+        self.processed = 0
+        return super().start_stream(seed)
+
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        if self.processed == self.fail_at:
+            import torch
+
+            raise self.error or torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.6 GiB total capacity) (simulated)")
         self.processed += 1
         return super().process(rgb)
 

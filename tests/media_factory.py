@@ -22,7 +22,8 @@ import numpy as np
 
 ROOT_DIR = Path(__file__).resolve().parent.parent  # the repository (for subprocesses that import media)
 
-__all__ = ["ROOT_DIR", "make_video", "make_audio_only", "pattern", "tone", "copy_through", "SUBTITLE_CUES"]
+__all__ = ["ROOT_DIR", "make_video", "make_audio_only", "make_picture", "pattern", "tone", "copy_through",
+           "SUBTITLE_CUES"]
 
 # Subtitle cues written by ``make_video(subtitles=...)``: (start, end, text), seconds as Fraction.
 SUBTITLE_CUES: tuple[tuple[Fraction, Fraction, str], ...] = (
@@ -271,6 +272,31 @@ def make_audio_only(path: str | Path, seconds: Fraction = Fraction(1), codec: st
         stream.layout = "stereo"
         stream.format = sample_fmt
         _write_tone(out, stream, 0, 48000, 2, Fraction(0), seconds)
+    return path
+
+
+# Still-picture kinds for ``make_picture``: (encoder, pixel format, muxer).
+_PICTURE_CODECS = {
+    "png": ("png", "rgb24", "image2"),
+    "jpeg": ("mjpeg", "yuvj420p", "image2"),
+    "webp": ("libwebp", "yuv420p", "image2"),
+    "gif": ("gif", "rgb8", "gif"),
+}
+
+
+def make_picture(path: str | Path, kind: str = "png", width: int = 64, height: int = 48) -> Path:
+    """One still picture of ``pattern`` (``kind``: png | jpeg | webp | gif) written to ``path`` whatever
+    its suffix says (``pic.mp4`` holds a PNG picture), as a camera or an editor would write it."""
+    path = Path(path)
+    encoder, pix_fmt, muxer = _PICTURE_CODECS[kind]
+    options = {"update": "1"} if muxer == "image2" else {}  # image2: one file, not a numbered sequence
+    with av.open(str(path), "w", format=muxer, options=options) as out:
+        stream = out.add_stream(encoder, rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        frame = av.VideoFrame.from_ndarray(pattern(width, height, 0), format="rgb24").reformat(format=pix_fmt)
+        frame.pts = 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
     return path
 
 

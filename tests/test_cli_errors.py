@@ -60,6 +60,8 @@ def _one_line(capsys, *argv: str) -> tuple[int, str]:
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--preset", "warp"], 2,
          r"preset='warp' is not a h264 preset\. Use one of: ultrafast"),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--start", "1:75"], 2, r"minutes and seconds must be below 60"),
+        (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--flow-scale", "0.3"], 2,
+         r"flow_scale='0\.3' is not a flow scale\. Use one of: 1, 0\.5, 0\.25"),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--log-level", "LOUD"], 2, r"Log level 'LOUD' is not valid"),
         (["upscale", "{tmp}/missing.mp4", "-o", "{tmp}/o.mp4"], 3, r"missing\.mp4: no such file\. Check the path\."),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--height", "720"], 3,
@@ -117,8 +119,8 @@ def test_a_crash_mid_job_exits_5(clip: Path, tmp_path: Path, monkeypatch, capsys
     monkeypatch.setattr(vsr.model.engines, "get_processor", lambda options: FailingEngine(fail_at=3))
     code, line = _run(capsys, "upscale", str(clip), "-o", str(tmp_path / "o.mp4"))
     assert code == 5
-    assert line == (f"vsr: error: {clip}: the bicubic engine failed on frame 3 (0.120 s): RuntimeError: CUDA out of "
-                    "memory (simulated). Nothing was written; see the log for the traceback.")
+    assert line == (f"vsr: error: {clip}: the bicubic engine failed on frame 3 (0.120 s): RuntimeError: CUDA error: "
+                    "device-side assert triggered (simulated). Nothing was written; see the log for the traceback.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "clip.mp4", "tmp"]
     assert files_under(tmp_path / "tmp") == []
 

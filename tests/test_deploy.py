@@ -23,8 +23,9 @@ import pytest
 import yaml
 
 from tests.deploy_files import (
-    APP_MODEL_ID, DOCKERFILE, PIN, ROOT, app_pins, build_context, conda_env, conda_pip_section, copies,
-    dockerignore_patterns, final, final_env, front_matter, ignored, instructions, pin_lines, requirements, stages,
+    APP_MODEL_ID, DOCKERFILE, PIN, ROOT, ZEROGPU_PYTHON, ZEROGPU_TORCHVISION, app_pins, build_context, conda_env,
+    conda_pip_section, copies, dockerignore_patterns, final, final_env, front_matter, ignored, instructions, normalize,
+    pin_lines, requirements, stages, sync_requirements,
 )
 
 # Hardware flavours a Space can suggest that have a GPU (Hugging Face Spaces config reference).
@@ -55,13 +56,15 @@ def test_hadolint_passes_on_the_dockerfile(tmp_path: Path) -> None:
     assert result.returncode != 0 and "DL3007" in result.stdout and "DL3013" in result.stdout, result.stdout
 
 
-def test_dockerfile_is_multi_stage_with_python_311_and_the_app_requirements_only() -> None:
+def test_dockerfile_is_multi_stage_with_the_conda_python_and_the_app_requirements_only() -> None:
     froms = [i.args for i in instructions() if i.keyword == "FROM"]
     assert len(froms) >= 2, "the Dockerfile must be multi-stage (a builder and a slim runtime)"
     final_base = froms[-1].split()[0]
     assert final_base == froms[0].split()[0], "runtime and builder need one base: /opt/venv's python links into it"
-    assert final_base.startswith(f"python:{front_matter()['python_version']}-"), (
-        f"runtime base {final_base} must be the Python the Space and conda use ({front_matter()['python_version']})"
+    # The Space runs another Python (ZeroGPU's, see the Space tests); Docker and conda share one with CI.
+    series = sync_requirements().PYTHON_SERIES
+    assert final_base.startswith(f"python:{series}-"), (
+        f"runtime base {final_base} must be the Python conda uses ({series})"
     )
     runs = [i.args for i in instructions() if i.keyword == "RUN"]
     assert not any("ffmpeg" in run for run in runs), "no system ffmpeg: PyAV's wheel carries its own"
@@ -116,7 +119,8 @@ def test_build_context_has_what_the_dockerfile_copies_and_no_tests_or_caches() -
 @pytest.mark.parametrize(
     ("path", "excluded"),
     [("tests/test_x.py", True), ("vsr/__pycache__/a.pyc", True), ("media/x.py", False), ("clip.mp4", True),
-     ("media/sample.mp4", False), (".venv/bin/python", True), ("app.py", False), ("deploy/healthcheck.py", False)],
+     ("media/sample.mp4", False), (".venv/bin/python", True), (".venv-torch211/bin/python", True), ("app.py", False),
+     ("deploy/healthcheck.py", False)],
 )
 def test_dockerignore_matcher_follows_docker_rules(path: str, excluded: bool) -> None:
     # `*.mp4` only matches at the top (as in Docker), `**/__pycache__` matches at any depth.
@@ -185,7 +189,10 @@ def test_front_matter_is_a_gradio_space_config_that_agrees_with_the_pins() -> No
     meta = front_matter()
     assert meta["sdk"] == "gradio"
     assert meta["sdk_version"] == app_pins()["gradio"], "sdk_version must equal the gradio pin"
-    assert meta["python_version"] == "3.11", "python_version must be the string \"3.11\" (quoted in YAML)"
+    python = meta["python_version"]
+    assert isinstance(python, str), f"python_version must be a quoted string in YAML, not {python!r}"
+    assert python in ZEROGPU_PYTHON, f"python_version {python} is not a Python ZeroGPU runs ({ZEROGPU_PYTHON})"
+    assert python == sync_requirements().SPACE_PYTHON, "python_version must equal SPACE_PYTHON in sync_requirements.py"
     assert meta["app_file"] == "app.py" and (ROOT / "app.py").is_file(), "the Space runs app.py, which is missing"
     assert meta["suggested_hardware"] in SPACE_GPU_HARDWARE, f"{meta['suggested_hardware']} is not a GPU flavour"
     assert APP_MODEL_ID in meta["preload_from_hub"], "the model must download at Space build time"
@@ -197,11 +204,55 @@ def test_front_matter_is_a_gradio_space_config_that_agrees_with_the_pins() -> No
     assert isinstance(meta["tags"], list) and meta["tags"] and all(isinstance(t, str) for t in meta["tags"])
 
 
-def test_space_requirements_are_the_app_pins_plus_spaces() -> None:
+def test_space_requirements_are_the_app_pins_with_a_zerogpu_torch_plus_spaces() -> None:
     pins = requirements("requirements.txt")
+    space_pins = {normalize(name): version for name, version in sync_requirements().SPACE_PINS.items()}
+    assert set(space_pins) == {"torch", "torchvision"}, (
+        f"the Space may differ in torch and torchvision only: {space_pins}"
+    )
+    # torch and torchvision: a pair ZeroGPU installs.
+    assert pins["torch"] == space_pins["torch"] and pins["torchvision"] == space_pins["torchvision"]
+    assert pins["torch"] in ZEROGPU_TORCHVISION, (
+        f"torch=={pins['torch']} is not a ZeroGPU release ({sorted(ZEROGPU_TORCHVISION)}): the Space would not build"
+    )
+    assert pins["torchvision"] == ZEROGPU_TORCHVISION[pins["torch"]], (
+        f"torchvision=={pins['torchvision']} is not the release for torch {pins['torch']}"
+    )
+    # Every other pin: exactly requirements-app.txt's, plus spaces as the tests pin it.
     test_pins = requirements("requirements-test.txt", allowed=("-r requirements-app.txt",))
-    expected = {**app_pins(), "spaces": test_pins["spaces"]}
-    assert pins == expected, "requirements.txt differs from requirements-app.txt (+ spaces); run deploy/sync_requirements.py"
+    expected = {**{k: v for k, v in app_pins().items() if k not in space_pins}, "spaces": test_pins["spaces"]}
+    others = {k: v for k, v in pins.items() if k not in space_pins}
+    assert others == expected, (
+        "requirements.txt differs from requirements-app.txt (+ spaces); run deploy/sync_requirements.py"
+    )
+    assert list(pins) == [*app_pins(), "spaces"], "requirements.txt must list the pins in requirements-app.txt's order"
+
+
+def test_every_deploy_python_is_one_the_project_supports() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    requires = re.search(r'^requires-python = "([^"]+)"$', text, flags=re.M)
+    target = re.search(r'^target-version = "py3(\d+)"$', text, flags=re.M)
+    assert requires and target, "pyproject.toml needs requires-python and [tool.ruff] target-version"
+    supported = SpecifierSet(requires.group(1))
+    lowest = f"3.{target.group(1)}"
+    assert f"{lowest}.0" in supported and f"3.{int(target.group(1)) - 1}.99" not in supported, (
+        f"ruff's target-version (py3{target.group(1)}) must be requires-python's lowest Python ({supported})"
+    )
+    module = sync_requirements()
+    for where, python in (("README front matter", module.SPACE_PYTHON), ("requirements.yml", module.PYTHON_SERIES)):
+        assert python in supported, f"{where} uses Python {python}, outside requires-python {supported}"
+
+
+def test_space_pins_replace_versions_only() -> None:
+    module = sync_requirements()
+    pins = ["Torch==2.14.1", "numpy==2.4.6", "torch_vision==1.0"]
+    assert module.space_pins(pins, {"torch": "2.11.0", "torch-vision": "0.9"}) == [
+        "Torch==2.11.0", "numpy==2.4.6", "torch_vision==0.9",
+    ]
+    with pytest.raises(module.RequirementsError, match=r"\['xformers'\].*requirements-app.txt does not pin"):
+        module.space_pins(pins, {"xformers": "0.1"})
 
 
 # ============================================================================= conda

@@ -166,7 +166,7 @@ def test_a_model_crash_mid_job_cleans_up_and_names_the_frame(tmp_path: Path, opt
     engine = FailingEngine(fail_at=9)
     job = plan(src, options(preset="ultrafast"), output=out_dir / "up.mp4", processor=engine)
     with pytest.raises(JobFailed, match=r"in\.mp4: the bicubic engine failed on frame 9 \(0\.300 s\): RuntimeError: "
-                                        r"CUDA out of memory") as caught:
+                                        r"CUDA error: device-side assert") as caught:
         run(job, out_dir / "up.mp4", processor=engine)
     assert isinstance(caught.value.__cause__, RuntimeError)
     assert (out_dir / "up.mp4").read_bytes() == b"an older result"

@@ -127,6 +127,7 @@ def test_disk_full_is_reported_and_cleaned_up(tmp_path: Path) -> None:
     )
     assert "DISKFULL" in done.stdout, done.stderr
     assert "ran out of space" in done.stdout and "o.mp4" in done.stdout
+    assert "Errno" not in done.stdout and "(File too large)" in done.stdout
     assert list(out_dir.iterdir()) == []
 
 
@@ -146,8 +147,11 @@ def test_unique_output_paths_never_collide(tmp_path: Path) -> None:
         t.join()
     assert len(set(names)) == 20 and all(p.exists() and p.parent == tmp_path for p in names)
     assert all(p.name.startswith("my clip_ _final_v2.") and p.suffix == ".mp4" for p in names)
-    with pytest.raises(OutputNotWritable):
+    with pytest.raises(OutputNotWritable) as err:
         unique_output_path(tmp_path / "missing", "x", "mp4")
+    message = str(err.value)  # the system's reason in words; the folder is named once, by us
+    assert "(No such file or directory)" in message and "Errno" not in message
+    assert message.count(str(tmp_path / "missing")) == 1
 
 
 def test_finish_replaces_a_reserved_name(tmp_path: Path) -> None:

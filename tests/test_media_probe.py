@@ -16,13 +16,14 @@ from media import (
     NotAVideo,
     NoVideoStream,
     SizeLimitExceeded,
+    StillImage,
     TruncatedVideo,
     UnsupportedPixelFormat,
     UnsupportedSize,
     ZeroFrames,
     probe,
 )
-from media_factory import SUBTITLE_CUES, make_audio_only, make_video
+from media_factory import SUBTITLE_CUES, make_audio_only, make_picture, make_video
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,25 @@ def test_rate_duration_and_count_are_exact(tmp_path: Path, rate: Fraction, frame
     assert not v.variable_rate
     assert v.start_time == 0
     # MP4 stores exact ticks; Matroska rounds to milliseconds.
+    tolerance = Fraction(0) if suffix == ".mp4" else Fraction(1, 1000)
+    assert abs(v.duration - frames / rate) <= tolerance
+
+
+EXACT_RATES = [Fraction(24), Fraction(25), Fraction(30), Fraction(50), Fraction(60), Fraction(24000, 1001),
+               Fraction(30000, 1001), Fraction(60000, 1001)]
+
+
+@pytest.mark.parametrize("frames", [3, 8, 15, 90])  # 0.05 to 0.6 s, and a long piece
+@pytest.mark.parametrize("rate", EXACT_RATES, ids=str)
+@pytest.mark.parametrize(("suffix", "codec"), [(".mkv", "ffv1"), (".webm", None), (".mp4", None)])
+def test_short_and_long_pieces_keep_their_exact_rate(tmp_path: Path, rate: Fraction, frames: int, suffix: str,
+                                                     codec: str | None) -> None:
+    # Matroska/WebM store milliseconds: 15 frames at 30 fps fit 30000/1001 as well, within rounding.
+    # FFV1 and VP9 carry no rate in the bitstream, so only the container's own says which it is.
+    pix_fmt = "yuv444p" if codec == "ffv1" else "yuv420p"
+    v = probe(make_video(tmp_path / f"piece{suffix}", 16, 16, rate, frames, codec=codec, pix_fmt=pix_fmt,
+                         audio=None)).video
+    assert (v.avg_rate, v.frame_count, v.variable_rate) == (rate, frames, False)
     tolerance = Fraction(0) if suffix == ".mp4" else Fraction(1, 1000)
     assert abs(v.duration - frames / rate) <= tolerance
 
@@ -74,6 +94,19 @@ def test_alpha_is_reported(tmp_path: Path) -> None:
     assert v.has_alpha and v.pix_fmt == "yuva420p"
 
 
+def test_vp9_alpha_in_webm_is_reported(tmp_path: Path) -> None:
+    # VP9 keeps alpha beside the picture (Matroska BlockAdditional, track tagged alpha_mode=1); FFmpeg's
+    # own VP9 decoder ignores it and decodes yuv420p, so the pixel format alone does not tell.
+    v = probe(make_video(tmp_path / "alpha.webm", 32, 32, 25, 4, codec="libvpx-vp9", pix_fmt="yuva420p",
+                         audio=None)).video
+    assert v.codec == "vp9" and v.has_alpha
+
+
+def test_vp9_without_alpha_has_none(tmp_path: Path) -> None:
+    v = probe(make_video(tmp_path / "opaque.webm", 32, 32, 25, 4, codec="libvpx-vp9", audio=None)).video
+    assert v.codec == "vp9" and not v.has_alpha
+
+
 def test_audio_and_subtitle_streams(tmp_path: Path) -> None:
     path = make_video(tmp_path / "all.mkv", frames=45, audio="opus", audio_tracks=2, subtitles="srt",
                       languages=["eng", "fra"])
@@ -97,6 +130,17 @@ def test_to_dict_is_json_with_exact_fractions(tmp_path: Path) -> None:
     assert d["video"]["colour"]["matrix"] == "bt709"
     assert d["audio"][0]["codec"] == "aac"
     assert d["subtitles"][0]["codec"] == "mov_text"
+
+
+@pytest.mark.parametrize(("name", "kw", "container_name"), [
+    ("c.mp4", {}, "MP4"), ("c.mov", {}, "QuickTime (MOV)"), ("c.m4v", {}, "MP4 (M4V)"),
+    ("c.mkv", {}, "Matroska"), ("c.webm", {}, "WebM"), ("c.avi", {"codec": "mpeg4"}, "AVI"),
+])
+def test_container_is_named_for_people(tmp_path: Path, name: str, kw: dict, container_name: str) -> None:
+    info = probe(make_video(tmp_path / name, 32, 32, 25, 2, audio=None, **kw))
+    assert info.container_name == container_name
+    assert info.to_dict()["container_name"] == container_name
+    assert info.container in ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi")  # FFmpeg's demuxer, for programs
 
 
 def test_awkward_file_name(tmp_path: Path) -> None:
@@ -123,8 +167,12 @@ def test_gradio_sample_videos(gradio_videos: Path, name: str, clip: tuple[int, i
 # -- refusals ------------------------------------------------------------------------------------
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(MediaFileNotFound, match="no such file"):
-        probe(tmp_path / "nope.mp4")
+    path = tmp_path / "nope.mp4"
+    with pytest.raises(MediaFileNotFound) as err:
+        probe(path)
+    # Words for any caller (command line, web app, library): the path, the problem, the fix.
+    assert str(err.value) == f"{path}: no such file. Check the path and the spelling of the file name."
+    assert isinstance(err.value, FileNotFoundError) and err.value.path == path
 
 
 def test_text_file_named_mp4(tmp_path: Path) -> None:
@@ -133,6 +181,46 @@ def test_text_file_named_mp4(tmp_path: Path) -> None:
     with pytest.raises(NotAVideo, match="notes.mp4") as err:
         probe(path)
     assert isinstance(err.value, ValueError) and isinstance(err.value, MediaError)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("png", "holiday.mp4"), ("jpeg", "holiday.mp4"), ("png", "clip.mkv"),
+                                            ("jpeg", "clip.mov")])
+def test_picture_with_a_video_name_is_refused(tmp_path: Path, kind: str, name: str) -> None:
+    path = make_picture(tmp_path / name, kind)
+    with pytest.raises(StillImage) as err:
+        probe(path)
+    message = str(err.value)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, MediaError)
+    assert message.startswith(f"{path}: ")
+    assert f"still picture ({kind.upper()})" in message and "not a video" in message
+    assert f"its name ends in {path.suffix}" in message
+    assert "Choose a video file" in message
+
+
+@pytest.mark.parametrize(("kind", "name"), [("png", "photo.png"), ("jpeg", "photo.jpg"), ("webp", "photo.webp"),
+                                            ("gif", "photo.gif")])
+def test_picture_file_is_refused(tmp_path: Path, kind: str, name: str) -> None:
+    path = make_picture(tmp_path / name, kind)
+    with pytest.raises(StillImage, match=r"photo\.\w+: this is a still picture .*not a video.*Choose a video file"):
+        probe(path)
+
+
+@pytest.mark.parametrize(("name", "codec"), [("one.mp4", None), ("one.mkv", "ffv1"), ("one.mov", "png")])
+def test_one_frame_video_is_still_a_video(tmp_path: Path, name: str, codec: str | None) -> None:
+    # A single picture inside a video container is a (very short) video: accepted, as before.
+    kw = {"codec": codec, "pix_fmt": "rgb24"} if codec == "png" else {"codec": codec}
+    v = probe(make_video(tmp_path / name, 64, 48, 25, 1, audio=None, **kw)).video
+    assert (v.frame_count, v.width, v.height, v.avg_rate) == (1, 64, 48, 25)
+
+
+def test_ffmpeg_reason_is_plain_and_the_path_said_once(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 20)
+    with pytest.raises(NotAVideo) as err:
+        probe(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a video FFmpeg can read (Invalid data found when processing input)")
+    assert message.count(str(path)) == 1 and "Errno" not in message and "1094995529" not in message
 
 
 def test_audio_only(tmp_path: Path) -> None:
@@ -175,6 +263,7 @@ def test_truncated_mkv_names_the_frame(tmp_path: Path) -> None:
     with pytest.raises(TruncatedVideo, match=r"truncated") as err:
         probe(cut)
     assert err.value.frame_index is not None and 0 < err.value.frame_index < 60
+    assert str(err.value).count(str(cut)) == 1 and "Errno" not in str(err.value)
 
 
 def test_truncated_mp4_without_index(tmp_path: Path) -> None:

@@ -31,6 +31,15 @@ def test_faithful_output_passes(tmp_path: Path, source: Path) -> None:
     assert d["ok"] is True and len(d["checks"]) == len(report.checks)
 
 
+@pytest.mark.parametrize(("dest", "container"), [("o.mp4", "MP4"), ("o.mkv", "Matroska")])
+def test_report_names_the_container_for_people(tmp_path: Path, source: Path, dest: str, container: str) -> None:
+    out = tmp_path / dest
+    copy_through(source, out)
+    report = verify(probe(source), out, ExpectedOutput(30, 64, 48))
+    assert f"[ok] readable: opens as {container} with 3 streams" in report.to_text()
+    assert "mov,mp4" not in report.to_text() and "matroska,webm" not in report.to_text()
+
+
 def failed(source: Path, output: Path, expected: ExpectedOutput) -> set[str]:
     report = verify(probe(source), output, expected)
     assert not report.ok

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from media import (
+    CODEC_SPECS,
     EncodeSettings,
     EncoderUnavailable,
     ExpectedOutput,
@@ -54,6 +55,20 @@ def test_rate_and_every_timestamp_are_kept(tmp_path: Path, rate: Fraction, suffi
     assert pts_list(out) == [i / rate for i in range(20)]  # exact, even from Matroska's rounded ms
     assert (report.frames, report.width, report.height, report.rate) == (20, 96, 64, rate)
     assert_verified(src, out, 20, 96, 64)
+
+
+@pytest.mark.parametrize("rate", [Fraction(30), Fraction(24), Fraction(60), Fraction(60000, 1001)], ids=str)
+@pytest.mark.parametrize(("dest", "codec"), [("o.mkv", "ffv1"), ("o.mkv", "prores"), ("o.webm", "av1")])
+def test_short_piece_keeps_its_exact_rate_in_matroska(tmp_path: Path, rate: Fraction, dest: str, codec: str) -> None:
+    # Half a second or less in a container with millisecond timestamps, from an encoder that does
+    # not write the rate into the bitstream: it must still read back as exactly the source's rate.
+    src = make_video(tmp_path / "src.mp4", 32, 32, rate, 40, audio=None)
+    out = tmp_path / dest
+    end = Fraction(1, 2)
+    _, report = copy_through(src, out, encode=EncodeSettings(codec), end=end)
+    v = probe(out).video
+    assert (v.avg_rate, v.variable_rate, v.frame_count) == (rate, False, report.frames)
+    assert_verified(src, out, report.frames, 32, 32, end=end)
 
 
 def test_variable_rate_keeps_its_timestamps(tmp_path: Path) -> None:
@@ -147,6 +162,37 @@ def test_rotation_and_aspect_display_as_the_source(tmp_path: Path) -> None:
     assert ov.display_aspect_ratio == v.display_aspect_ratio
     assert (v.display_width, v.display_height) == (48, 85)  # 64 * 4/3 = 85.3 wide, then turned
     assert (ov.display_width, ov.display_height) == (192, 341)  # 256 * 4/3 = 341.3
+
+
+# Every codec in every container it can be written to.
+CODEC_CONTAINERS = [(codec, suffix) for codec, spec in CODEC_SPECS.items() for suffix in spec.containers]
+PAL_CIF_SAR = Fraction(128, 117)  # 176x144 CIF from PAL: shows as 1.3371, not 176/144 = 1.2222
+
+
+@pytest.mark.parametrize(("codec", "suffix"), CODEC_CONTAINERS)
+def test_non_square_pixels_display_as_the_source(tmp_path: Path, codec: str, suffix: str) -> None:
+    src = make_video(tmp_path / "cif.mp4", 176, 144, 25, 5, audio=None, sample_aspect_ratio=PAL_CIF_SAR)
+    out = tmp_path / f"o{suffix}"
+    copy_through(src, out, encode=EncodeSettings(codec))
+    v, ov = probe(src).video, probe(out).video
+    assert v.display_aspect_ratio == Fraction(176 * 128, 144 * 117)
+    if suffix == ".webm":  # WebM stores the display size in whole pixels: within half a pixel
+        assert abs(ov.display_aspect_ratio / v.display_aspect_ratio - 1) <= Fraction(1, 2 * 144)
+    else:
+        assert (ov.sample_aspect_ratio, ov.display_aspect_ratio) == (PAL_CIF_SAR, v.display_aspect_ratio)
+    assert_verified(src, out, 5, 176, 144)
+
+
+@pytest.mark.parametrize("codec", ["ffv1", "prores", "h264"])
+def test_non_square_pixels_and_rotation_in_matroska(tmp_path: Path, codec: str) -> None:
+    src = make_video(tmp_path / "rot.mp4", 64, 48, 25, 3, rotation=90, sample_aspect_ratio=Fraction(4, 3),
+                     audio="aac", subtitles="mov_text")
+    out = tmp_path / "o.mkv"
+    copy_through(src, out, scale=2, encode=EncodeSettings(codec))
+    v, ov = probe(src).video, probe(out).video
+    assert (ov.rotation, ov.display_aspect_ratio) == (90, v.display_aspect_ratio)
+    assert (ov.display_width, ov.display_height) == (96, 171)  # 128 * 4/3 = 170.7 wide, then turned
+    assert_verified(src, out, 3, 128, 96)
 
 
 def test_colour_tags_and_pixels_survive(tmp_path: Path) -> None:

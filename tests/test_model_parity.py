@@ -1,4 +1,4 @@
-"""Fidelity to the golden fixture (../shared/fixtures/stream-diffvsr-tiny), fp32 on the CPU, 2 threads.
+"""Fidelity to the golden fixture (tests/fixtures/stream-diffvsr-tiny), fp32 on the CPU, 2 threads.
 
 Component by component on the recorded inputs, then end to end through the streaming upscaler.
 The fixture was recorded on an Intel CPU; on other CPUs oneDNN/MKL kernels round differently, so
@@ -162,3 +162,43 @@ def test_end_to_end_streaming_matches_the_fixture(fixture_dir: Path, ckpt, raft)
         assert diff.max() <= 1, f"frame {i + 1}: {int((diff > 1).sum())} values off by more than one 8-bit step"
         assert (diff > 0).sum() <= 10, f"frame {i + 1}: {int((diff > 0).sum())} values differ"
         np.testing.assert_array_equal(postprocess(torch.from_numpy(decoded[i])), expected)  # post-processing exact
+
+
+def _stream(fixture_dir: Path, ckpt, raft, **flow) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The six outputs (uint8) and raw decoder outputs of the streaming engine built with ``flow`` options."""
+    up = StreamDiffVSRUpscaler(ckpt.unet, ckpt.controlnet, ckpt.vae, ckpt.scheduler, ckpt.prompt_embeds, raft,
+                               device="cpu", precision="fp32", **flow)
+    up.start_stream(FIXTURE_SEED)
+    outputs, raws = [], []
+    for frame in lr_frames(fixture_dir):
+        outputs.append(up.process(frame))
+        raws.append(up.state.previous_output.numpy())
+    return outputs, raws
+
+
+def test_on_demand_correlation_flows_match_the_recording(fixture_dir: Path, raft) -> None:
+    up = torch.from_numpy(intermediate(fixture_dir, "lr_bicubic_x4.npy"))
+    flows = intermediate(fixture_dir, "flows.npy")
+    with torch.inference_mode():
+        for i in range(1, 6):
+            cur, prev = (u.to(memory_format=torch.channels_last) for u in (up[i], up[i - 1]))
+            assert _max(compute_flow(raft, cur, prev, correlation="on-demand"), flows[i - 1]) < 1e-4
+
+
+def test_end_to_end_with_on_demand_correlation_within_one_step(fixture_dir: Path, ckpt, raft) -> None:
+    outputs, raws = _stream(fixture_dir, ckpt, raft, flow_correlation="on-demand")
+    decoded = np.load(fixture_dir / "expected" / "decoded.npy")
+    for i, (out, raw, expected) in enumerate(zip(outputs, raws, expected_frames(fixture_dir))):
+        assert _max(raw, decoded[i]) < 1e-4, f"frame {i + 1}: decoder output drifted"
+        diff = np.abs(out.astype(np.int16) - expected)
+        assert diff.max() <= 1, f"frame {i + 1}: {int((diff > 1).sum())} values off by more than one 8-bit step"
+
+
+def test_flow_scale_half_stays_close_to_the_exact_output(fixture_dir: Path, ckpt, raft) -> None:
+    """RAFT on half-size frames: a different flow, so a different output, but a small change: measured mean 1.05,
+    max 11 (8-bit) over the clip, against a mean of about 7 for dropping the temporal features (FIXTURE.md 3)."""
+    outputs, _ = _stream(fixture_dir, ckpt, raft, flow_scale=0.5)
+    diff = np.abs(np.stack(outputs).astype(np.int16) - np.stack(expected_frames(fixture_dir)))
+    assert diff[0].max() == 0  # the first frame has no flow
+    assert (diff[1:] > 0).mean() > 0.1, "flow_scale 0.5 changed nothing: is it applied?"
+    assert diff.mean() < 3 and diff.max() <= 32

@@ -80,6 +80,10 @@ def test_flow_weights_must_exist(tmp_path: Path) -> None:
         ({"device": "gpu"}, r"device='gpu' is not a device\. Use auto, cpu, cuda, cuda:N"),
         ({"precision": "int8"}, r"precision='int8' is not valid\. Use one of: auto, fp32, fp16, bf16"),
         ({"attention": "flash"}, r"attention='flash' is not valid"),
+        ({"flow_scale": "0.3"}, r"flow_scale='0.3' is not a flow scale\. Use one of: 1, 0\.5, 0\.25"),
+        ({"flow_scale": "half"}, r"flow_scale='half' is not a flow scale"),
+        ({"flow_scale": 2}, r"flow_scale=2 is not a flow scale"),
+        ({"flow_scale": True}, r"flow_scale=True is not a flow scale"),
         ({"height": 480}, r"height=480 is not an output size\. Use 4x or a height: 720, 1080, 1440, 2160"),
         ({"start": "abc"}, r"start='abc' is not a time"),
         ({"start": -2}, r"start=-2 is negative"),
@@ -108,6 +112,15 @@ def test_bad_environment_value_names_the_variable() -> None:
         build_options(env={"STREAM_DIFFVSR_PRECISION": "half"})
     with pytest.raises(OptionsError, match=r"STREAM_DIFFVSR_MAX_INPUT_PIXELS='lots' is not a whole number"):
         build_options(env={"STREAM_DIFFVSR_MAX_INPUT_PIXELS": "lots"})
+
+
+@pytest.mark.parametrize(("value", "scale"), [("1", 1.0), ("1.0", 1.0), ("0.5", 0.5), (" .25 ", 0.25), (0.5, 0.5)])
+def test_flow_scale_values_and_environment(value: object, scale: float) -> None:
+    assert build_options(env={}).flow_scale == 1.0
+    assert build_options({"flow_scale": value}, env={}).flow_scale == scale
+    assert build_options(env={"STREAM_DIFFVSR_FLOW_SCALE": str(value)}).flow_scale == scale
+    with pytest.raises(OptionsError, match=r"STREAM_DIFFVSR_FLOW_SCALE='0\.75' is not a flow scale"):
+        build_options(env={"STREAM_DIFFVSR_FLOW_SCALE": "0.75"})
 
 
 def test_options_error_is_a_value_error() -> None:

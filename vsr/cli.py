@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vsr import environment
-from vsr.options import ATTENTIONS, CODECS, DEVICES, ENGINES, HEIGHT_PRESETS, PRECISIONS, OptionsError, build_options
+from vsr.options import (ATTENTIONS, CODECS, DEVICES, ENGINES, FLOW_SCALES, HEIGHT_PRESETS, PRECISIONS, OptionsError,
+                         build_options)
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,11 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTERNAL: "unexpected internal error (a bug: run again with --log-level DEBUG and report it)",
     EXIT_USAGE: "bad command line: unknown flag, bad option value, output exists without --overwrite, a previous "
     "run's checkpoint without --resume or --overwrite, a checkpoint of another input or other options",
-    EXIT_INPUT: "the input or output cannot be used: missing, unreadable, not a video, over a limit, "
+    EXIT_INPUT: "the input or output cannot be used: missing, unreadable, not a video, over a limit or the memory "
+    "budget, "
     "a size above 4x, a trim outside the video, an unwritable output folder",
     EXIT_MODEL: "the model cannot be loaded: unknown model id, missing or corrupt weights, device unavailable",
-    EXIT_JOB: "the job failed while running (engine or encoder error) or the output failed verification",
+    EXIT_JOB: "the job failed while running (engine or encoder error, out of memory) or the output failed verification",
     EXIT_CANCELLED: "cancelled with Ctrl-C; the work so far is kept as a checkpoint (run again with --resume), or "
     "nothing is left when no frame was done",
 }
@@ -81,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
     up.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
     up.add_argument("--attention", metavar="|".join(ATTENTIONS), help="attention implementation (default sdpa)")
+    _add_flow_scale(up)
+    up.add_argument("--optimisations", metavar="LIST",
+                    help="speed switches: auto (default), none, or a comma list like auto,compile,-flow-prefetch")
     up.add_argument("--height", metavar="4x|" + "|".join(str(h) for h in HEIGHT_PRESETS),
                     help="output size: 4x (default) or the output's short side as displayed")
     up.add_argument("--start", metavar="T", help="start time (seconds or HH:MM:SS.ff)")
@@ -90,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--preset", metavar="NAME", help="encoder speed preset (x264/x265 names, SVT-AV1 0-13)")
     up.add_argument("--scene-cuts", metavar="on|off", help="reset temporal context at detected cuts (default on)")
     up.add_argument("--scene-threshold", metavar="X", help="content detector threshold (default 27)")
+    up.add_argument("--tile", metavar="auto|off|N",
+                    help="cut frames into latent tiles of N (default auto: only when a frame does not fit)")
+    up.add_argument("--max-memory", metavar="SIZE",
+                    help="memory the job may use on its device, e.g. 6GB (default: free GPU memory / 70%% of RAM)")
     _add_log_level(up)
     up.set_defaults(handler=_upscale)
 
@@ -103,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--flow-weights", metavar="FILE", help="local RAFT large weights (.pth/.safetensors)")
     fr.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
     fr.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
+    _add_flow_scale(fr)
     _add_log_level(fr)
     fr.set_defaults(handler=_frames)
 
@@ -111,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_level(pr)
     pr.set_defaults(handler=_probe)
     return parser
+
+
+def _add_flow_scale(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flow-scale", metavar="|".join(f"{s:g}" for s in FLOW_SCALES),
+                        help="optical flow on frames downscaled by this factor (default 1: exact; smaller is faster)")
 
 
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -199,9 +214,10 @@ def _upscale(args: argparse.Namespace) -> int:
     options = build_options({
         "engine": args.engine, "model_id": args.model_id, "flow_weights": args.flow_weights,
         "steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
-        "attention": args.attention, "height": args.height, "start": args.start, "end": args.end,
-        "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
-        "scene_threshold": args.scene_threshold,
+        "attention": args.attention, "flow_scale": args.flow_scale, "height": args.height, "start": args.start,
+        "end": args.end, "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
+        "scene_threshold": args.scene_threshold, "tile": args.tile, "max_memory": args.max_memory,
+        "optimisations": args.optimisations,
     })
     output = Path(args.output)
     if output.exists() and not args.overwrite:
@@ -289,6 +305,7 @@ def _frames(args: argparse.Namespace) -> int:
     options = build_options({
         "model_id": args.model_id, "steps": args.num_inference_steps, "seed": args.seed,
         "flow_weights": args.flow_weights, "device": args.device, "precision": args.precision,
+        "flow_scale": args.flow_scale,
     })
     in_path, out_path = Path(args.in_path), Path(args.out_path)
     total = sum(len(s.frames) for s in find_sequences(in_path))  # check the layout before loading the model

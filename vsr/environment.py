@@ -4,13 +4,15 @@ Every variable the project understands is listed in ``VARIABLES`` with its defau
 the README's table is checked against this list by the tests. Nothing else in the code base calls
 ``os.environ`` (libraries we use, such as huggingface_hub, read their own variables themselves).
 ``on_zero_gpu`` says whether this process runs on a Hugging Face ZeroGPU Space, as the ``spaces``
-package itself decides it (that package reads the Space's variables).
+package itself decides it (that package reads the Space's variables). ``use_inductor_cache`` is the
+one place that sets a variable: torch's own ``TORCHINDUCTOR_CACHE_DIR``, when it is not set already.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 
@@ -32,6 +34,11 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_DEVICE", "auto", "`auto` (CUDA, then MPS, then CPU), `cpu`, `cuda`, `cuda:N` or `mps`."),
     EnvVar("STREAM_DIFFVSR_PRECISION", "auto", "`auto`, `fp32`, `fp16` or `bf16`."),
     EnvVar("STREAM_DIFFVSR_ATTENTION", "sdpa", "`sdpa`, `xformers` (when installed) or `sliced`."),
+    EnvVar("STREAM_DIFFVSR_FLOW_SCALE", "1",
+           "Optical flow on frames downscaled by `1` (exact), `0.5` or `0.25` (faster, approximate)."),
+    EnvVar("STREAM_DIFFVSR_OPTIMISATIONS", "auto",
+           "Speed switches of the diffusion engine: `auto`, `none` or a comma list such as "
+           "`auto,compile,-flow-prefetch` (see GPU)."),
     EnvVar("STREAM_DIFFVSR_TMP_DIR", "(system temp dir)/stream-diffvsr",
            "Where each job's temporary directory is made."),
     EnvVar("STREAM_DIFFVSR_OUTPUT_DIR", "./outputs", "Where the web app writes finished videos."),
@@ -43,11 +50,17 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_MAX_DURATION", "600", "Longest input (after trimming) in seconds."),
     EnvVar("STREAM_DIFFVSR_MAX_UPLOAD_MB", "2048", "Largest upload the web app accepts, in MB."),
     EnvVar("STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS", "300",
-           "On a ZeroGPU Space: the longest GPU call (seconds) a job may reserve; longer jobs are refused "
-           "with the longest length that fits."),
+           "On a ZeroGPU Space: the longest GPU call (seconds) a job may reserve; a longer job runs as "
+           "several calls, one after another."),
     EnvVar("STREAM_DIFFVSR_CHECKPOINT_SECONDS", "30",
            "A running job keeps a checkpoint (the video so far and the model's state) every this many seconds "
            "of work, so it can resume after a crash; `0`: only when stopped (Ctrl-C, the end of a ZeroGPU call)."),
+    EnvVar("STREAM_DIFFVSR_TILE", "auto",
+           "`auto` (tiles only when a frame does not fit the memory budget), `off`, or a latent tile side "
+           "(a multiple of 8, at least 32; the output tile is 4x that)."),
+    EnvVar("STREAM_DIFFVSR_MAX_MEMORY", "(free GPU memory, or 70 % of available RAM)",
+           "Memory a job may use on its device (`6GB`, `6000MB`, `8GiB`); the plan tiles frames to fit it "
+           "and refuses a job that cannot."),
     EnvVar("STREAM_DIFFVSR_LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
     EnvVar("GRADIO_SERVER_NAME", "127.0.0.1", "Address the web app listens on (`0.0.0.0` in Docker)."),
     EnvVar("GRADIO_SERVER_PORT", "7860", "Port the web app listens on (8000 in Docker)."),
@@ -60,6 +73,18 @@ def read(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return the project's variables that are set (and not empty) in ``env`` (default: the process)."""
     source = os.environ if env is None else env
     return {name: source[name] for name in NAMES if source.get(name, "").strip()}
+
+
+def use_inductor_cache(folder: Path) -> Path:
+    """Point torch inductor's compile cache (``TORCHINDUCTOR_CACHE_DIR``, read by torch itself) at
+    ``folder`` so compiled kernels are reused by later runs; a value already set wins. Returns the
+    folder in use."""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR", "").strip()
+    if current:
+        return Path(current)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return folder
 
 
 def on_zero_gpu() -> bool:

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vsr import environment
+from vsr.model import switches
 
 DEFAULT_MODEL_ID = "Jamichsu/Stream-DiffVSR"
 ENGINES = ("stream-diffvsr", "bicubic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ATTENTIONS = ("sdpa", "xformers", "sliced")
+FLOW_SCALES = (1.0, 0.5, 0.25)  # optical flow on frames downscaled by this factor (1 = exact)
 HEIGHT_PRESETS = (720, 1080, 1440, 2160)
 CODECS = ("h264", "hevc", "av1", "prores", "ffv1")
 # CRF range and default per codec; None: the codec has no CRF (ProRes profiles, lossless FFV1).
@@ -43,6 +45,9 @@ PRESETS: dict[str, tuple[str, ...] | None] = {
     "ffv1": None,
 }
 SCALE = 4
+MIN_TILE = 32
+TILE_MULTIPLE = 8
+"""Latent tiles (``tile``): sides are multiples of 8 (the UNet halves the grid three times), at least 32."""
 
 
 class OptionsError(ValueError):
@@ -61,6 +66,8 @@ class UpscaleOptions:
     device: str = "auto"
     precision: str = "auto"
     attention: str = "sdpa"
+    flow_scale: float = 1.0
+    optimisations: tuple[str, ...] = ("auto",)  # speed switches, see vsr.model.switches
     height: int | None = None  # None: exactly 4x the input; else a target output height
     start: Fraction | None = None  # seconds on the source's time line
     end: Fraction | None = None
@@ -78,6 +85,8 @@ class UpscaleOptions:
     max_upload_mb: int = 2048
     zerogpu_max_seconds: float = 300.0  # longest GPU call on a ZeroGPU Space (see vsr.job.planning)
     checkpoint_seconds: float = 30.0  # a running job's checkpoint every this many seconds of work; 0: none
+    tile: int | str = "auto"  # "auto", "off" or a latent tile side (vsr.model.tiling, chosen by vsr.job.memory)
+    max_memory: int | None = None  # bytes the job may use on its device; None: free GPU memory / 70 % of RAM
 
     @property
     def effective_crf(self) -> int | None:
@@ -104,6 +113,8 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_DEVICE": "device",
     "STREAM_DIFFVSR_PRECISION": "precision",
     "STREAM_DIFFVSR_ATTENTION": "attention",
+    "STREAM_DIFFVSR_FLOW_SCALE": "flow_scale",
+    "STREAM_DIFFVSR_OPTIMISATIONS": "optimisations",
     "STREAM_DIFFVSR_TMP_DIR": "tmp_dir",
     "STREAM_DIFFVSR_OUTPUT_DIR": "output_dir",
     "STREAM_DIFFVSR_CACHE_DIR": "cache_dir",
@@ -113,6 +124,8 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_MAX_UPLOAD_MB": "max_upload_mb",
     "STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS": "zerogpu_max_seconds",
     "STREAM_DIFFVSR_CHECKPOINT_SECONDS": "checkpoint_seconds",
+    "STREAM_DIFFVSR_TILE": "tile",
+    "STREAM_DIFFVSR_MAX_MEMORY": "max_memory",
 }
 _FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
 
@@ -252,6 +265,23 @@ def _flow_weights(value: Any, source: str) -> Path | None:
     return path
 
 
+def _flow_scale(value: Any, source: str) -> float:
+    choices = ", ".join(f"{s:g}" for s in FLOW_SCALES)
+    try:
+        number = float(str(value).strip()) if not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number not in FLOW_SCALES:
+        raise OptionsError(f"{source}={value!r} is not a flow scale. Use one of: {choices} (1 = exact flow; "
+                           "smaller is faster and approximate).")
+    return float(number)
+def _optimisations(value: Any, source: str) -> tuple[str, ...]:
+    try:
+        return switches.parse(value)
+    except switches.SwitchError as exc:
+        raise OptionsError(f"{source}={value!r}: {exc}") from None
+
+
 def _height(value: Any, source: str) -> int | None:
     text = str(value).strip().lower().removesuffix("p")
     if text in ("4x", "x4", "", "none"):
@@ -290,6 +320,39 @@ def parse_time(value: Any, source: str = "time") -> Fraction | None:
     return seconds
 
 
+def _tile(value: Any, source: str) -> int | str:
+    text = str(value).strip().lower()
+    if text in ("auto", "off"):
+        return text
+    if text.isdigit() and int(text) >= MIN_TILE and int(text) % TILE_MULTIPLE == 0:
+        return int(text)
+    raise OptionsError(f"{source}={value!r} is not a tiling. Use auto (tiles only when a frame does not fit the "
+                       f"memory budget), off, or a latent tile side: a multiple of {TILE_MULTIPLE} of at least "
+                       f"{MIN_TILE} (e.g. 64; the output tile is 4x that).")
+
+
+_UNITS = {"": 10**9, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value: Any, source: str = "memory") -> int | None:
+    """``6GB``, ``6.5 G``, ``6000MB``, ``8GiB`` or a bare number of GB -> bytes; empty or none -> None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto")):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = float(value), "b"
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        if not match or match.group(2).lower() not in _UNITS:
+            raise OptionsError(f"{source}={value!r} is not an amount of memory. Use e.g. 6GB, 6000MB, 8GiB or 6 "
+                               "(GB), or leave it empty for the free memory of the device.")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    amount = int(number * _UNITS[unit])
+    if amount < 2**27:
+        raise OptionsError(f"{source}={value!r} is under 128 MiB, too little for any job. Give e.g. 6GB.")
+    return amount
+
+
 def _boolean(value: Any, source: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -310,6 +373,8 @@ _PARSERS = {
     "device": _device,
     "precision": _choice(PRECISIONS),
     "attention": _choice(ATTENTIONS),
+    "flow_scale": _flow_scale,
+    "optimisations": _optimisations,
     "height": _height,
     "start": parse_time,
     "end": parse_time,
@@ -327,6 +392,8 @@ _PARSERS = {
     "max_upload_mb": _integer(1, None, "the largest upload in MB"),
     "zerogpu_max_seconds": _positive_float("the longest ZeroGPU call in seconds, 300 by default"),
     "checkpoint_seconds": _non_negative_float("seconds of work between checkpoints, 30 by default; 0 for none"),
+    "tile": _tile,
+    "max_memory": parse_bytes,
 }
 
 

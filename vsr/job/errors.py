@@ -53,8 +53,47 @@ def _gpu_call_too_long(message: str, limit: float, needed: int, frames: int, sec
     return GPUCallTooLong(message, limit_seconds=limit, needed_seconds=needed, max_frames=frames, max_seconds=seconds)
 
 
+class NotEnoughMemory(JobRefused):
+    """The job's predicted peak memory exceeds the budget even with the smallest tiles (see
+    ``vsr.job.memory``). ``needed_bytes`` / ``budget_bytes`` in bytes; ``largest`` the largest input
+    (width, height) of the same shape that fits, or None when even a small one does not."""
+
+    def __init__(self, message: str, *, needed_bytes: int, budget_bytes: int,
+                 largest: tuple[int, int] | None) -> None:
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
+        self.budget_bytes = budget_bytes
+        self.largest = largest
+
+    def __reduce__(self) -> tuple:
+        return (_not_enough_memory, (str(self), self.needed_bytes, self.budget_bytes, self.largest))
+
+
+def _not_enough_memory(message: str, needed: int, budget: int, largest: tuple[int, int] | None) -> NotEnoughMemory:
+    return NotEnoughMemory(message, needed_bytes=needed, budget_bytes=budget, largest=largest)
+
+
 class JobFailed(JobError, RuntimeError):
     """The job started and failed (the engine or the encoder raised); nothing was left behind."""
+
+
+class OutOfMemory(JobFailed):
+    """The device ran out of memory during the job (``frame`` is the frame index, None while loading
+    or planning; ``device`` where; ``needed_bytes`` what the plan predicted, when known). Not a bug:
+    the message names the fix (tiles, a memory limit, a lower precision, a smaller input)."""
+
+    def __init__(self, message: str, *, frame: int | None, device: str, needed_bytes: int | None) -> None:
+        super().__init__(message)
+        self.frame = frame
+        self.device = device
+        self.needed_bytes = needed_bytes
+
+    def __reduce__(self) -> tuple:
+        return (_out_of_memory, (str(self), self.frame, self.device, self.needed_bytes))
+
+
+def _out_of_memory(message: str, frame: int | None, device: str, needed: int | None) -> OutOfMemory:
+    return OutOfMemory(message, frame=frame, device=device, needed_bytes=needed)
 
 
 class VerificationFailed(JobFailed):

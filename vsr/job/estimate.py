@@ -369,7 +369,8 @@ def zerogpu_calibration_key(options: UpscaleOptions) -> str:
         "engine": options.engine, "model": options.model_id,
         "flow_weights": str(options.flow_weights) if options.flow_weights else None,
         "precision": options.precision, "steps": options.steps, "attention": options.attention,
-        "hardware": "zerogpu", "torch": torch.__version__,
+        "flow_scale": options.flow_scale, "hardware": "zerogpu", "torch": torch.__version__,
+        "optimisations": ",".join(options.optimisations), "hardware": "zerogpu", "torch": torch.__version__,
     }, sort_keys=True)
 
 
@@ -381,7 +382,8 @@ def zerogpu_estimator(options: UpscaleOptions) -> CachedEstimator:
         "precision": options.precision if options.precision != "auto" else "precision chosen on the GPU",
         "steps": options.steps, "seed": options.seed, "scale": SCALE, "model": options.model_id,
         "flow_weights": str(options.flow_weights) if options.flow_weights else None,
-        "attention": options.attention,
+        "attention": options.attention, "flow_scale": options.flow_scale,
+        "attention": options.attention, "optimisations": ",".join(options.optimisations),
     }
     return CachedEstimator(zerogpu_calibration_key(options), description, options.cache_dir)
 

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vsr.model.protocol import FrameProcessor
 from vsr.job.errors import InputNotFound, JobCancelled, JobFailed, JobRefused
+from vsr.job.memory import out_of_memory
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,10 @@ def upscale_sequences(
             try:
                 upscaled = processor.process(rgb)
             except Exception as exc:
+                oom = out_of_memory(exc, where=f"upscaling {path}", device=str(processor.describe().get("device")),
+                                    frame=done - 1, left="The PNGs of the frames before it are kept.")
+                if oom is not None:
+                    raise oom from exc
                 raise JobFailed(f"{path}: the engine failed on this frame: {type(exc).__name__}: {exc}.") from exc
             save_png(upscaled, out_dir / f"{path.stem}.png")
             if on_frame is not None:

@@ -29,6 +29,7 @@ from typing import Any
 import media
 from vsr import environment
 from vsr.formatting import bytes_text, clock_text, duration_text, fraction_text, rate_text
+from vsr.job import memory as memory_model
 from vsr.job.estimate import Calibration, Estimator
 from vsr.job.errors import GPUCallTooLong, InputNotFound, LimitExceeded, TrimOutOfRange
 from vsr.job.sizing import OutputSize, output_size
@@ -100,6 +101,8 @@ class JobPlan:
     notes: tuple[str, ...] = field(default=())
     gpu_call_limit: float | None = None
     """On a ZeroGPU Space: the longest GPU call (seconds) this job may take; None elsewhere."""
+    memory: "memory_model.MemoryPlan | None" = None
+    """Predicted peak memory on the job's device, its budget and the tiling chosen (``vsr.job.memory``)."""
 
     @property
     def gpu_seconds(self) -> int:
@@ -188,6 +191,7 @@ class JobPlan:
             "gpu_seconds": self.gpu_seconds if self.gpu_call_limit is not None else None,
             "gpu_calls": self.gpu_calls,
             "gpu_call_frames": list(self.gpu_call_frames) if self.gpu_call_limit is not None else None,
+            "memory": self.memory.to_dict() if self.memory is not None else None,
             "notes": list(self.notes),
         }
 
@@ -233,6 +237,8 @@ class JobPlan:
             f"({self.seconds_per_frame:.3f} s per frame, {self.calibration.describe()}); "
             f"output about {bytes_text(self.estimate_bytes)} (rough)"
         )
+        if self.memory is not None:
+            lines.append(f"Memory:   {self.memory.to_text()}")
         if self.gpu_call_limit is not None:
             lines.append(self._gpu_text())
         lines.extend(f"Note:     {note}" for note in self.notes)
@@ -258,8 +264,9 @@ def plan(
     as GPU calls of at most ``options.zerogpu_max_seconds`` each (``JobPlan.gpu_calls``), and at least
     one frame must fit in one call; with ``piece_only`` (the caller runs only ``preview_plan``'s piece
     of it) that check is left to the piece's plan.
+    The plan predicts the job's peak memory and picks its tiling (``vsr.job.memory``).
     Raises ``InputNotFound``, ``LimitExceeded``, ``TargetTooLarge``, ``TrimOutOfRange``,
-    ``GPUCallTooLong`` (all ``JobRefused``, a ``ValueError``), ``media.MediaError`` for unreadable
+    ``GPUCallTooLong``, ``NotEnoughMemory`` (all ``JobRefused``, a ``ValueError``), ``media.MediaError`` for unreadable
     input, and whatever ``estimator`` raises (``ModelLoadError`` when it measures an engine that
     cannot be loaded).
     """
@@ -278,10 +285,19 @@ def plan(
     suffix = Path(output).suffix.lower() if output is not None else settings.suffix
     settings.check_container(suffix)
     zero_gpu = environment.on_zero_gpu() if zero_gpu is None else zero_gpu
-    calibration = estimator.calibration(info.video.width, info.video.height)
+    try:
+        engine = estimator.engine()
+        memory = memory_model.job_memory(options, engine, info.video.width, info.video.height)
+        calibration = estimator.calibration(info.video.width, info.video.height)
+    except Exception as exc:  # an engine that runs out of memory while loading or timing is a job error
+        oom = memory_model.out_of_memory(exc, where=f"planning {path.name} (loading or timing the engine)",
+                                         device=memory_model.device_label(options.device))
+        if oom is not None:
+            raise oom from exc
+        raise
     limit = options.zerogpu_max_seconds if zero_gpu else None
-    return _decide(path, info, options, estimator.engine(), calibration, suffix, limit,
-                   check_gpu_call=not piece_only)
+    return _decide(path, info, options, engine, calibration, suffix, limit, check_gpu_call=not piece_only,
+                   memory=memory)
 
 
 def encode_settings(options: UpscaleOptions) -> "media.EncodeSettings":
@@ -300,7 +316,7 @@ def preview_plan(job: JobPlan, seconds: float = 2.0) -> JobPlan:
     start = max(job.start, middle - length / 2)
     options = job.options.replace(start=start, end=start + length)
     return _decide(job.input, job.info, options, job.engine, job.calibration, job.container_suffix,
-                   job.gpu_call_limit)
+                   job.gpu_call_limit, memory=job.memory)
 
 
 def _decide(
@@ -313,6 +329,7 @@ def _decide(
     gpu_call_limit: float | None = None,
     *,
     check_gpu_call: bool = True,
+    memory: "memory_model.MemoryPlan | None" = None,
 ) -> JobPlan:
     v = info.video
     notes: list[str] = []
@@ -349,6 +366,9 @@ def _decide(
         notes.append(f"the source's pixel aspect ratio {v.sample_aspect_ratio} becomes square pixels in the output")
     if v.variable_rate:
         notes.append("variable frame rate: every frame keeps its own timestamp")
+    if v.has_alpha:
+        notes.append("the source's transparency (alpha channel) is dropped: only the colour picture is "
+                     "upscaled and the output is opaque")
     seconds_per_frame = calibration.seconds_per_frame(v.width, v.height)
     if gpu_call_limit is not None and check_gpu_call:
         _check_gpu_call(path, v, engine, size, calibration, seconds_per_frame, frames, gpu_call_limit)
@@ -370,6 +390,7 @@ def _decide(
         estimate_bytes=_estimate_bytes(info, options, size, frames, length),
         notes=tuple(notes),
         gpu_call_limit=gpu_call_limit,
+        memory=memory,
     )
 
 

@@ -6,6 +6,8 @@
         -> bounded queue -> EncodeThread (resize + video-only segments, ``SegmentedVideo``)
         -> media.join_segments (stream copy + audio/subtitles, atomic) -> media.verify
 
+Engines with a ``prefetch`` method are given the next frame one call early (a one-frame look-ahead
+from the read queue), so they can start its optical flow while the current frame denoises.
 Memory is flat in video length (two bounded queues, no frame kept). The engine's temporal context
 runs across the whole range and is reset only where ``SceneCutDetector`` sees a hard cut (when scene
 cuts are on). A cancel request (``threading.Event``) or any error stops the pass within one frame,
@@ -42,8 +44,8 @@ from typing import Any
 import numpy as np
 
 import media
-from vsr.job import estimate
-from vsr.job import checkpoint
+from vsr.job import checkpoint, estimate
+from vsr.job import memory as memory_model
 from vsr.job.checkpoint import JobCheckpoint
 from vsr.job.encode_thread import EncodeThread
 from vsr.job.errors import CheckpointMismatch, JobCancelled, JobFailed, JobRefused, VerificationFailed
@@ -175,7 +177,7 @@ def run_piece(
     where = f"resuming at {resume.where()}" if resume is not None else f"loading the {job.options.engine} engine"
     emit(ProgressEvent("loading", resume.next_index if resume else 0, job.frames, message=where))
     if processor is None:
-        processor = engines.get_processor(job.options)
+        processor = _load(job)
     work, temporary = _work_folder(job, folder)
     try:
         latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started)
@@ -193,6 +195,19 @@ def run_piece(
     finally:
         if temporary:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _load(job: JobPlan) -> FrameProcessor:
+    """The shared engine for the job's options; running out of memory while loading is explained."""
+    options = job.options
+    try:
+        return engines.get_processor(options)
+    except Exception as exc:
+        oom = memory_model.out_of_memory(exc, where="loading the model",
+                                         device=memory_model.device_label(options.device), plan=job.memory)
+        if oom is not None:
+            raise oom from exc
+        raise
 
 
 def _work_folder(job: JobPlan, folder: Path | None) -> tuple[Path, bool]:
@@ -216,6 +231,7 @@ def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist:
     try:
         if cancel is not None and cancel.is_set():
             raise _cancelled(resume, work if persist else None, "before it started")
+        _set_tiling(processor, job)
         seed = processor.start_stream(resume.seed if resume is not None else job.options.seed)
         description = processor.describe()
         if resume is not None:
@@ -235,6 +251,7 @@ def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist:
         logger.info("job %s stopped: %s", job.input, type(exc).__name__)
         raise
     finally:
+        _set_tiling(processor, None)
         lock.release()
 
 
@@ -294,7 +311,7 @@ def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: Encod
     meter = RateMeter()
     last_commit = time.monotonic()
     took = 0.0
-    for frame in reader:
+    for frame, upcoming in _with_next(reader):
         if _stop_here(cancel, limit, tally, took):
             return frame
         index = tally.done
@@ -308,7 +325,7 @@ def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: Encod
             tally.cuts.append(index)
             logger.info("scene cut at frame %d (%.3f s): temporal context reset", index,
                         float(frame.pts - job.info.video.start_time))
-        upscaled, took = _upscale(job, processor, engine, frame, index)
+        upscaled, took = _upscale(job, processor, engine, frame, index, upcoming)
         tally.model_seconds += took
         if index > 0 and not cut:  # a stream's first frame takes a different, cheaper path
             tally.steady.append(took)
@@ -327,11 +344,21 @@ def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: Encod
     return None
 
 
-def _upscale(job: JobPlan, processor: FrameProcessor, engine: str, frame: Any, index: int) -> tuple[Any, float]:
+def _upscale(job: JobPlan, processor: FrameProcessor, engine: str, frame: Any, index: int,
+             upcoming: Any) -> tuple[Any, float]:
+    """Frame ``index`` through the engine (``upcoming``, the frame after it, handed to its
+    ``prefetch`` first); returns it and the seconds it took. Failures name the frame."""
+    prefetch = getattr(processor, "prefetch", None)  # optional: the next frame, given one frame early
     tick = time.perf_counter()
     try:
+        if prefetch is not None and upcoming is not None:
+            prefetch(upcoming.rgb)
         upscaled = processor.process(frame.rgb)
     except Exception as exc:
+        where = f"upscaling frame {index} ({float(frame.pts - job.info.video.start_time):.3f} s) of {job.input}"
+        oom = memory_model.out_of_memory(exc, where=where, device=_device(processor), frame=index, plan=job.memory)
+        if oom is not None:
+            raise oom from exc
         raise JobFailed(
             f"{job.input}: the {engine} engine failed on frame {index} "
             f"({float(frame.pts - job.info.video.start_time):.3f} s): {type(exc).__name__}: {exc}. "
@@ -414,6 +441,27 @@ def finish_job(job: JobPlan, output: str | Path, folder: Path, latest: JobCheckp
                 latest.model_seconds, list(latest.scene_cuts))
     return JobResult(output, preview, report, write_report, frames, seconds, latest.model_seconds, latest.seed,
                      tuple(latest.scene_cuts))
+
+
+def _set_tiling(processor: FrameProcessor, job: JobPlan | None) -> None:
+    """Hand the plan's tiling (fixed for the whole video) to an engine that tiles; None restores whole frames."""
+    set_tiling = getattr(processor, "set_tiling", None)
+    if set_tiling is not None:
+        set_tiling(job.memory.tiling if job is not None and job.memory is not None else None)
+
+
+def _device(processor: FrameProcessor) -> str:
+    return str(processor.describe().get("device", "cpu"))
+
+
+def _with_next(frames: Any) -> Any:
+    """(frame, the frame after it or None) for each frame: a one-frame look-ahead for ``prefetch``."""
+    iterator = iter(frames)
+    current = next(iterator, None)
+    while current is not None:
+        upcoming = next(iterator, None)
+        yield current, upcoming
+        current = upcoming
 
 
 def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) -> None:

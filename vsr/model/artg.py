@@ -48,20 +48,31 @@ class ARTGBranch:
         self, sample: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor, cond: torch.Tensor
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(12 down residuals, mid residual) for model input ``sample`` (1, 7, h, w) at ``timestep``."""
-        cn = self.controlnet
-        emb = self.time_embedding(timestep, sample)
-        hidden = cn.conv_in(sample) + cond
-        skips: tuple[torch.Tensor, ...] = (hidden,)
-        for block in cn.down_blocks:
-            if getattr(block, "has_cross_attention", False):
-                hidden, res = block(hidden_states=hidden, temb=emb, encoder_hidden_states=text)
-            else:
-                hidden, res = block(hidden_states=hidden, temb=emb)
-            skips += res
-        if cn.mid_block is not None:
-            if getattr(cn.mid_block, "has_cross_attention", False):
-                hidden = cn.mid_block(hidden, emb, encoder_hidden_states=text)
-            else:
-                hidden = cn.mid_block(hidden, emb)
-        down = [proj(skip) for skip, proj in zip(skips, cn.controlnet_down_blocks)]
-        return down, cn.controlnet_mid_block(hidden)
+        return self.trunk(sample, self.time_embedding(timestep, sample), text, cond)
+
+    def trunk(
+        self, sample: torch.Tensor, emb: torch.Tensor, text: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The residuals from a ready time embedding ``emb``: tensors in, tensors out (what gets compiled)."""
+        return controlnet_trunk(self.controlnet, sample, emb, text, cond)
+
+
+def controlnet_trunk(
+    cn: ControlNetModel, sample: torch.Tensor, emb: torch.Tensor, text: torch.Tensor, cond: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """``ControlNetModel.forward`` after its embeddings: conv_in + conditioning, down/mid blocks, projections."""
+    hidden = cn.conv_in(sample) + cond
+    skips: tuple[torch.Tensor, ...] = (hidden,)
+    for block in cn.down_blocks:
+        if getattr(block, "has_cross_attention", False):
+            hidden, res = block(hidden_states=hidden, temb=emb, encoder_hidden_states=text)
+        else:
+            hidden, res = block(hidden_states=hidden, temb=emb)
+        skips += res
+    if cn.mid_block is not None:
+        if getattr(cn.mid_block, "has_cross_attention", False):
+            hidden = cn.mid_block(hidden, emb, encoder_hidden_states=text)
+        else:
+            hidden = cn.mid_block(hidden, emb)
+    down = [proj(skip) for skip, proj in zip(skips, cn.controlnet_down_blocks)]
+    return down, cn.controlnet_mid_block(hidden)

@@ -33,13 +33,18 @@ def load_engine(
     steps: int = 4,
     seed: int | None = None,
     attention: str = "sdpa",
+    flow_scale: float = 1.0,
+    optimisations: str | tuple[str, ...] = "auto",
+    cache_dir: str | Path | None = None,
 ) -> FrameProcessor:
     """Build the engine ``name`` (``"stream-diffvsr"`` or ``"bicubic"``) and start its first stream.
 
     ``seed`` is passed to ``start_stream`` so the returned engine is ready to process frames; call
-    ``start_stream`` again before every further video. The bicubic engine ignores the model
+    ``start_stream`` again before every further video. ``flow_scale`` (1, 0.5, 0.25): optical flow on
+    frames downscaled by it (1 = exact). The bicubic engine ignores the model
     arguments. Loading failures raise ``vsr.model.errors.ModelLoadError`` (never a silent fallback to
-    another engine).
+    another engine). ``optimisations`` are the speed switches (``vsr.model.switches``); compiled
+    kernels and AOTInductor packages are cached under ``cache_dir``.
     """
     if name == "bicubic":
         from vsr.model.bicubic import BicubicUpscaler
@@ -55,6 +60,9 @@ def load_engine(
             precision=precision,
             steps=steps,
             attention=attention,
+            flow_scale=flow_scale,
+            optimisations=optimisations,
+            cache_dir=cache_dir,
         )
     else:
         raise ValueError(f"Unknown engine {name!r}. Use one of: {', '.join(ENGINES)}.")
@@ -79,6 +87,8 @@ def processor_key(options: UpscaleOptions) -> tuple:
         options.precision,
         options.steps,
         options.attention,
+        options.flow_scale,
+        options.optimisations,
     )
 
 
@@ -109,6 +119,9 @@ def get_processor(options: UpscaleOptions) -> FrameProcessor:
             steps=options.steps,
             seed=options.seed,
             attention=options.attention,
+            flow_scale=options.flow_scale,
+            optimisations=options.optimisations,
+            cache_dir=options.cache_dir,
         )
         logger.info("loaded engine %s in %.1f s", key, time.perf_counter() - started)
         _PROCESSORS[key] = processor

@@ -4,6 +4,11 @@ MODEL.md sections 5 and 8. Flow for frame i is RAFT(image1 = up[i], image2 = up[
 bicubic upscales of the low-res frames ([-1, 1] convention, not clamped, channels-last strides),
 12 refinement iterations, last prediction only. The result (1, H, W, 2) in HR pixels says where
 pixel (x, y) of frame i is found in frame i-1, so the previous output is backward-warped with it.
+
+Correlation: torchvision's all-pairs volume takes (H/8 * W/8)^2 values (``all_pairs_bytes``), so above
+a memory budget, or where it is slower, the same flow is computed with on-demand correlation
+(``vsr.model.raft_lookup``, linear memory); ``choose_correlation`` decides. ``scale`` < 1 computes the flow
+on downscaled frames and upsamples it (faster, approximate).
 """
 
 from __future__ import annotations
@@ -19,11 +24,18 @@ from torchvision.models.optical_flow import RAFT, Raft_Large_Weights, raft_large
 
 from vsr.model.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
 from vsr.model.network import REACH_TIMEOUT_S, unreachable_reason
+from vsr.model.raft_lookup import DEFAULT_BUDGET_BYTES, lookup_raft
+from vsr.options import FLOW_SCALES
 
 logger = logging.getLogger(__name__)
 
 RAFT_ITERATIONS = 12
 RAFT_MIN_SIDE = 128  # RAFT's correlation pyramid needs feature maps of 16+ at 1/8 scale
+CORRELATIONS = ("auto", "all-pairs", "on-demand")
+
+FLOW_MEMORY_BUDGET = 2 * 2**30  # bytes the all-pairs volume may take; above it on-demand correlation is used
+# Above this RAFT input area on-demand correlation is also the faster one (CPU, 2 threads; bench/flow.py).
+ALL_PAIRS_MAX_PIXELS = 1280 * 720
 
 
 def default_raft_url() -> str:
@@ -113,20 +125,70 @@ def load_raft(
     return model
 
 
-def compute_flow(raft: RAFT, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+def all_pairs_bytes(height: int, width: int, *, batch: int = 1, itemsize: int = 4) -> int:
+    """Peak bytes of torchvision's all-pairs correlation for RAFT inputs of ``height`` x ``width``.
+
+    With n = (height/8) * (width/8) feature pixels the volume holds n^2 values per image, and while it is
+    built the matmul result and its copy divided by sqrt(channels) both exist: 2 * n^2 values (the
+    pooled levels, n^2/3 more, come after the first copy is freed). 1280x720: 1.66 GB in float32.
+    """
+    pixels = (height // 8) * (width // 8)
+    return 2 * batch * pixels * pixels * itemsize
+
+
+def choose_correlation(height: int, width: int, budget_bytes: int = FLOW_MEMORY_BUDGET) -> str:
+    """``"all-pairs"`` for RAFT inputs of ``height`` x ``width`` when its volume fits ``budget_bytes`` and
+    it is the faster one (up to ``ALL_PAIRS_MAX_PIXELS``), else ``"on-demand"`` (same flow, linear memory)."""
+    fits = all_pairs_bytes(height, width) <= budget_bytes
+    return "all-pairs" if fits and height * width <= ALL_PAIRS_MAX_PIXELS else "on-demand"
+
+
+def compute_flow(
+    raft: RAFT,
+    current: torch.Tensor,
+    previous: torch.Tensor,
+    *,
+    correlation: str = "auto",
+    memory_budget: int = FLOW_MEMORY_BUDGET,
+    scale: float = 1.0,
+) -> torch.Tensor:
     """Flow (1, H, W, 2) [x, y] in HR pixels from ``current`` to ``previous`` (both (1, 3, H, W), ~[-1, 1]).
 
-    H and W must be multiples of 8. Images smaller than 128 on a side (LR under 32 px), which RAFT
-    cannot take, are edge-padded on the bottom/right to 128 for the flow and the flow is cropped back
-    (the reference would fail on them); larger images go through untouched.
+    ``correlation``: ``"auto"`` (``choose_correlation`` with ``memory_budget``), ``"all-pairs"`` or
+    ``"on-demand"``. ``scale`` (1, 0.5 or 0.25): RAFT runs on the frames area-downscaled by it, and the
+    flow is upsampled bilinearly to H x W and multiplied by the size ratio (1 is the exact flow).
+    RAFT needs sides that are multiples of 8 and at least 128: other sizes are edge-padded on the
+    bottom/right for the flow and the flow is cropped back (the reference would fail on them).
     """
+    if correlation not in CORRELATIONS:
+        raise ValueError(f"Unknown correlation {correlation!r}. Use one of: {', '.join(CORRELATIONS)}.")
+    if scale not in FLOW_SCALES:
+        raise ValueError(f"Flow scale {scale!r} is not supported. Use one of: {', '.join(map(str, FLOW_SCALES))}.")
     height, width = current.shape[-2:]
-    pad_h, pad_w = max(0, RAFT_MIN_SIDE - height), max(0, RAFT_MIN_SIDE - width)
+    if scale == 1.0:
+        return _raft_flow(raft, current, previous, correlation, memory_budget).permute(0, 2, 3, 1)
+    small = (max(1, round(height * scale)), max(1, round(width * scale)))
+    flow = _raft_flow(raft, F.interpolate(current, size=small, mode="area"),
+                      F.interpolate(previous, size=small, mode="area"), correlation, memory_budget)
+    flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
+    ratio = torch.tensor([width / small[1], height / small[0]], dtype=flow.dtype, device=flow.device)
+    return flow.permute(0, 2, 3, 1) * ratio
+
+
+def _raft_flow(raft: RAFT, current: torch.Tensor, previous: torch.Tensor, correlation: str,
+               memory_budget: int) -> torch.Tensor:
+    """RAFT's last prediction (1, 2, H, W) for any H, W (padded to a multiple of 8, at least 128)."""
+    height, width = current.shape[-2:]
+    pad_h = max(RAFT_MIN_SIDE, -(-height // 8) * 8) - height
+    pad_w = max(RAFT_MIN_SIDE, -(-width // 8) * 8) - width
     if pad_h or pad_w:
         current = F.pad(current, (0, pad_w, 0, pad_h), mode="replicate")
         previous = F.pad(previous, (0, pad_w, 0, pad_h), mode="replicate")
-    predictions = raft(current, previous, num_flow_updates=RAFT_ITERATIONS)
-    return predictions[-1].permute(0, 2, 3, 1)[:, :height, :width]
+    if correlation == "auto":
+        correlation = choose_correlation(height + pad_h, width + pad_w, memory_budget)
+    model = raft if correlation == "all-pairs" else lookup_raft(raft, budget_bytes=min(memory_budget,
+                                                                                       DEFAULT_BUDGET_BYTES))
+    return model(current, previous, num_flow_updates=RAFT_ITERATIONS)[-1][:, :, :height, :width]
 
 
 class Warper:

@@ -8,6 +8,10 @@ output, take its VAE-encoder features and the ControlNet conditioning; 4 DDIM st
 What carries from frame to frame is ``StreamState`` (previous raw output, previous bicubic frame,
 counters) plus the noise generator; nothing else grows with the length of the video. Flow for frame
 i is computed when frame i arrives, and ``process`` returns frame i's output right away.
+
+Speed switches (``vsr.model.switches``: uploads, side-stream flow, CUDA graphs, compile, ...) are
+applied by ``vsr.model.acceleration.Accelerator`` at a few points of a frame; with none of them on
+(the CPU's default) the steps above run exactly as written here.
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ import torch.nn.functional as F
 from diffusers import ControlNetModel, DDIMScheduler, UNet2DConditionModel
 from torchvision.models.optical_flow import RAFT
 
+from vsr.model import switches
+from vsr.model.acceleration import Accelerator
 from vsr.model.artg import ARTGBranch
 from vsr.model.devices import NAMES, resolve_device, resolve_precision
-from vsr.model.protocol import check_frame, new_seed
 from vsr.model.errors import DeviceError
-from vsr.model.flow import Warper, compute_flow, load_raft
+from vsr.model import tiling
+from vsr.model.flow import CORRELATIONS, FLOW_MEMORY_BUDGET, FLOW_SCALES, Warper, compute_flow, load_raft
+from vsr.model.protocol import check_frame, new_seed
 from vsr.model.temporal_vae import TemporalAutoencoderTiny
+from vsr.model.tiling import Tiling
 from vsr.options import ATTENTIONS, SCALE
 
 logger = logging.getLogger(__name__)
@@ -110,7 +118,15 @@ class StreamDiffVSRUpscaler:
         attention: str = "sdpa",
         source: str = "",
         flow_source: str = "",
+        flow_scale: float = 1.0,
+        flow_correlation: str = "auto",
+        flow_memory_budget: int = FLOW_MEMORY_BUDGET,
+        optimisations: str | tuple[str, ...] = "auto",
+        cache_dir: str | Path | None = None,
     ) -> None:
+        if flow_scale not in FLOW_SCALES or flow_correlation not in CORRELATIONS:
+            raise ValueError(f"flow_scale must be one of {FLOW_SCALES} (got {flow_scale!r}) and flow_correlation one "
+                             f"of {CORRELATIONS} (got {flow_correlation!r}).")
         if steps < 1:
             raise ValueError(f"steps must be at least 1; got {steps}. The model was trained for 4.")
         if vae.scale_factor != SCALE:
@@ -120,6 +136,8 @@ class StreamDiffVSRUpscaler:
         self.steps = steps
         self.attention = attention
         self.source, self.flow_source = source, flow_source
+        self.flow_scale, self.flow_correlation = flow_scale, flow_correlation
+        self.flow_memory_budget = flow_memory_budget
         self.unet = self._place(unet, self.dtype)
         self.controlnet = self._place(controlnet, self.dtype)
         self.vae = self._place(vae, self.dtype)
@@ -129,11 +147,15 @@ class StreamDiffVSRUpscaler:
         self.scheduler = scheduler
         self.scheduler.set_timesteps(steps)
         self.timesteps = self.scheduler.timesteps.clone()
+        self.unet_timesteps = self.timesteps  # the Accelerator may put the UNet's copy on the device
         self.text = prompt_embeds.to(self.device, self.dtype)
         self.warp = Warper()
         self.state = StreamState()
+        self.tiling = Tiling()  # whole frames; a job sets its video's tiling with set_tiling (vsr.job.memory)
         self.seed: int | None = None
         self._generator = torch.Generator("cpu")
+        self.accel = Accelerator(self, switches.resolve(optimisations, self.device.type),
+                                 cache_dir=Path(cache_dir) if cache_dir is not None else None)
         self.start_stream(None)
 
     @classmethod
@@ -146,6 +168,9 @@ class StreamDiffVSRUpscaler:
         precision: str = "auto",
         steps: int = 4,
         attention: str = "sdpa",
+        flow_scale: float = 1.0,
+        optimisations: str | tuple[str, ...] = "auto",
+        cache_dir: str | Path | None = None,
     ) -> "StreamDiffVSRUpscaler":
         """Load a hub id or local folder plus RAFT weights (see ``vsr.model.loading`` / ``vsr.model.flow``)."""
         from vsr.model.loading import load_checkpoint
@@ -162,6 +187,8 @@ class StreamDiffVSRUpscaler:
             ckpt.unet, ckpt.controlnet, ckpt.vae, ckpt.scheduler, ckpt.prompt_embeds, raft,
             device=torch_device, precision=NAMES[dtype], steps=steps, attention=attention,
             source=str(model_id), flow_source=str(flow_weights or "torchvision RAFT large (default weights)"),
+            flow_scale=flow_scale,
+            optimisations=optimisations, cache_dir=cache_dir,
         )
 
     def _place(self, model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -196,7 +223,12 @@ class StreamDiffVSRUpscaler:
         self.seed = new_seed() if seed is None else int(seed)
         self._generator.manual_seed(self.seed)
         self.state = StreamState()
+        self.accel.clear()
         return self.seed
+
+    def set_tiling(self, value: Tiling | None) -> None:
+        """Cut every following frame into these tiles (None: whole frames); keep it for a whole video."""
+        self.tiling = value if value is not None else Tiling()
 
     def reset(self) -> None:
         """Scene cut: the next frame is processed as a first frame; the noise draws continue."""
@@ -207,7 +239,7 @@ class StreamDiffVSRUpscaler:
         return []
 
     def describe(self) -> dict:
-        """JSON-safe description: engine, model, device, precision, steps, seed, attention, scale."""
+        """JSON-safe description: engine, model, device, precision, steps, seed, attention, flow scale, scale."""
         return {
             "engine": "stream-diffvsr",
             "model": self.source,
@@ -217,6 +249,8 @@ class StreamDiffVSRUpscaler:
             "steps": self.steps,
             "seed": self.seed,
             "attention": self.attention,
+            "flow_scale": self.flow_scale,
+            "optimisations": self.accel.describe(),
             "scale": SCALE,
         }
 
@@ -244,7 +278,17 @@ class StreamDiffVSRUpscaler:
         check_frame(rgb)
         h, w, _ = rgb.shape
         decoded = self.process_tensor(pad_to_multiple(rgb))
+        if self.accel.device_postprocess:
+            return self.accel.download(decoded, h * SCALE, w * SCALE)
         return postprocess(decoded)[: h * SCALE, : w * SCALE]
+
+    def prefetch(self, rgb: np.ndarray) -> None:
+        """Hint: ``rgb`` is the frame after the next ``process`` call's. With ``flow-prefetch`` its
+        upload and its flow to the next frame start early, on a side stream; else nothing happens.
+        Optional for callers (the job calls it with a one-frame look-ahead); never changes results."""
+        if isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8:
+            with torch.inference_mode():
+                self.accel.offer(pad_to_multiple(rgb))
 
     def process_tensor(self, rgb: np.ndarray) -> torch.Tensor:
         """One frame whose sides are multiples of 4 -> raw decoder output (1, 3, 4H, 4W) float32, [-1, 1]."""
@@ -258,16 +302,30 @@ class StreamDiffVSRUpscaler:
                 "Fix: call reset() (or start_stream()) before feeding frames of a new size."
             )
         noise = torch.randn((1, self.vae.config.latent_channels, h, w), generator=self._generator, dtype=torch.float32)
-        lr = preprocess(rgb).to(self.device)
-        upscaled = F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
-        cond = features = None
+        lr, upscaled = self.accel.inputs(rgb)
+        denoise_grid, decode_grid = self.tiling.denoise_grid(h, w), self.tiling.decode_grid(h, w)
+        cond = features = warped = None
         if state.previous_output is not None:
-            flow = compute_flow(self.raft, upscaled, state.previous_upscaled)
+            flow = self.accel.flow(upscaled, state.previous_upscaled)
             warped = self.warp(state.previous_output, flow).to(self.dtype)
-            features = self.vae.encoder_features(warped)
-            cond = self.artg.condition(warped)
-        latents = self._denoise(noise.to(self.device) * self.scheduler.init_noise_sigma, lr.to(self.dtype), cond)
-        decoded = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.dtype), features).float()
+            del flow
+            if decode_grid is None:
+                features = self.vae.encoder_features(warped)
+            cond = self.artg.condition(warped) if denoise_grid is None else tiling.condition(self.artg, warped,
+                                                                                              denoise_grid)
+        self.accel.after_inputs(upscaled)  # with flow-prefetch: the next frame's flow starts now, on a side stream
+        if denoise_grid is None:
+            latents = self.accel.denoise(noise, lr.to(self.dtype), cond)
+        else:
+            latents = noise.to(self.device) * self.scheduler.init_noise_sigma
+            latents = tiling.denoise(self.noise_prediction, self.scheduler, self.timesteps, latents,
+                                     lr.to(self.dtype), cond, denoise_grid)
+        del cond
+        latents = (latents / self.vae.config.scaling_factor).to(self.dtype)
+        if decode_grid is None:
+            decoded = self.vae.decode(latents, features).float()
+        else:
+            decoded = tiling.decode(self.vae, latents, warped, decode_grid)
         self.state = StreamState(
             previous_output=decoded,
             previous_upscaled=upscaled,
@@ -277,16 +335,33 @@ class StreamDiffVSRUpscaler:
         )
         return decoded
 
+    def _inputs(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pre-processed LR frame (1, 3, h, w) float32 on the device and its x4 bicubic copy for RAFT."""
+        lr = self.accel.upload_frame(rgb) if self.accel.pinned_uploads else preprocess(rgb).to(self.device)
+        return lr, F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
+
+    def _flow(self, upscaled: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """RAFT flow (1, 4h, 4w, 2) from this frame's bicubic copy to the previous one's."""
+        return compute_flow(self.raft, upscaled, previous, correlation=self.flow_correlation,
+                            memory_budget=self.flow_memory_budget, scale=self.flow_scale)
+
     def _denoise(self, latents: torch.Tensor, lr: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """DDIM loop. latents (1, 4, h, w) float32, lr (1, 3, h, w) model dtype -> final latents float32."""
-        for t in self.timesteps:
+        for t, unet_t in zip(self.timesteps, self.unet_timesteps):
             sample = torch.cat([latents.to(self.dtype), lr], dim=1)
-            down = mid = None
-            if cond is not None:
-                down, mid = self.artg.residuals(sample, t, self.text, cond)
-            noise_pred = self.unet(
-                sample, t, encoder_hidden_states=self.text,
-                down_block_additional_residuals=down, mid_block_additional_residual=mid, return_dict=False,
-            )[0]
+            noise_pred = self.noise_prediction(sample, t, cond, unet_t)
             latents = self.scheduler.step(noise_pred.float(), t, latents, eta=0.0, return_dict=False)[0]
         return latents
+
+    def noise_prediction(self, sample: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
+                         unet_t: torch.Tensor | None = None) -> torch.Tensor:
+        """UNet v-prediction (1, 4, h, w) for model input ``sample`` (1, 7, h, w), with the ControlNet's
+        residuals when ``cond`` (its conditioning embedding on the same grid) is given. ``unet_t`` is
+        the UNet's copy of ``t`` (on the device with CUDA graphs; default ``t``)."""
+        down = mid = None
+        if cond is not None:
+            down, mid = self.artg.residuals(sample, t, self.text, cond)
+        return self.unet(
+            sample, t if unet_t is None else unet_t, encoder_hidden_states=self.text,
+            down_block_additional_residuals=down, mid_block_additional_residual=mid, return_dict=False,
+        )[0]

@@ -1,0 +1,107 @@
+"""bench/gpu.py --smoke: every phase of the GPU benchmark runs on the CPU with the tiny configs, so the
+prepared GPU run does not rot between the sessions that are lent a GPU. No timings are asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "bench" / "gpu.py"
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench-gpu")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_DIFFVSR_", "TORCHINDUCTOR_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((out / "gpu.json").read_text())
+    results["_stdout"], results["_readme"] = proc.stdout, (out / "README-gpu.md").read_text()
+    return results
+
+
+@pytest.mark.slow
+def test_every_phase_ran_without_error(smoke: dict) -> None:
+    assert smoke["smoke"] is True and "stopped" not in smoke
+    assert list(smoke["phases"]) == ["eager", "auto", "copies", "side-by-side", "each", "compile", "best", "drift",
+                                     "job", "compile-max", "aot"]
+    for name, phase in smoke["phases"].items():
+        assert phase["status"] == "ok", (name, phase["status"])
+        for key, run in phase["runs"].items():
+            assert "error" not in run, (name, key, run["error"])
+            if name != "compile-max":  # the eager backend has no max-autotune: recorded as skipped
+                assert "skipped" not in run, (name, key, run["skipped"])
+
+
+@pytest.mark.slow
+def test_runs_carry_the_measurements(smoke: dict) -> None:
+    size = next(iter(smoke["sizes"]))
+    eager = smoke["phases"]["eager"]["runs"][f"{size}/fp32"]
+    assert eager["s_per_frame"] > 0 and eager["first_frame_s"] > 0 and eager["steady_frames"] >= 1
+    parts = eager["breakdown_ms"]
+    for name in ("inputs", "raft", "vae_encoder", "controlnet", "unet", "vae_decoder", "download", "frame"):
+        assert parts[name] >= 0, name
+    assert parts["unet"] > 0 and parts["raft"] > 0
+    each = smoke["phases"]["each"]["runs"]
+    assert {k.rsplit("/", 1)[1] for k in each} >= {"device-postprocess", "pinned-uploads", "flow-prefetch",
+                                                   "cudnn-benchmark", "channels-last", "cuda-graphs"}
+    compiled = smoke["phases"]["compile"]["runs"][f"{size}/fp32/auto,compile"]
+    assert compiled["optimisations"] == "compile" and compiled["dynamo"]["unique_graphs"] > 0
+    aot = smoke["phases"]["aot"]["runs"][f"{size}/fp32/auto,aot"]
+    assert aot["optimisations"] == "aot" and aot["aot_compile_s"]
+
+
+@pytest.mark.slow
+def test_copies_and_side_by_side(smoke: dict) -> None:
+    size = next(iter(smoke["sizes"]))
+    copies = smoke["phases"]["copies"]["runs"][size]
+    assert set(copies) == {"upload_plain_ms", "upload_pinned_uint8_ms", "download_plain_ms", "download_device_uint8_ms"}
+    side = smoke["phases"]["side-by-side"]["runs"][f"{size}/fp32"]
+    assert side["none"]["speedup_vs_none"] == 1.0 and side["none,channels-last"]["s_per_frame"] > 0
+
+
+@pytest.mark.slow
+def test_drift_and_job(smoke: dict) -> None:
+    drift = smoke["phases"]["drift"]["runs"]
+    bf16 = drift["bf16"]["vs_fp32_8bit"]
+    assert len(bf16["max_per_frame"]) == len(bf16["mean_per_frame"]) == drift["bf16"]["frames"]
+    assert drift["raft-bf16"]["epe_mean_px"] >= 0
+    job = smoke["phases"]["job"]["runs"]["job"]
+    assert job["verified"] and job["frames"] == 6 and job["model_s"] > 0
+
+
+@pytest.mark.slow
+def test_report_renders(smoke: dict) -> None:
+    for text in (smoke["_stdout"], smoke["_readme"]):
+        assert "| eager | fp32 |" in text and "Per component" in text and "vs strict fp32" in text
+
+
+def test_the_readme_block_is_rewritten_between_its_markers(tmp_path: Path) -> None:
+    from bench import gpu
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.count(gpu.BEGIN) == 1 and readme.count(gpu.END) == 1 and readme.index(gpu.BEGIN) < readme.index(
+        gpu.END)
+    copy = tmp_path / "README.md"
+    copy.write_text(f"# x\n\n{gpu.BEGIN}\nold\n{gpu.END}\n\nrest\n", encoding="utf-8")
+    assert gpu.update_readme("new table", copy)
+    assert copy.read_text(encoding="utf-8") == f"# x\n\n{gpu.BEGIN}\nnew table\n{gpu.END}\n\nrest\n"
+    (tmp_path / "plain.md").write_text("no block\n", encoding="utf-8")
+    assert not gpu.update_readme("x", tmp_path / "plain.md")
+
+
+def test_the_device_command_in_the_readme_matches_the_script() -> None:
+    from bench import gpu
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for line in ("diffusers==0.42.1 av==18.1.0 scenedetect==0.7.2 platformdirs==4.14.9",
+                 "python3 bench/gpu.py --budget 330 --out $OUT"):
+        assert line in readme and line in gpu.__doc__, line
+    assert "/.carry/" in (ROOT / ".gitignore").read_text() and ".carry" in (ROOT / ".dockerignore").read_text()

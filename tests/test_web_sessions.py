@@ -1,0 +1,104 @@
+"""The web page's jobs without a browser: ``vsr.web.sessions.WebJobs`` plans, runs, cancels and
+falls back to bicubic visibly, and never leaves a job folder behind that the visitor cannot use."""
+
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from job_support import decode, job_threads
+from media_factory import make_video
+from vsr.model import engines
+from vsr.model.bicubic import BicubicUpscaler
+from vsr.model.errors import ModelNotFoundError
+from vsr.options import UpscaleOptions, build_options
+from vsr.web import sessions
+
+BICUBIC = ("bicubic", "4x", "", "", 4, "", "h264", 18, False)
+MODEL = ("stream-diffvsr", "4x", "", "", 4, "", "h264", 18, False)
+
+
+def _settings(tmp_path: Path) -> UpscaleOptions:
+    return build_options({"output_dir": str(tmp_path / "out"), "tmp_dir": str(tmp_path / "tmp"),
+                          "cache_dir": str(tmp_path / "cache")}, env={})
+
+
+class SlowBicubic(BicubicUpscaler):
+    """Bicubic that takes a while per frame, so a test can act while the job runs."""
+
+    def process(self, rgb: np.ndarray) -> np.ndarray:
+        time.sleep(0.05)
+        return super().process(rgb)
+
+
+def test_a_job_streams_progress_and_pictures_then_the_verified_result(tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 10)
+    jobs = sessions.WebJobs(_settings(tmp_path), zero_gpu=False)
+    updates = list(jobs.run(str(clip), BICUBIC, False, "visitor"))
+    assert updates[0].starting and updates[0].status == "Starting…"
+    progress = [u.progress for u in updates if u.progress is not None]
+    assert progress and progress[-1][1] == 10 and all(done <= total for done, total in progress)
+    pictures = [u.pictures for u in updates if u.pictures is not None]
+    assert pictures and pictures[-1][0].shape == pictures[-1][1].shape == (192, 256, 3)
+    final = updates[-1]
+    assert final.status.startswith("Done") and final.result.report.ok
+    frames = decode(final.result.output)
+    assert len(frames) == 10 and frames[0].rgb.shape == (192, 256, 3)
+    assert final.result.output.parent.parent == tmp_path / "out"  # in its own job folder
+    assert jobs.active.running() == 0
+
+
+def test_cancel_reaches_the_visitors_own_job_and_nothing_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "get_processor", lambda options: SlowBicubic())
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 60, audio=None)
+    jobs = sessions.WebJobs(_settings(tmp_path), zero_gpu=False)
+    assert not jobs.cancel("visitor")  # nothing running yet
+    updates: list[sessions.JobUpdate] = []
+    for update in jobs.run(str(clip), BICUBIC, False, "visitor"):
+        updates.append(update)
+        if update.progress is not None and update.progress[0] >= 2:
+            assert not jobs.cancel("someone else")
+            assert jobs.cancel("visitor")
+    assert updates[-1].status == "Cancelled. Nothing was kept."
+    assert updates[-1].result is None and progress_below(updates, 60)
+    assert list((tmp_path / "out").iterdir()) == []  # the job folder is gone
+    assert not job_threads() and jobs.active.running() == 0
+
+
+def progress_below(updates: list[sessions.JobUpdate], total: int) -> bool:
+    done = [u.progress[0] for u in updates if u.progress is not None]
+    return bool(done) and max(done) < total
+
+
+def test_a_model_that_cannot_load_falls_back_to_bicubic_visibly(tmp_path, monkeypatch):
+    def missing(options: UpscaleOptions) -> BicubicUpscaler:
+        if options.engine != "bicubic":
+            raise ModelNotFoundError("no-such/model: not found. Check STREAM_DIFFVSR_MODEL_ID.")
+        return BicubicUpscaler()
+
+    monkeypatch.setattr(engines, "get_processor", missing)
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 3, audio=None)
+    jobs = sessions.WebJobs(_settings(tmp_path), zero_gpu=False)
+    planned = jobs.plan(str(clip), MODEL)
+    assert planned.fell_back and planned.options.engine == "bicubic"
+    assert planned.plan.engine["engine"] == "bicubic"
+    assert "could not be loaded" in jobs.model.notice() and "no-such/model" in jobs.model.notice()
+    updates = []
+    with pytest.raises(ModelNotFoundError.__mro__[1], match="Nothing was started"):
+        for update in jobs.run(str(clip), MODEL, False, "visitor"):
+            updates.append(update)
+    assert updates and updates[0].notice == jobs.model.notice()  # the page switches to bicubic
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_two_pages_keep_their_own_state(tmp_path):
+    first, second = (sessions.WebJobs(_settings(tmp_path), zero_gpu=False) for _ in range(2))
+    first.model.failed("broken weights")
+    assert first.model.notice() and second.model.notice() == ""
+    flag = first.active.start("visitor")
+    assert isinstance(flag, threading.Event) and second.active.flag("visitor") is None
