@@ -11,7 +11,9 @@ preset medium) runs with checkpoints every N seconds of work and without any, al
   stream state the size of Stream-DiffVSR's at 720p (two 1x3x720x1280 float32 tensors, 22 MB) that
   every checkpoint copies and saves.
 
-``overhead_pct`` is the job's wall time with checkpoints against without, in per cent. Every job,
+``overhead_pct`` is the job's wall time with checkpoints against without, in per cent;
+``commit_ms`` the mean time of one checkpoint in the encode thread (close the segment, copy and
+save the state), which runs while the model works on the next frames. Every job,
 with or without checkpoints, writes its video as segments and joins them at the end (stream copy +
 audio; then the verification): ``join_s`` is the join alone, ``join_pct`` its share of the job.
 
@@ -74,13 +76,22 @@ def _one(job_plan, engine, work: Path, interval: float | None, run_id: str) -> d
     """One job; ``interval`` None: no checkpoints (a scratch folder, one segment)."""
     from vsr import job
     from vsr.job import checkpoint
+    from vsr.job.segments import SegmentedVideo
 
     saves = {"n": 0}
-    original = checkpoint.save
+    commits: list[float] = []
+    original, original_commit = checkpoint.save, SegmentedVideo.commit
 
     def counting_save(folder, saved) -> None:
         saves["n"] += 1
         original(folder, saved)
+
+    def timed_commit(self, **changes):
+        tick = time.perf_counter()
+        try:
+            return original_commit(self, **changes)
+        finally:
+            commits.append(time.perf_counter() - tick)
 
     plan = job_plan if interval is None else dataclasses.replace(
         job_plan, options=job_plan.options.replace(checkpoint_seconds=interval))
@@ -90,7 +101,7 @@ def _one(job_plan, engine, work: Path, interval: float | None, run_id: str) -> d
         stage = "joining" if event.stage == "finishing" and event.message.startswith("joining") else event.stage
         marks.setdefault(stage, time.perf_counter())
 
-    checkpoint.save = counting_save
+    checkpoint.save, SegmentedVideo.commit = counting_save, timed_commit
     try:
         started = time.perf_counter()
         result = job.run(plan, work / f"{run_id}.mp4", processor=engine,
@@ -98,10 +109,12 @@ def _one(job_plan, engine, work: Path, interval: float | None, run_id: str) -> d
                          on_progress=on_progress)
         seconds = time.perf_counter() - started
     finally:
-        checkpoint.save = original
+        checkpoint.save, SegmentedVideo.commit = original, original_commit
     assert result.report.ok
     (work / f"{run_id}.mp4").unlink()
-    return {"seconds": seconds, "join": marks["verifying"] - marks["joining"], "saves": saves["n"]}
+    periodic = commits[:-1]  # the last commit closes the last segment, with or without checkpoints
+    return {"seconds": seconds, "join": marks["verifying"] - marks["joining"], "saves": saves["n"],
+            "commit_ms": 1000 * sum(periodic) / len(periodic) if periodic else 0.0}
 
 
 def measure(work: Path, frames: int, intervals: list[float], repeats: int) -> list[dict]:
@@ -130,6 +143,7 @@ def measure(work: Path, frames: int, intervals: list[float], repeats: int) -> li
                 "job_s": round(got["seconds"], 2), "checkpoints": got["saves"],
                 "overhead_pct": round(100 * (got["seconds"] / base - 1), 2),
                 "join_s": round(got["join"], 2), "join_pct": round(100 * got["join"] / got["seconds"], 2),
+                "commit_ms": round(got["commit_ms"], 1),
             })
     return rows
 
@@ -154,11 +168,13 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"machine: {result['machine']}\njob: {result['job']}\n")
-    print("| engine | frames | checkpoint every | job s | checkpoints | overhead | join s (share) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| engine | frames | checkpoint every | job s | checkpoints | one checkpoint (encode thread) | overhead | "
+          "join s (share) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         every = "none" if row["checkpoint_every_s"] is None else f"{row['checkpoint_every_s']:g} s"
-        print(f"| {row['engine']} | {row['frames']} | {every} | {row['job_s']} | {row['checkpoints']} | "
+        one = f"{row['commit_ms']:.0f} ms" if row["checkpoints"] else "-"
+        print(f"| {row['engine']} | {row['frames']} | {every} | {row['job_s']} | {row['checkpoints']} | {one} | "
               f"{row['overhead_pct']:+.2f} % | {row['join_s']} ({row['join_pct']:.1f} %) |")
 
 

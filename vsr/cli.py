@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import sys
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -61,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vsr",
         description="Make a video 4x sharper with Stream-DiffVSR, streamed frame by frame.",
-        epilog="exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()),
+        epilog="exit codes:\n" + "\n".join(
+            textwrap.fill(f"{code} {text}", width=100, initial_indent="  ", subsequent_indent="      ")
+            for code, text in EXIT_CODES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{upscale,frames,probe}",
                                      parser_class=_Parser)
