@@ -212,11 +212,12 @@ def _load(job: JobPlan) -> FrameProcessor:
 
 def _work_folder(job: JobPlan, folder: Path | None) -> tuple[Path, bool]:
     """Where the segments go: the checkpoint folder, or else a scratch folder of the job under
-    ``options.tmp_dir`` (removed whatever happens). Returns (folder, whether it is scratch)."""
+    ``options.tmp_dir`` (removed whatever happens). Returns (folder, whether it is scratch).
+    ``options.tmp_dir`` is made either way, as the settings promise."""
+    job.options.tmp_dir.mkdir(parents=True, exist_ok=True)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         return folder, False
-    job.options.tmp_dir.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="job-", dir=job.options.tmp_dir)), True
 
 
