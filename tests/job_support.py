@@ -138,7 +138,8 @@ def open_files_under(folder: Path) -> list[str]:
 
 def job_threads() -> set[str]:
     """Names of live threads that belong to a job (decode, encode, or the media side streams)."""
-    return {t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()}
+    return {t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()
+            and t.name != "tqdm_monitor"}  # tqdm's monitor outlives a command line's bar by up to 10 s
 
 
 def isolate_environment(monkeypatch, tmp_path: Path, **variables: str) -> None:
