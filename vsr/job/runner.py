@@ -296,11 +296,12 @@ def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckp
             changes = _changes(processor, detector, tally, next_pts, started)
             encoder.call(lambda: video.commit(**changes))
             encoder.finish()
+            latest = video.wait()
         except BaseException:
             encoder.stop()
             video.abort()
             raise
-    return video.latest, tally.piece
+    return latest, tally.piece
 
 
 def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: EncodeThread, video: SegmentedVideo,
