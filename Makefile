@@ -43,6 +43,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/model.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/job.py
+	$(BIN)/python bench/checkpoint.py
 	$(BIN)/python bench/app.py
 	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/estimates.py

@@ -151,14 +151,14 @@ def measure(work: Path, frames: int, intervals: list[float], repeats: int) -> li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short clip, one repeat, for a smoke run")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory(prefix="bench-checkpoint-") as tmp:
         if args.quick:
             rows = measure(Path(tmp), 30, [1.0], repeats=1)
         else:
-            rows = measure(Path(tmp), 300, [2.0, 10.0], repeats=args.repeats)
+            rows = measure(Path(tmp), 200, [2.0, 10.0], repeats=args.repeats)
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
                    f"load average {os.getloadavg()[0]:.1f} at the end",

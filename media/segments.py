@@ -23,11 +23,11 @@ from pathlib import Path
 import av
 
 from media.encode import EncodeSettings
+from media.matroska import PLACEHOLDER_NAME, display_size, write_display_size
 from media.errors import MediaError, VerificationFailed, ZeroFrames, translate_os_error
 from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions
 from media.probe import MediaInfo
 from media.reader import resolve_trim
-from media.matroska import PLACEHOLDER_NAME, display_size, write_display_size
 from media.writer import WriteReport, rename_durably, temp_path_for
 
 log = logging.getLogger(__name__)
@@ -86,11 +86,10 @@ def join_segments(
         raise translate_os_error(exc, tmp, "creating the output") or exc
     try:
         try:
-            report = _copy(out, tmp, dest, source, segments, encode, fmt, actions,
-                           (abs_start, abs_end, offset, trimmed))
+            report, display = _copy(out, tmp, dest, source, segments, encode, fmt, actions,
+                                    (abs_start, abs_end, offset, trimmed))
         finally:
             out.close()
-        display = _matroska_display(source, report.width, report.height, fmt)
         if display is not None:
             write_display_size(tmp, *display)
         with open(tmp, "rb") as fh:
@@ -112,10 +111,11 @@ def join_segments(
 
 
 def _copy(out: av.container.OutputContainer, tmp: Path, dest: Path, source: MediaInfo, segments: list[Segment],
-          encode: EncodeSettings, fmt: str, actions: tuple[StreamAction, ...], trim: tuple) -> WriteReport:
+          encode: EncodeSettings, fmt: str, actions: tuple[StreamAction, ...],
+          trim: tuple) -> tuple[WriteReport, tuple | None]:
     """Add the video stream (from the first segment) and the side streams, copy every packet."""
     abs_start, abs_end, offset, trimmed = trim
-    video, extradata = _video_stream(out, segments[0], source, encode, fmt)
+    video, extradata, display = _video_stream(out, segments[0], source, encode, fmt)
     side = SideStreams(source, out, actions, abs_start, abs_end, offset, trimmed)
     try:
         _mux_video(out, video, side, segments, extradata, offset, fmt, dest)
@@ -128,44 +128,36 @@ def _copy(out: av.container.OutputContainer, tmp: Path, dest: Path, source: Medi
     duration = Fraction(max(every) - min(every)) * segments[0].time_base + v.frame_duration  # as VideoWriter's
     width, height = video.codec_context.width, video.codec_context.height
     streams = (StreamAction(v.index, "video", v.codec, encode.codec, "encoded"),) + tuple(side_actions)
-    return WriteReport(path=tmp, frames=len(every), width=width, height=height, codec=encode.codec,
-                       encoder=encode.spec.encoder, pix_fmt=encode.pix_fmt_for(width, height), rate=v.avg_rate,
-                       duration=duration, bytes=0, seconds=0.0, streams=streams)
+    report = WriteReport(path=tmp, frames=len(every), width=width, height=height, codec=encode.codec,
+                         encoder=encode.spec.encoder, pix_fmt=encode.pix_fmt_for(width, height), rate=v.avg_rate,
+                         duration=duration, bytes=0, seconds=0.0, streams=streams)
+    return report, display
 
 
 def _video_stream(out: av.container.OutputContainer, first: Segment, source: MediaInfo, encode: EncodeSettings,
-                  fmt: str) -> tuple[av.video.stream.VideoStream, bytes]:
-    """The output's video stream, a copy of the first segment's (codec, size, colour, aspect), with
-    the rotation and tag ``VideoWriter`` gives it; and the codec's header bytes every segment must share."""
+                  fmt: str) -> tuple[av.video.stream.VideoStream, bytes, tuple | None]:
+    """The output's video stream, a copy of the first segment's (codec, size, colour), with the
+    rotation, aspect and tag ``VideoWriter`` gives it; the codec's header bytes every segment must
+    share; and the Matroska display size to write once the file is closed (None: none to write)."""
     with av.open(str(first.path)) as container:
         template = container.streams.video[0]
         extradata = bytes(template.codec_context.extradata or b"")
         video = out.add_stream_from_template(template, opaque=True)  # the codec id is what a remux needs
     video.time_base = first.time_base
     video.codec_context.framerate = source.video.avg_rate  # the stream's rate, as VideoWriter gives it
-    sar = _sample_aspect(source, video.codec_context.width, video.codec_context.height)
-    if sar != 1:  # as VideoWriter: MP4/MOV take it from here, Matroska/WebM from the patched header
-        video.codec_context.sample_aspect_ratio = sar
-        if fmt in ("matroska", "webm"):
+    display = None
+    width, height = video.codec_context.width, video.codec_context.height
+    sar = source.video.display_aspect_ratio * Fraction(height, width)  # as VideoWriter: the source's display
+    if sar != 1:
+        video.codec_context.sample_aspect_ratio = sar  # MP4/MOV and the H.264/HEVC bitstream take it from here
+        if fmt in ("matroska", "webm"):  # Matroska takes it afterwards (media.matroska), as VideoWriter does
+            display = display_size(width, height, sar, webm=fmt == "webm")
             video.metadata["title"] = PLACEHOLDER_NAME
     if source.video.rotation:  # as VideoWriter sets it (replaces what the segment carried)
         video.set_display_rotation(source.video.rotation)
     if encode.codec == "hevc" and fmt in ("mp4", "mov"):
         video.codec_tag = "hvc1"  # QuickTime/Safari only play HEVC tagged hvc1
-    return video, extradata
-
-
-def _sample_aspect(source: MediaInfo, width: int, height: int) -> Fraction:
-    """The sample aspect ratio that shows a ``width`` x ``height`` output as the source shows."""
-    return source.video.display_aspect_ratio * Fraction(height, width)
-
-
-def _matroska_display(source: MediaInfo, width: int, height: int, fmt: str) -> tuple[int, int, int | None] | None:
-    """The display size to write into a joined Matroska/WebM header, or None (square pixels, MP4/MOV)."""
-    sar = _sample_aspect(source, width, height)
-    if sar == 1 or fmt not in ("matroska", "webm"):
-        return None
-    return display_size(width, height, sar, webm=fmt == "webm")
+    return video, extradata, display
 
 
 def _mux_video(out: av.container.OutputContainer, video: av.video.stream.VideoStream, side: SideStreams,

@@ -99,6 +99,7 @@ def test_lossless_segments_give_the_one_pass_file(tmp_path: Path) -> None:
     ("vfr.mp4", {"timestamps": [Fraction(i * i, 300) for i in range(12)]}, "o.mp4", "h264", {}),
     ("hevc.mp4", {}, "o.mp4", "hevc", {}),
     ("prores.mp4", {"audio": "pcm"}, "o.mov", "prores", {}),
+    ("aspect.mp4", {"sample_aspect_ratio": Fraction(128, 117)}, "o.mkv", "ffv1", {}),  # FFV1 carries no aspect
 ])
 def test_segments_of_any_codec_join_into_a_verified_file(tmp_path: Path, name, kw, dest, codec, trim) -> None:
     src = make_video(tmp_path / name, 64, 48, **{"frames": 12, "audio": "aac", **kw})

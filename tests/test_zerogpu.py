@@ -305,6 +305,11 @@ def test_only_a_job_of_which_not_one_frame_fits_is_refused(tmp_path, zerogpu):
     assert f"even one frame needs about {error.needed_seconds} s" in str(error)
     assert "locally or on a dedicated GPU" in str(error)
     assert isinstance(pickle.loads(pickle.dumps(error)), GPUCallTooLong)
+    # In the app: the plan error, with the upload named by its file name, and no GPU call made.
+    with pytest.raises(Exception) as shown:
+        app._user_errors(lambda video: _jobs(options, gpu).plan(video, CONTROLS))(str(clip))
+    assert type(shown.value).__name__ == "Error" and "at most 61 s" in str(shown.value)
+    assert str(tmp_path) not in str(shown.value)
     with pytest.raises(GPUCallTooLong):
         _run(_jobs(options, gpu), clip)
     assert gpu.durations == [] and loads == [] and engine.calls == []

@@ -44,7 +44,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTERNAL: "unexpected internal error (a bug: run again with --log-level DEBUG and report it)",
     EXIT_USAGE: "bad command line: unknown flag, bad option value, output exists without --overwrite, a previous "
     "run's checkpoint without --resume or --overwrite, a checkpoint of another input or other options",
-    EXIT_INPUT: "the input or output cannot be used: missing, unreadable, not a video, over a limit or the memory budget, "
+    EXIT_INPUT: "the input or output cannot be used: missing, unreadable, not a video, over a limit or the memory "
+    "budget, "
     "a size above 4x, a trim outside the video, an unwritable output folder",
     EXIT_MODEL: "the model cannot be loaded: unknown model id, missing or corrupt weights, device unavailable",
     EXIT_JOB: "the job failed while running (engine or encoder error, out of memory) or the output failed verification",

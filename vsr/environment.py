@@ -50,17 +50,17 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_MAX_DURATION", "600", "Longest input (after trimming) in seconds."),
     EnvVar("STREAM_DIFFVSR_MAX_UPLOAD_MB", "2048", "Largest upload the web app accepts, in MB."),
     EnvVar("STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS", "300",
-           "On a ZeroGPU Space: the longest GPU call (seconds) a job may reserve; longer jobs are refused "
-           "with the longest length that fits."),
+           "On a ZeroGPU Space: the longest GPU call (seconds) a job may reserve; a longer job runs as "
+           "several calls, one after another."),
+    EnvVar("STREAM_DIFFVSR_CHECKPOINT_SECONDS", "30",
+           "A running job keeps a checkpoint (the video so far and the model's state) every this many seconds "
+           "of work, so it can resume after a crash; `0`: only when stopped (Ctrl-C, the end of a ZeroGPU call)."),
     EnvVar("STREAM_DIFFVSR_TILE", "auto",
            "`auto` (tiles only when a frame does not fit the memory budget), `off`, or a latent tile side "
            "(a multiple of 8, at least 32; the output tile is 4x that)."),
     EnvVar("STREAM_DIFFVSR_MAX_MEMORY", "(free GPU memory, or 70 % of available RAM)",
            "Memory a job may use on its device (`6GB`, `6000MB`, `8GiB`); the plan tiles frames to fit it "
            "and refuses a job that cannot."),
-    EnvVar("STREAM_DIFFVSR_CHECKPOINT_SECONDS", "30",
-           "A running job keeps a checkpoint (the video so far and the model's state) every this many seconds "
-           "of work, so it can resume after a crash; `0`: only when stopped (Ctrl-C, the end of a ZeroGPU call)."),
     EnvVar("STREAM_DIFFVSR_LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
     EnvVar("GRADIO_SERVER_NAME", "127.0.0.1", "Address the web app listens on (`0.0.0.0` in Docker)."),
     EnvVar("GRADIO_SERVER_PORT", "7860", "Port the web app listens on (8000 in Docker)."),

@@ -87,9 +87,9 @@ class UpscaleOptions:
     max_duration: float = 600.0
     max_upload_mb: int = 2048
     zerogpu_max_seconds: float = 300.0  # longest GPU call on a ZeroGPU Space (see vsr.job.planning)
+    checkpoint_seconds: float = 30.0  # a running job's checkpoint every this many seconds of work; 0: none
     tile: int | str = "auto"  # "auto", "off" or a latent tile side (vsr.model.tiling, chosen by vsr.job.memory)
     max_memory: int | None = None  # bytes the job may use on its device; None: free GPU memory / 70 % of RAM
-    checkpoint_seconds: float = 30.0  # a running job's checkpoint every this many seconds of work; 0: none
 
     @property
     def effective_crf(self) -> int | None:
@@ -126,9 +126,9 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_MAX_DURATION": "max_duration",
     "STREAM_DIFFVSR_MAX_UPLOAD_MB": "max_upload_mb",
     "STREAM_DIFFVSR_ZEROGPU_MAX_SECONDS": "zerogpu_max_seconds",
+    "STREAM_DIFFVSR_CHECKPOINT_SECONDS": "checkpoint_seconds",
     "STREAM_DIFFVSR_TILE": "tile",
     "STREAM_DIFFVSR_MAX_MEMORY": "max_memory",
-    "STREAM_DIFFVSR_CHECKPOINT_SECONDS": "checkpoint_seconds",
 }
 _FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
 
@@ -400,9 +400,9 @@ _PARSERS = {
     "max_duration": _positive_float("the longest input in seconds"),
     "max_upload_mb": _integer(1, None, "the largest upload in MB"),
     "zerogpu_max_seconds": _positive_float("the longest ZeroGPU call in seconds, 300 by default"),
+    "checkpoint_seconds": _non_negative_float("seconds of work between checkpoints, 30 by default; 0 for none"),
     "tile": _tile,
     "max_memory": parse_bytes,
-    "checkpoint_seconds": _non_negative_float("seconds of work between checkpoints, 30 by default; 0 for none"),
 }
 
 

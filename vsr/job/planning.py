@@ -202,9 +202,9 @@ class JobPlan:
             "estimate_provisional": self.calibration.provisional,
             "gpu_call_limit": self.gpu_call_limit,
             "gpu_seconds": self.gpu_seconds if self.gpu_call_limit is not None else None,
-            "memory": self.memory.to_dict() if self.memory is not None else None,
             "gpu_calls": self.gpu_calls,
             "gpu_call_frames": list(self.gpu_call_frames) if self.gpu_call_limit is not None else None,
+            "memory": self.memory.to_dict() if self.memory is not None else None,
             "notes": list(self.notes),
         }
 

@@ -178,7 +178,7 @@ def run_piece(
     where = f"resuming at {resume.where()}" if resume is not None else f"loading the {job.options.engine} engine"
     emit(ProgressEvent("loading", resume.next_index if resume else 0, job.frames, message=where))
     if processor is None:
-        processor = _load_engine(job)
+        processor = _load(job)
     work, temporary = _work_folder(job, folder)
     try:
         latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started)
@@ -198,37 +198,17 @@ def run_piece(
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _load_engine(job: JobPlan) -> FrameProcessor:
-    """The shared engine for the job's options; running out of memory while loading it is a job error."""
+def _load(job: JobPlan) -> FrameProcessor:
+    """The shared engine for the job's options; running out of memory while loading is explained."""
+    options = job.options
     try:
-        return engines.get_processor(job.options)
+        return engines.get_processor(options)
     except Exception as exc:
         oom = memory_model.out_of_memory(exc, where="loading the model",
-                                         device=memory_model.device_label(job.options.device), plan=job.memory)
+                                         device=memory_model.device_label(options.device), plan=job.memory)
         if oom is not None:
             raise oom from exc
         raise
-
-
-def _set_tiling(processor: FrameProcessor, job: JobPlan | None) -> None:
-    """Hand the plan's tiling (fixed for the whole video) to an engine that tiles; None restores whole frames."""
-    set_tiling = getattr(processor, "set_tiling", None)
-    if set_tiling is not None:
-        set_tiling(job.memory.tiling if job is not None and job.memory is not None else None)
-
-
-def _device(processor: FrameProcessor) -> str:
-    return str(processor.describe().get("device", "cpu"))
-
-
-def _with_next(frames: Any) -> Any:
-    """(frame, the frame after it or None) for each frame: a one-frame look-ahead for ``prefetch``."""
-    iterator = iter(frames)
-    current = next(iterator, None)
-    while current is not None:
-        upcoming = next(iterator, None)
-        yield current, upcoming
-        current = upcoming
 
 
 def _work_folder(job: JobPlan, folder: Path | None) -> tuple[Path, bool]:
@@ -317,11 +297,12 @@ def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckp
             changes = _changes(processor, detector, tally, next_pts, started)
             encoder.call(lambda: video.commit(**changes))
             encoder.finish()
+            latest = video.wait()
         except BaseException:
             encoder.stop()
             video.abort()
             raise
-    return video.latest, tally.piece
+    return latest, tally.piece
 
 
 def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: EncodeThread, video: SegmentedVideo,
@@ -333,7 +314,6 @@ def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: Encod
     meter = RateMeter()
     last_commit = time.monotonic()
     took = 0.0
-    prefetch = getattr(processor, "prefetch", None)  # optional: the next frame, given one frame early
     for frame, upcoming in _with_next(reader):
         if _stop_here(cancel, limit, tally, took):
             return frame
@@ -348,9 +328,7 @@ def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: Encod
             tally.cuts.append(index)
             logger.info("scene cut at frame %d (%.3f s): temporal context reset", index,
                         float(frame.pts - job.info.video.start_time))
-        if prefetch is not None and upcoming is not None:
-            prefetch(upcoming.rgb)
-        upscaled, took = _upscale(job, processor, engine, frame, index)
+        upscaled, took = _upscale(job, processor, engine, frame, index, upcoming)
         tally.model_seconds += took
         if index > 0 and not cut:  # a stream's first frame takes a different, cheaper path
             tally.steady.append(took)
@@ -369,9 +347,15 @@ def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: Encod
     return None
 
 
-def _upscale(job: JobPlan, processor: FrameProcessor, engine: str, frame: Any, index: int) -> tuple[Any, float]:
+def _upscale(job: JobPlan, processor: FrameProcessor, engine: str, frame: Any, index: int,
+             upcoming: Any) -> tuple[Any, float]:
+    """Frame ``index`` through the engine (``upcoming``, the frame after it, handed to its
+    ``prefetch`` first); returns it and the seconds it took. Failures name the frame."""
+    prefetch = getattr(processor, "prefetch", None)  # optional: the next frame, given one frame early
     tick = time.perf_counter()
     try:
+        if prefetch is not None and upcoming is not None:
+            prefetch(upcoming.rgb)
         upscaled = processor.process(frame.rgb)
     except Exception as exc:
         where = f"upscaling frame {index} ({float(frame.pts - job.info.video.start_time):.3f} s) of {job.input}"
@@ -460,6 +444,27 @@ def finish_job(job: JobPlan, output: str | Path, folder: Path, latest: JobCheckp
                 latest.model_seconds, list(latest.scene_cuts))
     return JobResult(output, preview, report, write_report, frames, seconds, latest.model_seconds, latest.seed,
                      tuple(latest.scene_cuts))
+
+
+def _set_tiling(processor: FrameProcessor, job: JobPlan | None) -> None:
+    """Hand the plan's tiling (fixed for the whole video) to an engine that tiles; None restores whole frames."""
+    set_tiling = getattr(processor, "set_tiling", None)
+    if set_tiling is not None:
+        set_tiling(job.memory.tiling if job is not None and job.memory is not None else None)
+
+
+def _device(processor: FrameProcessor) -> str:
+    return str(processor.describe().get("device", "cpu"))
+
+
+def _with_next(frames: Any) -> Any:
+    """(frame, the frame after it or None) for each frame: a one-frame look-ahead for ``prefetch``."""
+    iterator = iter(frames)
+    current = next(iterator, None)
+    while current is not None:
+        upcoming = next(iterator, None)
+        yield current, upcoming
+        current = upcoming
 
 
 def _record_speed(job: JobPlan, processor: FrameProcessor, steady: list[float]) -> None:

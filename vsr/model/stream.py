@@ -271,7 +271,7 @@ class StreamDiffVSRUpscaler:
         self.state = StreamState(**carried)
         self.seed = state["seed"]
         self._generator.set_state(state["generator"])
-        self.accel.clear()  # nothing prefetched for another stream position may be used
+        self.accel.clear()  # nothing prefetched belongs to the restored stream
 
     @torch.inference_mode()
     def process(self, rgb: np.ndarray) -> np.ndarray:
