@@ -2,7 +2,7 @@
 
 Layout and wiring only: the page's logic is in ``vsr.web`` (``sessions``: plan, run, cancel;
 ``texts``: what the page says; ``controls``: the controls' choices -> options; ``examples``), the
-work in ``vsr.job``. Errors become ``gr.Error`` in one place (``_user_errors``). ``python app.py``
+work in ``vsr.job``. Errors become ``gr.Error`` in one place (``_page_error``). ``python app.py``
 listens on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (127.0.0.1:7860). On a ZeroGPU Space the job runs
 in a ``spaces.GPU`` function reserved for ``JobPlan.gpu_seconds``; the model loads only inside it.
 """
@@ -14,8 +14,6 @@ try:  # ZeroGPU needs ``spaces`` imported before torch initialises CUDA.
 except ImportError:
     spaces = None
 
-import functools
-import inspect
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from vsr.logs import configure_logging
 from vsr.model.errors import ModelLoadError
 from vsr.options import OptionsError, UpscaleOptions, build_options
 from vsr.web import controls as choices
-from vsr.web import examples, resume, sessions, texts, views
+from vsr.web import examples, handlers, resume, sessions, texts, views
 from vsr.web.controls import SIZE_LABELS
 
 logger = logging.getLogger("app")
@@ -51,51 +49,34 @@ CSS = """
 VIDEO_HEIGHT = 280  # px: the input, the before/after and the result sit side by side at this height
 
 
-def _user_errors(fn: Callable) -> Callable:
-    """Wrap an event handler (function or generator) so every error reaches the page as ``gr.Error``.
+def _page_error(error: Exception, args: tuple, handler: str) -> gr.Error:
+    """Any error of an event handler as the page shows it (``gr.Error``, the pop-up message).
 
     Expected errors (job, media, options, model) carry a message for people, shown with an upload's
     server path replaced by its file name; a model error is worded for the page (the server's
     settings, not CLI flags: ``texts.model_error_text``). Anything else is a bug: logged with its
     traceback on the server, a short notice on the page.
     """
+    if isinstance(error, gr.Error):
+        return error
+    if isinstance(error, EXPECTED_ERRORS):
+        logger.info("refused or failed: %s", error)
+        message = texts.model_error_text(error) if isinstance(error, ModelLoadError) else str(error)
+        for arg in args:
+            if isinstance(arg, str) and len(arg) > 1 and Path(arg).is_absolute():
+                message = message.replace(arg, Path(arg).name)
+        return gr.Error(message, duration=None, print_exception=False)
+    logger.error("unexpected error in %s", handler, exc_info=error)
+    return gr.Error(
+        f"Something went wrong on the server ({type(error).__name__}). The details are in the server log; "
+        "please report it with the video's properties shown in the plan.",
+        duration=None, print_exception=False,
+    )
 
-    def translate(error: Exception, args: tuple) -> gr.Error:
-        if isinstance(error, gr.Error):
-            return error
-        if isinstance(error, EXPECTED_ERRORS):
-            logger.info("refused or failed: %s", error)
-            message = texts.model_error_text(error) if isinstance(error, ModelLoadError) else str(error)
-            for arg in args:
-                if isinstance(arg, str) and len(arg) > 1 and Path(arg).is_absolute():
-                    message = message.replace(arg, Path(arg).name)
-            return gr.Error(message, duration=None, print_exception=False)
-        logger.error("unexpected error in %s", fn.__name__, exc_info=error)
-        return gr.Error(
-            f"Something went wrong on the server ({type(error).__name__}). The details are in the server log; "
-            "please report it with the video's properties shown in the plan.",
-            duration=None, print_exception=False,
-        )
 
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            try:
-                yield from fn(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - translated for the page right here
-                raise translate(error, args) from None
-
-        return generator
-
-    @functools.wraps(fn)
-    def function(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - translated for the page right here
-            raise translate(error, args) from None
-
-    return function
+def _user_errors(fn: Callable) -> Callable:
+    """An event handler (function or generator) whose every error reaches the page as ``_page_error``."""
+    return handlers.translating(fn, _page_error)
 
 
 JOB_EVENTS = sessions.gpu_function(spaces) if spaces is not None else sessions.job_events

@@ -325,7 +325,11 @@ class LookupRAFT(RAFT):
             raise ValueError(f"input images should have the same shape; got {(height, width)} != {image2.shape[-2:]}")
         if height % 8 or width % 8:
             raise ValueError(f"input image H and W should be divisible by 8; got {height} (h) and {width} (w)")
-        fmap1, fmap2 = torch.chunk(self.feature_encoder(torch.cat([image1, image2], dim=0)), chunks=2, dim=0)
+        # One frame at a time (torchvision encodes both as one batch): the encoder's full-resolution
+        # activations are most of RAFT's memory, and its instance norms are per image, so this is the
+        # same computation with half the peak.
+        fmap1 = self.feature_encoder(image1)
+        fmap2 = self.feature_encoder(image2)
         self.corr_block.build_pyramid(fmap1, fmap2)
         del fmap1, fmap2  # the block keeps its own (tiled / pooled) copies
         try:
