@@ -188,7 +188,7 @@ def test_the_plan_refuses_a_job_that_cannot_fit(tmp_path: Path, fixture_dir: Pat
     src = make_video(tmp_path / "in.mp4", 640, 360, 25, 2, audio=None)
     options = build_options({"model_id": str(fixture_dir / "model"), "max_memory": "3GB"})
     with pytest.raises(NotEnoughMemory, match=r"more than 3\.0 GB allowed on cpu .* largest input of this shape"):
-        job.plan(src, options, estimator=FixtureEstimator(fixture_dir))  # RAFT at 2560x1440 alone: 2.5 GB
+        job.plan(src, options, estimator=FixtureEstimator(fixture_dir))  # 4.2 GB untiled; tiles cannot shrink RAFT's 1.5 GB
 
 
 def test_auto_at_the_fixture_size_keeps_whole_frames(fixture_dir: Path) -> None:
@@ -202,7 +202,7 @@ def test_auto_at_the_fixture_size_keeps_whole_frames(fixture_dir: Path) -> None:
 @pytest.mark.slow
 def test_the_cli_refuses_what_cannot_fit_naming_the_largest_input(tmp_path: Path, fixture_dir: Path,
                                                                   capsys) -> None:
-    """640x360 -> 2560x1440 needs about 5 GB on a CPU (2.5 GB of it RAFT's encoders at 2560x1440, 1.5 GB
+    """640x360 -> 2560x1440 needs about 4.2 GB on a CPU (1.5 GB of it RAFT at 2560x1440, 1.5 GB
     the encoder's look-ahead): with 3 GB allowed it is refused before any work with exit code 3, naming
     the largest 16:9 input that fits."""
     from vsr.cli import EXIT_INPUT, main

@@ -210,6 +210,26 @@ def test_lookup_raft_shares_weights_and_keeps_all_predictions(random_raft) -> No
         model(first[..., :132], second[..., :132])
 
 
+def test_encoders_run_one_frame_at_a_time_before_the_correlation(random_raft, monkeypatch) -> None:
+    """The encoders' full-resolution activations are RAFT's peak: each pass sees one frame, and all
+    three end before the correlation is built, so their peaks never add up (torchvision batches both
+    frames through the feature encoder)."""
+    model = lookup_raft(random_raft)
+    calls: list[tuple[str, int]] = []
+    hooks = [getattr(model, name).register_forward_hook(
+        lambda module, args, out, name=name: calls.append((name, len(args[0]))))
+        for name in ("feature_encoder", "context_encoder")]
+    build = model.corr_block.build_pyramid
+    monkeypatch.setattr(model.corr_block, "build_pyramid", lambda *a: (calls.append(("correlation", 0)), build(*a))[1])
+    try:
+        with torch.inference_mode():
+            model(*moving_pair(128, 128), num_flow_updates=1)
+    finally:
+        for hook in hooks:  # the modules are random_raft's, shared with the other tests
+            hook.remove()
+    assert calls == [("feature_encoder", 1), ("feature_encoder", 1), ("context_encoder", 1), ("correlation", 0)]
+
+
 def test_lookup_raft_runs_in_bf16(random_raft) -> None:
     model = lookup_raft(random_raft)
     first, second = moving_pair(128, 128)

@@ -222,10 +222,17 @@ FLOW_ON_DEMAND = "on-demand"
 RAFT_LEVELS = 4
 RAFT_FEATURES = 256  # channels of RAFT large's feature and context maps, at 1/8 of the input
 FLOW_BYTES_PER_PIXEL = 665.0
-"""RAFT large's feature encoder on both frames at once (batch 2, 64 channels at 1/2 scale): its peak
-per HR pixel, the largest of the flow call apart from an all-pairs volume. Measured by
-bench/memory.py's flow cases with on-demand correlation (1280x720: 0.62 GB, 2560x1440: 2.45 GB; CPU,
-fp32, 2 threads): the slope between them. The context encoder (batch 1) takes about half of it."""
+"""torchvision's RAFT large (the all-pairs path): its feature encoder on both frames at once (batch 2,
+64 channels at 1/2 scale), its peak per HR pixel, the largest of the flow call apart from the
+all-pairs volume. Measured by bench/memory.py's flow cases (1280x720: 0.62 GB, 2560x1440: 2.45 GB;
+CPU, fp32, 2 threads): the slope between them."""
+ENCODER_BYTES_PER_PIXEL = 320.0
+"""One RAFT encoder (feature or context) on one frame, its peak per HR pixel: about five 64-channel
+maps at 1/2 scale (the oneDNN convolutions reorder their inputs and outputs). The on-demand path runs
+the three encoder passes one after another, before the correlation is built (vsr.model.raft_lookup),
+so this plus two finished 1/8-scale maps is its peak. Measured on the CPU (fp32, 2 threads): 1,125
+MiB for one pass at 2560x1440; the whole on-demand call 1,238 MiB at 2560x1440 and 4,950 MiB at
+5120x2880 (bench/flow.py's pair cases)."""
 FLOW_FIXED = 16 * 2**20
 
 
@@ -237,7 +244,9 @@ def flow_bytes(hr_width: int, hr_height: int, method: str = FLOW_ALL_PAIRS) -> t
     scaled copy (``all_pairs_bytes``: 2 V for the V = 4 n^2 bytes of the volume, n = (H/8)(W/8)) next
     to the feature maps; its 4-level pyramid (V (1 + 1/4 + 1/16 + 1/64)) stays on the module
     (``corr_block.corr_pyramid``) until the next call replaces it, so it is allocated between frames.
-    On demand: ``on_demand_bytes`` (linear in the area), nothing kept after the call.
+    On demand (``vsr.model.raft_lookup``): the three encoder passes one at a time, the last next to
+    two finished maps (``ENCODER_BYTES_PER_PIXEL``), then ``on_demand_bytes`` next to the context
+    maps, whichever is larger (linear in the area); nothing kept after the call.
     """
     from vsr.model.flow import all_pairs_bytes
     from vsr.model.raft_lookup import on_demand_bytes
@@ -249,7 +258,9 @@ def flow_bytes(hr_width: int, hr_height: int, method: str = FLOW_ALL_PAIRS) -> t
         pyramid = volume * sum(4.0**-level for level in range(RAFT_LEVELS))
         return int(max(encoders, all_pairs_bytes(hr_height, hr_width) + 3 * 4 * RAFT_FEATURES * n)), int(pyramid)
     if method == FLOW_ON_DEMAND:
-        return int(max(encoders, encoders / 2 + on_demand_bytes(hr_height, hr_width))), 0
+        maps = 4 * RAFT_FEATURES * n  # one 1/8-scale map of 256 float32 channels
+        encoder = ENCODER_BYTES_PER_PIXEL * hr_width * hr_height + 2 * maps
+        return int(FLOW_FIXED + max(encoder, on_demand_bytes(hr_height, hr_width) + maps)), 0
     raise ValueError(f"unknown flow method {method!r}; use {FLOW_ALL_PAIRS!r} or {FLOW_ON_DEMAND!r}.")
 
 

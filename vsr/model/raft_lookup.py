@@ -325,20 +325,21 @@ class LookupRAFT(RAFT):
             raise ValueError(f"input images should have the same shape; got {(height, width)} != {image2.shape[-2:]}")
         if height % 8 or width % 8:
             raise ValueError(f"input image H and W should be divisible by 8; got {height} (h) and {width} (w)")
-        # One frame at a time (torchvision encodes both as one batch): the encoder's full-resolution
-        # activations are most of RAFT's memory, and its instance norms are per image, so this is the
-        # same computation with half the peak.
+        # The encoders' full-resolution activations are most of RAFT's memory, so they run one after
+        # another, one frame at a time (torchvision encodes both frames as one batch; its instance norms
+        # are per image, so this is the same computation), and all before the correlation's structures
+        # are built: their peaks never add up.
         fmap1 = self.feature_encoder(image1)
         fmap2 = self.feature_encoder(image2)
+        context_out = self.context_encoder(image1)
         self.corr_block.build_pyramid(fmap1, fmap2)
         del fmap1, fmap2  # the block keeps its own (tiled / pooled) copies
         try:
-            return self._iterate(image1, num_flow_updates)
+            return self._iterate(context_out, num_flow_updates)
         finally:
             self.corr_block.release()
 
-    def _iterate(self, image1: Tensor, num_flow_updates: int) -> list[Tensor]:
-        context_out = self.context_encoder(image1)
+    def _iterate(self, context_out: Tensor, num_flow_updates: int) -> list[Tensor]:
         hidden_size = self.update_block.hidden_state_size
         hidden, context = torch.split(context_out, [hidden_size, context_out.shape[1] - hidden_size], dim=1)
         hidden, context = torch.tanh(hidden), F.relu(context)
