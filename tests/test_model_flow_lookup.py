@@ -215,19 +215,36 @@ def test_encoders_run_one_frame_at_a_time_before_the_correlation(random_raft, mo
     three end before the correlation is built, so their peaks never add up (torchvision batches both
     frames through the feature encoder)."""
     model = lookup_raft(random_raft)
+    names = {id(model.feature_encoder): "feature_encoder", id(model.context_encoder): "context_encoder"}
     calls: list[tuple[str, int]] = []
-    hooks = [getattr(model, name).register_forward_hook(
-        lambda module, args, out, name=name: calls.append((name, len(args[0]))))
-        for name in ("feature_encoder", "context_encoder")]
+    encode = raft_lookup.encode
+
+    def recording(module, image, **kwargs):
+        calls.append((names[id(module)], len(image)))
+        return encode(module, image, **kwargs)
+
+    monkeypatch.setattr(raft_lookup, "encode", recording)
     build = model.corr_block.build_pyramid
     monkeypatch.setattr(model.corr_block, "build_pyramid", lambda *a: (calls.append(("correlation", 0)), build(*a))[1])
-    try:
-        with torch.inference_mode():
-            model(*moving_pair(128, 128), num_flow_updates=1)
-    finally:
-        for hook in hooks:  # the modules are random_raft's, shared with the other tests
-            hook.remove()
+    with torch.inference_mode():
+        model(*moving_pair(128, 128), num_flow_updates=1)
     assert calls == [("feature_encoder", 1), ("feature_encoder", 1), ("context_encoder", 1), ("correlation", 0)]
+
+
+@pytest.mark.parametrize("stripe_bytes", [2**12, 2**16, 2**40], ids=["tiny-stripes", "stripes", "whole"])
+def test_striped_encoders_equal_torchvision(random_raft, stripe_bytes: int) -> None:
+    """Striped convolutions and in-place norms give torchvision's feature (instance norm) and context
+    (batch norm) maps up to float rounding, at sizes whose stripes do not divide the map evenly."""
+    from vsr.model.raft_encoder import encode
+
+    for height, width in ((128, 136), (200, 248)):
+        image = moving_pair(height, width)[0]
+        with torch.inference_mode():
+            for encoder in (random_raft.feature_encoder, random_raft.context_encoder):
+                expected = encoder(image)
+                ours = encode(encoder, image, stripe_bytes=stripe_bytes)
+                assert ours.shape == expected.shape
+                assert float((ours - expected).abs().max()) <= 1e-4 * float(expected.abs().max())
 
 
 def test_lookup_raft_runs_in_bf16(random_raft) -> None:

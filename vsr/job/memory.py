@@ -226,14 +226,18 @@ FLOW_BYTES_PER_PIXEL = 665.0
 64 channels at 1/2 scale), its peak per HR pixel, the largest of the flow call apart from the
 all-pairs volume. Measured by bench/memory.py's flow cases (1280x720: 0.62 GB, 2560x1440: 2.45 GB;
 CPU, fp32, 2 threads): the slope between them."""
-ENCODER_BYTES_PER_PIXEL = 320.0
-"""One RAFT encoder (feature or context) on one frame, its peak per HR pixel: about five 64-channel
-maps at 1/2 scale (the oneDNN convolutions reorder their inputs and outputs). The on-demand path runs
-the three encoder passes one after another, before the correlation is built (vsr.model.raft_lookup),
-so this plus two finished 1/8-scale maps is its peak. Measured on the CPU (fp32, 2 threads): 1,125
-MiB for one pass at 2560x1440; the whole on-demand call 1,238 MiB at 2560x1440 and 4,950 MiB at
-5120x2880 (bench/flow.py's pair cases)."""
+ENCODER_BYTES_PER_PIXEL = 230.0
+"""One RAFT encoder pass (feature or context) on one frame as ``vsr.model.raft_encoder`` runs it
+(striped convolutions, in-place norms): its peak per HR pixel, about three and a half 64-channel maps
+at 1/2 scale. The on-demand path runs the three passes one after another, before the correlation is
+built (vsr.model.raft_lookup), so this plus two finished 1/8-scale maps is its peak. Measured on the
+CPU (fp32, 2 threads): 781 MiB for one pass at 2560x1440 (torchvision's module: 1,125 MiB); the whole
+on-demand call 1,159 MiB at 2560x1440 and 3,554 MiB at 5120x2880 (bench/flow.py's pair case)."""
 FLOW_FIXED = 16 * 2**20
+ON_DEMAND_FIXED = 128 * 2**20
+"""What the on-demand call holds beside the encoders at every size (the update block's working set,
+the final upsampling, allocator slack): the residual of bench/memory.py's three on-demand pairs
+(0.39 GB at 1280x720, 1.17 GB at 2560x1440, 3.66 GB at 5120x2880) after ``ENCODER_BYTES_PER_PIXEL``."""
 
 
 def flow_bytes(hr_width: int, hr_height: int, method: str = FLOW_ALL_PAIRS) -> tuple[int, int]:
@@ -260,7 +264,7 @@ def flow_bytes(hr_width: int, hr_height: int, method: str = FLOW_ALL_PAIRS) -> t
     if method == FLOW_ON_DEMAND:
         maps = 4 * RAFT_FEATURES * n  # one 1/8-scale map of 256 float32 channels
         encoder = ENCODER_BYTES_PER_PIXEL * hr_width * hr_height + 2 * maps
-        return int(FLOW_FIXED + max(encoder, on_demand_bytes(hr_height, hr_width) + maps)), 0
+        return int(ON_DEMAND_FIXED + max(encoder, on_demand_bytes(hr_height, hr_width) + maps)), 0
     raise ValueError(f"unknown flow method {method!r}; use {FLOW_ALL_PAIRS!r} or {FLOW_ON_DEMAND!r}.")
 
 

@@ -47,6 +47,8 @@ from torch import Tensor, nn
 from torchvision.models.optical_flow import RAFT
 from torchvision.models.optical_flow._utils import upsample_flow
 
+from vsr.model.raft_encoder import encode
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_BYTES = 64 * 2**20  # working memory of one chunk; beyond ~64 MiB larger chunks are not faster
@@ -327,11 +329,12 @@ class LookupRAFT(RAFT):
             raise ValueError(f"input image H and W should be divisible by 8; got {height} (h) and {width} (w)")
         # The encoders' full-resolution activations are most of RAFT's memory, so they run one after
         # another, one frame at a time (torchvision encodes both frames as one batch; its instance norms
-        # are per image, so this is the same computation), and all before the correlation's structures
-        # are built: their peaks never add up.
-        fmap1 = self.feature_encoder(image1)
-        fmap2 = self.feature_encoder(image2)
-        context_out = self.context_encoder(image1)
+        # are per image, so this is the same computation), each with striped convolutions and in-place
+        # norms (vsr.model.raft_encoder), and all before the correlation's structures are built: their
+        # peaks never add up.
+        fmap1 = encode(self.feature_encoder, image1)
+        fmap2 = encode(self.feature_encoder, image2)
+        context_out = encode(self.context_encoder, image1)
         self.corr_block.build_pyramid(fmap1, fmap2)
         del fmap1, fmap2  # the block keeps its own (tiled / pooled) copies
         try:
