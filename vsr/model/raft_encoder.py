@@ -92,11 +92,15 @@ def _striped_conv(conv: nn.Conv2d, x: Tensor, stripe_bytes: int) -> Tensor:
     rows = max(1, stripe_bytes // row_bytes)
     if rows >= out_h or conv.padding_mode != "zeros" or conv.groups != 1:
         return conv(x)
-    out = x.new_empty((batch, conv.out_channels, out_h, out_w))
+    out: Tensor | None = None
     for first in range(0, out_h, rows):
         last = min(out_h, first + rows)
         top, bottom = first * sh - ph, (last - 1) * sh - ph + dh * (kh - 1) + 1  # input rows, padding included
         piece = x[:, :, max(top, 0):min(bottom, height)]
         piece = F.pad(piece, (pw, pw, max(0, -top), max(0, bottom - height)))
-        out[:, :, first:last] = F.conv2d(piece, conv.weight, conv.bias, conv.stride, 0, conv.dilation)
+        stripe = F.conv2d(piece, conv.weight, conv.bias, conv.stride, 0, conv.dilation)
+        if out is None:  # the convolution's own output dtype (autocast may change it)
+            out = stripe.new_empty((batch, conv.out_channels, out_h, out_w))
+        out[:, :, first:last] = stripe
+    assert out is not None
     return out
