@@ -1,0 +1,20 @@
+"""bench/gpu.py's settings in one place: sizes, precisions, phases, switch sets, result paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "gpu.json"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- bench-gpu:begin -->", "<!-- bench-gpu:end -->"
+SIZES = {"720p": (180, 320), "1080p": (270, 480)}  # LR (height, width) -> 4x
+SMOKE_SIZES = {"128x192": (32, 48)}
+PRECISIONS = ("bf16", "fp16", "fp32")
+CHEAP = ("device-postprocess", "pinned-uploads", "flow-prefetch", "cudnn-benchmark", "channels-last",
+         "cuda-graphs", "raft-half")
+BEST = "auto,cudnn-benchmark,channels-last,cuda-graphs"
+PHASES = ("eager", "auto", "copies", "each", "compile", "best", "drift", "job", "compile-max", "aot")
+CPU_PHASES = ("copies", "side-by-side")  # --device cpu: what a CPU can tell (README "CPU figures of the switches")
+SMOKE_PHASES = (*PHASES[:3], "side-by-side", *PHASES[3:])
+WARM_FRAMES = 2  # frame 0 (no ControlNet) and frame 1 (first ControlNet frame: autotune, capture, compile)
