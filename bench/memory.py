@@ -12,7 +12,7 @@ Every case runs in a fresh child process (peak RSS is per process; CUDA peak too
   (``vsr.model.flow.choose_correlation``: all pairs up to 1280x720, on demand above).
 - ``flow``: one RAFT pair at HR 1280x720, 2560x1440 and 5120x2880, all pairs and on demand; a case
   whose predicted peak exceeds ``--max-case-gb`` is not run (its prediction is reported).
-- ``calibrate`` (``--calibrate``): the coefficients of vsr/job/memory.py: each component's peak
+- ``calibrate`` (``--calibrate``): the coefficients of vsr/job/peak_memory.py: each component's peak
   (VmHWM reset through /proc/self/clear_refs before its call, minus RSS before it) at two sizes,
   with glibc's mmap threshold at 64 KiB so freed tensors leave RSS; slopes and intercepts printed.
 - ``cli``: ``vsr upscale`` of a generated 640x360 clip with the tiny fixture model, end to end.
@@ -157,7 +157,8 @@ def prime(engine, lr: np.ndarray, all_pairs: bool) -> None:
 def frame_child(args: argparse.Namespace) -> dict:
     import torch
 
-    from vsr.job.memory import FLOW_ON_DEMAND, model_sizes, predict_frame
+    from vsr.job.model_sizes import model_sizes
+    from vsr.job.peak_memory import FLOW_ON_DEMAND, predict_frame
     from vsr.model.devices import NAMES
     from vsr.model.tiling import Tiling
 
@@ -196,7 +197,7 @@ def flow_child(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from vsr.job.memory import flow_bytes
+    from vsr.job.peak_memory import flow_bytes
     from vsr.model.flow import compute_flow, load_raft
     from vsr.model.stream import preprocess
 
@@ -291,7 +292,7 @@ def frames(args: argparse.Namespace) -> list[dict]:
 
 
 def flows(args: argparse.Namespace) -> list[dict]:
-    from vsr.job.memory import flow_bytes
+    from vsr.job.peak_memory import flow_bytes
 
     rows = [r for r in getattr(args, "previous_flow", []) if r.get("method") not in args.flow_methods.split(",")]
     for width, height in FLOW_SIZES:
@@ -311,8 +312,8 @@ def flows(args: argparse.Namespace) -> list[dict]:
 
 
 def calibrate(args: argparse.Namespace) -> dict:
-    """Per-component slopes and intercepts, and the coefficients they give (see vsr/job/memory.py)."""
-    from vsr.job.memory import ModelSizes, model_sizes
+    """Per-component slopes and intercepts, and the coefficients they give (see vsr/job/peak_memory.py)."""
+    from vsr.job.model_sizes import ModelSizes, model_sizes
 
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     points = [run_child("calibrate", ["--width", str(w), "--height", str(h), "--precision", args.precision], env)

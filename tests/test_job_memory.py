@@ -12,20 +12,14 @@ import pytest
 from job_support import isolate_environment
 from media_factory import make_video
 from vsr import job
-from vsr.job import memory
+from vsr.job import memory_budget
 from vsr.job.errors import JobRefused, NotEnoughMemory
 from vsr.job.estimate import Calibration
 from vsr.job.pipeline import MediaCosts
-from vsr.job.memory import (
-    FLOW_ALL_PAIRS,
-    FLOW_ON_DEMAND,
-    PUBLISHED,
-    Budget,
-    flow_bytes,
-    model_sizes,
-    plan_memory,
-    predict_frame,
-)
+from vsr.job.memory import plan_memory
+from vsr.job.memory_budget import Budget
+from vsr.job.model_sizes import PUBLISHED, model_sizes
+from vsr.job.peak_memory import FLOW_ALL_PAIRS, FLOW_ON_DEMAND, flow_bytes, predict_frame
 from vsr.model.tiling import Tiling
 from vsr.options import OptionsError, build_options, parse_bytes
 
@@ -119,15 +113,15 @@ def test_a_model_too_large_for_the_budget_says_no_input_fits() -> None:
 
 
 def test_the_budget_is_max_memory_else_a_share_of_ram(monkeypatch) -> None:
-    assert memory.memory_budget("cpu", 6 * GB) == Budget(6 * GB, "6.0 GB allowed on cpu (--max-memory / "
+    assert memory_budget.memory_budget("cpu", 6 * GB) == Budget(6 * GB, "6.0 GB allowed on cpu (--max-memory / "
                                                                   "STREAM_DIFFVSR_MAX_MEMORY)")
-    monkeypatch.setattr(memory, "cpu_available_bytes", lambda: 20 * GB)
-    assert memory.memory_budget("cpu") == Budget(14 * GB, "14.0 GB usable on cpu (70% of 20.0 GB available RAM)")
-    assert memory.memory_budget("ZeroGPU").bytes is None
+    monkeypatch.setattr(memory_budget, "cpu_available_bytes", lambda: 20 * GB)
+    assert memory_budget.memory_budget("cpu") == Budget(14 * GB, "14.0 GB usable on cpu (70% of 20.0 GB available RAM)")
+    assert memory_budget.memory_budget("ZeroGPU").bytes is None
 
 
 def test_this_machine_reports_its_available_memory() -> None:
-    available = memory.cpu_available_bytes()
+    available = memory_budget.cpu_available_bytes()
     assert available is not None and 2**27 < available < 2**50
 
 
@@ -196,7 +190,7 @@ def test_the_plan_refuses_a_job_that_cannot_fit(tmp_path: Path, fixture_dir: Pat
 def test_auto_at_the_fixture_size_keeps_whole_frames(fixture_dir: Path) -> None:
     sizes = model_sizes(str(fixture_dir / "model"), fixture_dir / "raft_large.safetensors")
     chosen = plan_memory(sizes, 48, 32, device="cpu", precision="fp32", tile="auto",
-                         budget=memory.memory_budget("cpu"))
+                         budget=memory_budget.memory_budget("cpu"))
     assert chosen.tiling == Tiling()
     assert replace(chosen, notes=("x",)).to_dict()["notes"] == ["x"]
 

@@ -47,6 +47,11 @@ def bytes_text(count: float | None) -> str:
     raise AssertionError("unreachable")
 
 
+def gb_text(count: float) -> str:
+    """Bytes in gigabytes, always (memory figures side by side): ``6.1e9`` -> ``"6.1 GB"``."""
+    return f"{count / 1e9:.1f} GB"
+
+
 def fraction_text(value: Fraction) -> str:
     """``Fraction(30000, 1001)`` -> ``"30000/1001"`` (JSON-safe, exact)."""
     return f"{value.numerator}/{value.denominator}"

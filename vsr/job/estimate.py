@@ -404,7 +404,7 @@ def zerogpu_calibration_key(options: UpscaleOptions) -> str:
         "flow_weights": str(options.flow_weights) if options.flow_weights else None,
         "precision": options.precision, "steps": options.steps, "attention": options.attention,
         "flow_scale": options.flow_scale, "hardware": "zerogpu", "torch": torch.__version__,
-        "optimisations": ",".join(options.optimisations), "hardware": "zerogpu", "torch": torch.__version__,
+        "optimisations": ",".join(options.optimisations),
     }, sort_keys=True)
 
 
@@ -417,7 +417,7 @@ def zerogpu_estimator(options: UpscaleOptions) -> CachedEstimator:
         "steps": options.steps, "seed": options.seed, "scale": SCALE, "model": options.model_id,
         "flow_weights": str(options.flow_weights) if options.flow_weights else None,
         "attention": options.attention, "flow_scale": options.flow_scale,
-        "attention": options.attention, "optimisations": ",".join(options.optimisations),
+        "optimisations": ",".join(options.optimisations),
     }
     return CachedEstimator(zerogpu_calibration_key(options), description, options.cache_dir)
 
