@@ -28,6 +28,12 @@ from media.errors import EncoderUnavailable, UnsupportedContainer, UnsupportedSi
 __all__ = ["EncodeSettings", "CODEC_SPECS", "CodecSpec"]
 
 
+X265_NO_CUTREE_UP_TO = 48
+"""libx265 as PyAV 18.1's wheel bundles it corrupts its heap and aborts the process on pictures 33 to 48
+pixels wide (its lookahead's CU-tree at three 16-pixel columns; measured: every even width 34-48 at
+heights 32-96 in MP4, MKV and MOV, widths 16-32 and 50-128 fine). Its CU-tree is turned off up to this
+width (a small loss of compression at sizes where it does not matter)."""
+
 @dataclass(frozen=True)
 class CodecSpec:
     encoder: str
@@ -143,8 +149,9 @@ class EncodeSettings:
             f"subsampled). Choose an even output size or {fix}."
         )
 
-    def codec_options(self) -> dict[str, str]:
-        """Encoder private options (FFmpeg ``-x264-params`` style) for these settings."""
+    def codec_options(self, width: int | None = None) -> dict[str, str]:
+        """Encoder private options (FFmpeg ``-x264-params`` style) for these settings, for pictures
+        ``width`` pixels wide when known."""
         spec = self.spec
         opts: dict[str, str] = {}
         if spec.crf_range is not None and self.bitrate is None:
@@ -152,7 +159,8 @@ class EncodeSettings:
         if spec.default_preset is not None:
             opts["preset"] = str(self.preset or spec.default_preset)
         if self.codec == "hevc":
-            opts["x265-params"] = "log-level=error"
+            narrow = width is not None and width <= X265_NO_CUTREE_UP_TO
+            opts["x265-params"] = "log-level=error" + (":cutree=0" if narrow else "")
         if self.codec == "av1":
             opts["svtav1-params"] = "progress=0"
         if self.codec == "prores" and self.bitrate is None:

@@ -196,7 +196,7 @@ class VideoWriter:
         spec = self.encode.spec
         if spec.encoder not in supported_codecs(self.format) and self.encode.codec not in supported_codecs(self.format):
             raise EncoderUnavailable(f"{self.dest}: the {self.format} container cannot hold {self.encode.codec}.")
-        stream = out.add_stream(spec.encoder, rate=v.avg_rate, options=self.encode.codec_options())
+        stream = out.add_stream(spec.encoder, rate=v.avg_rate, options=self.encode.codec_options(self.width))
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = self.pix_fmt
         ctx = stream.codec_context

@@ -101,8 +101,8 @@ PIXEL_ASPECTS = st.tuples(st.integers(1, 100), st.integers(1, 100)).map(lambda t
 
 @pytest.mark.parametrize(("codec", "suffix"), CODEC_CONTAINERS)
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# Sizes libx265 (PyAV 18.1's wheel) encodes: some small ones such as 40x32 and 48x32 corrupt its heap.
-@given(sar=PIXEL_ASPECTS, width=st.sampled_from([32, 64, 96]), height=st.sampled_from([32, 48, 64]))
+# 40 wide: where libx265's CU-tree corrupted its heap before the writer turned it off (media.encode).
+@given(sar=PIXEL_ASPECTS, width=st.sampled_from([32, 40, 64, 96]), height=st.sampled_from([32, 48, 64]))
 @example(sar=Fraction(65, 64), width=32, height=32)  # 32.5 pixels wide: WebM's whole pixels are 1.5% off
 @example(sar=Fraction(8, 9), width=64, height=48)  # DVD NTSC 4:3
 def test_pixel_aspect_is_kept_for_every_codec_and_container(codec: str, suffix: str, sar: Fraction, width: int,

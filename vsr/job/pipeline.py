@@ -226,7 +226,7 @@ def _encode_sample(sample: list[np.ndarray], settings: media.EncodeSettings, inf
     buffer = io.BytesIO()
     started = time.perf_counter()
     with av.open(buffer, "w", format="matroska") as out:
-        stream = out.add_stream(settings.spec.encoder, rate=info.video.avg_rate, options=settings.codec_options())
+        stream = out.add_stream(settings.spec.encoder, rate=info.video.avg_rate, options=settings.codec_options(width))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         for index, rgb in enumerate(sample):
             frame = rgb_to_frame(rgb, pix_fmt, info.video.colour, "the estimate's sample")
