@@ -184,3 +184,32 @@ def test_any_size_gives_exactly_4x(engine, h: int, w: int, seed: int) -> None:
     out2 = engine.process(rgb)  # second frame: the temporal path at the padded size
     assert out.shape == out2.shape == (4 * h, 4 * w, 3)
     assert out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("optimisations", ["none", "device-postprocess"])
+def test_a_frame_with_nan_or_inf_values_is_an_error_not_a_garbage_frame(fixture_dir: Path, frames,
+                                                                          optimisations: str) -> None:
+    """Overflow (fp16) or a miscompiled kernel (torch.compile in bf16 on the CPU gave NaN frames in
+    bench/gpu.py's side-by-side run) must not become a silently black or noisy frame."""
+    from vsr.model.errors import NonFiniteOutput
+
+    up = load_engine("stream-diffvsr", model_id=str(fixture_dir / "model"),
+                     flow_weights=fixture_dir / "raft_large.safetensors", device="cpu", precision="fp32",
+                     seed=FIXTURE_SEED, optimisations=optimisations)
+    up.start_stream(FIXTURE_SEED)
+    good = up.process(frames[0])
+    assert good.shape == (128, 192, 3)
+    decode = up.vae.decode
+
+    def poisoned(*args, **kwargs):
+        out = decode(*args, **kwargs)
+        out[..., :3, :5] = float("nan")
+        out[..., -1, -1] = float("inf")
+        return out
+
+    up.vae.decode = poisoned
+    with pytest.raises(NonFiniteOutput) as caught:
+        up.process(frames[1])
+    text = str(caught.value)
+    assert "NaN or infinite values" in text and "fp32" in text and "on cpu" in text
+    assert f"optimisations {optimisations}" in text and "Fix:" in text

@@ -1,4 +1,5 @@
-"""Errors raised while loading a model: each message names the file or id, the problem and the fix.
+"""Errors raised while loading a model (each message names the file or id, the problem and the fix), and
+the one error of a running engine that is not a bug: ``NonFiniteOutput``.
 
 ``str(error)`` is the whole message for the command line (its fix names the CLI's flags). The
 facts behind it travel as attributes, so another interface can word the fix its own way (the web
@@ -65,3 +66,9 @@ class ConfigMismatchError(ModelLoadError):
 
 class DeviceError(ModelLoadError):
     """The requested device or precision is not available on this machine."""
+
+
+class NonFiniteOutput(RuntimeError):
+    """A frame came out of the engine with NaN or infinite values (overflow in a reduced precision, or a
+    wrong compiled kernel): the frame would be garbage, so the engine refuses to return it. The message
+    names the device, precision and switches, and the fix."""

@@ -30,7 +30,7 @@ from vsr import switches
 from vsr.model.acceleration import Accelerator
 from vsr.model.artg import ARTGBranch
 from vsr.model.devices import NAMES, resolve_device, resolve_precision
-from vsr.model.errors import DeviceError
+from vsr.model.errors import DeviceError, NonFiniteOutput
 from vsr.model import tiling
 from vsr.model.flow import CORRELATIONS, FLOW_MEMORY_BUDGET, FLOW_SCALES, Warper, compute_flow, load_raft
 from vsr.model.protocol import check_frame, new_seed
@@ -138,6 +138,7 @@ class StreamDiffVSRUpscaler:
         self.source, self.flow_source = source, flow_source
         self.flow_scale, self.flow_correlation = flow_scale, flow_correlation
         self.flow_memory_budget = flow_memory_budget
+        self.refuse_non_finite = True  # a frame with NaN/inf raises NonFiniteOutput (bench/gpu.py counts them)
         self.unet = self._place(unet, self.dtype)
         self.controlnet = self._place(controlnet, self.dtype)
         self.vae = self._place(vae, self.dtype)
@@ -279,9 +280,23 @@ class StreamDiffVSRUpscaler:
         check_frame(rgb)
         h, w, _ = rgb.shape
         decoded = self.process_tensor(pad_to_multiple(rgb))
+        finite = torch.isfinite(decoded).all()  # on the device: read after the download, which waits anyway
         if self.accel.device_postprocess:
-            return self.accel.download(decoded, h * SCALE, w * SCALE)
+            out = self.accel.download(decoded, h * SCALE, w * SCALE)
+            self._require_finite(finite)
+            return out
+        self._require_finite(finite)
         return postprocess(decoded)[: h * SCALE, : w * SCALE]
+
+    def _require_finite(self, finite: torch.Tensor) -> None:
+        """Refuse a frame whose decoder output held NaN or inf (``finite``: its all-finite flag)."""
+        if self.refuse_non_finite and not bool(finite):
+            raise NonFiniteOutput(
+                f"The upscaled frame came out with NaN or infinite values on {self.device} in {NAMES[self.dtype]} "
+                f"(optimisations {self.accel.describe()}): the arithmetic overflowed or a compiled kernel is wrong, "
+                "so the frame would be garbage. Fix: use precision fp32, or leave compile, compile-max, aot and "
+                "raft-half out of the optimisations (auto uses none of them)."
+            )
 
     def prefetch(self, rgb: np.ndarray) -> None:
         """Hint: ``rgb`` is the frame after the next ``process`` call's. With ``flow-prefetch`` its
