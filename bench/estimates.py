@@ -9,7 +9,7 @@ modelled (the engine's seconds per frame times the frames), for comparison.
 Clips: the gradio wheel's real 480x270 clips (b.mp4, 5 s; world.mp4, 30 s) and its real 1920x1080
 clip (a.mp4, a title card); a 1280x720 clip made with tests/media_factory.py (a drifting
 checkerboard: hard for encoders); the diffusion engine is the tiny Stream-DiffVSR fixture on the
-CPU (../shared/fixtures/stream-diffvsr-tiny) on a small clip, because it is slow there.
+CPU (tests/fixtures/stream-diffvsr-tiny) on a small clip, because it is slow there.
 
 Run: ``.venv/bin/python bench/estimates.py`` (about 15 minutes on a busy 2-core machine, most of it
 the diffusion fixture; ``--only bicubic`` leaves it out, ``--long`` adds longer and larger cases,
@@ -38,7 +38,9 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # media_factory makes the generated clips
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "stream-diffvsr-tiny"
+import fixture_files  # noqa: E402
+
+FIXTURE = fixture_files.fixture_dir()  # tests/fixtures/stream-diffvsr-tiny
 RESULTS = Path(__file__).resolve().parent / "results" / "estimates.json"
 
 

@@ -44,7 +44,6 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "stream-diffvsr-tiny"
 FRAME_SIZES = ((160, 90), (320, 180), (640, 360))
 FLOW_SIZES = ((1280, 720), (2560, 1440), (5120, 2880))
 CALIBRATION_SIZES = ((80, 48), (160, 96))
@@ -55,6 +54,14 @@ GB = 1e9
 # ---------------------------------------------------------------------------------------------
 # Measuring a process's memory (Linux).
 
+
+
+def _fixture() -> Path:
+    """The golden tiny fixture in the repository (tests/fixtures/stream-diffvsr-tiny), its RAFT weights made."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import fixture_files
+
+    return fixture_files.fixture_dir()
 
 def rss() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -356,7 +363,8 @@ def cli_case(args: argparse.Namespace, work: Path) -> dict:
     clip_path = make_video(work / "clip640.mp4", 640, 360, args.cli_frames)
     rows = {"bare_process_rss": _bare_cli_rss()}
     for engine in ("stream-diffvsr", "bicubic"):
-        extra = (["--model-id", str(FIXTURE / "model"), "--flow-weights", str(FIXTURE / "raft_large.safetensors")]
+        fixture = _fixture()
+        extra = (["--model-id", str(fixture / "model"), "--flow-weights", str(fixture / "raft_large.safetensors")]
                  if engine == "stream-diffvsr" else [])
         rows[engine] = _cli_run(work, clip_path, ["--engine", engine, *extra])
     hr = 640 * 360 * 16
