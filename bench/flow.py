@@ -45,7 +45,7 @@ logger = logging.getLogger("bench.flow")
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "flow.json"
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's packages; the fixture helper
 import fixture_files  # noqa: E402
 
 FIXTURE = fixture_files.fixture_dir()  # tests/fixtures/stream-diffvsr-tiny

@@ -37,6 +37,7 @@ from pathlib import Path
 # Run as a script, Python puts bench/ first on the path; drop exactly that entry (see bench/media.py).
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's vsr and media, installed or not
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402

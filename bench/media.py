@@ -34,6 +34,7 @@ from pathlib import Path
 # the path, where this file would shadow the ``media`` package it measures. Drop exactly that entry.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's vsr and media, installed or not
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402

@@ -47,9 +47,12 @@ SAMPLE_PIXELS = 1280 * 720
 """The enlarged sample is at most this many pixels (the job's own 4x size when smaller). Encoders
 cost more per pixel on large pictures up to about this size (less per-frame overhead is outweighed
 by memory traffic), and about the same beyond it, so costs are extrapolated from here in proportion."""
-FIXED_SECONDS = 0.5
+FIXED_SECONDS = 0.2
 """Start and finish of every job: opening the input and output, the engine's stream, flushing the
-muxer, fsync, the structure check and the probe of the verification (bench/estimates.py)."""
+muxer (MP4's faststart rewrite), fsync, the structure check and the probe of the verification.
+bench/estimates.py on a quiet 2-core machine: 0.04-0.1 s for tiny jobs beyond their frames, up to
+about 0.8 s for 480p -> 1080p H.264 (those bytes grow with the file); 0.5 s, the earlier value,
+made every small job's estimate 0.5 s long (ratios 1.3-1.36 for the tiny diffusion jobs)."""
 _CACHE: dict[tuple, "MediaCosts"] = {}
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 64
