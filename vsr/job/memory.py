@@ -16,9 +16,9 @@ from vsr.formatting import gb_text as _gb
 from vsr.job.errors import NotEnoughMemory, OutOfMemory
 from vsr.job.memory_budget import MEDIA_BYTES_PER_PIXEL, Budget, memory_budget
 from vsr.job.model_sizes import ModelSizes, model_sizes
-from vsr.job.peak_memory import COEFFICIENTS, FLOW_ALL_PAIRS, SCALE, FrameMemory, flow_method, flow_size, predict_frame
+from vsr.job.peak_memory import COEFFICIENTS, FLOW_ALL_PAIRS, FrameMemory, flow_method, flow_size, predict_frame
 from vsr.model.tiling import Tiling
-from vsr.options import MIN_TILE, UpscaleOptions
+from vsr.options import MIN_TILE, SCALE, UpscaleOptions
 
 logger = logging.getLogger(__name__)
 

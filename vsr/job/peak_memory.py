@@ -17,8 +17,7 @@ from typing import Any
 
 from vsr.job.model_sizes import ModelSizes
 from vsr.model.tiling import CONDITION_HALO, DECODE_HALO, TileGrid, Tiling
-
-SCALE = 4
+from vsr.options import SCALE
 
 
 @dataclass(frozen=True)

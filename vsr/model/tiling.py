@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
-from vsr.options import MIN_TILE, TILE_MULTIPLE
+from vsr.options import MIN_TILE, SCALE, TILE_MULTIPLE
 
 if TYPE_CHECKING:
     from diffusers import DDIMScheduler
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from vsr.model.artg import ARTGBranch
     from vsr.model.temporal_vae import TemporalAutoencoderTiny
 
-SCALE = 4
 ALIGN = 4
 """Tile edges lie on multiples of 4 latent px: the TPM pools 4x4 at every decoder stage."""
 CONDITION_HALO = 8
