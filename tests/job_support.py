@@ -59,9 +59,10 @@ class RecordingEngine(BicubicUpscaler):
 class FailingEngine(BicubicUpscaler):
     """Bicubic that raises on frame ``fail_at`` of a stream (a model crash mid-job)."""
 
-    def __init__(self, fail_at: int) -> None:
+    def __init__(self, fail_at: int, error: Exception | None = None) -> None:
         super().__init__()
         self.fail_at = fail_at
+        self.error = error or RuntimeError("CUDA error: device-side assert triggered (simulated)")
         self.processed = 0
 
     def start_stream(self, seed: int | None = None) -> int:
@@ -70,7 +71,7 @@ class FailingEngine(BicubicUpscaler):
 
     def process(self, rgb: np.ndarray) -> np.ndarray:
         if self.processed == self.fail_at:
-            raise RuntimeError("CUDA error: device-side assert triggered (simulated)")
+            raise self.error
         self.processed += 1
         return super().process(rgb)
 

@@ -173,6 +173,25 @@ def test_a_model_crash_mid_job_cleans_up_and_names_the_frame(tmp_path: Path, opt
     _assert_clean(tmp_path, out_dir, threads)
 
 
+def test_a_frame_with_nan_values_fails_the_job_with_the_fix_not_as_a_crash(tmp_path: Path, options) -> None:
+    from vsr.model.errors import NonFiniteOutput
+
+    src = make_video(tmp_path / "in.mp4", 64, 48, RATE, 12, audio=None)
+    threads = job_threads()
+    reason = NonFiniteOutput("The upscaled frame came out with NaN or infinite values on cpu in bf16 (optimisations "
+                             "compile): ... Fix: use precision fp32, or leave compile ... out of the optimisations.")
+    engine = FailingEngine(fail_at=4, error=reason)
+    job = plan(src, options(preset="ultrafast"), processor=engine)
+    with pytest.raises(JobFailed) as caught:
+        run(job, tmp_path / "up.mp4", processor=engine)
+    text = str(caught.value)
+    assert text.startswith(f"{src}: frame 4 (0.133 s): The upscaled frame came out with NaN or infinite values")
+    assert "Fix: use precision fp32" in text and text.endswith("Nothing was written.")
+    assert "traceback" not in text and "NonFiniteOutput" not in text  # not a bug report
+    assert not (tmp_path / "up.mp4").exists()
+    _assert_clean(tmp_path, tmp_path, threads)
+
+
 def test_an_encoder_failure_mid_job_cleans_up(tmp_path: Path, options, monkeypatch) -> None:
     src = make_video(tmp_path / "in.mp4", 64, 48, RATE, 20, audio=None)
     threads = job_threads()

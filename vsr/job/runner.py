@@ -56,6 +56,7 @@ from vsr.job.scenes import SceneCutDetector
 from vsr.job.segments import SegmentedVideo, media_segments
 from vsr.model import engines
 from vsr.model.engines import engine_lock
+from vsr.model.errors import NonFiniteOutput
 from vsr.model.protocol import FrameProcessor
 
 logger = logging.getLogger(__name__)
@@ -362,6 +363,9 @@ def _upscale(job: JobPlan, processor: FrameProcessor, engine: str, frame: Any, i
         oom = memory_model.out_of_memory(exc, where=where, device=_device(processor), frame=index, plan=job.memory)
         if oom is not None:
             raise oom from exc
+        if isinstance(exc, NonFiniteOutput):  # a numerical limit with a fix, not a bug: no traceback talk
+            raise JobFailed(f"{job.input}: frame {index} ({float(frame.pts - job.info.video.start_time):.3f} s): "
+                            f"{exc} Nothing was written.") from exc
         raise JobFailed(
             f"{job.input}: the {engine} engine failed on frame {index} "
             f"({float(frame.pts - job.info.video.start_time):.3f} s): {type(exc).__name__}: {exc}. "
