@@ -13,25 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from bench.gpu_settings import WARM_FRAMES
-
-TINY_UNET = {
-    "act_fn": "silu", "attention_head_dim": 2, "block_out_channels": [16, 16, 32, 32],
-    "center_input_sample": False, "cross_attention_dim": 32,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "downsample_padding": 1, "dual_cross_attention": False, "flip_sin_to_cos": True, "freq_shift": 0,
-    "in_channels": 7, "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-05,
-    "norm_num_groups": 8, "num_class_embeds": None, "only_cross_attention": [True, True, True, False],
-    "out_channels": 4, "sample_size": 32,
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-    "upcast_attention": False, "use_linear_projection": True,
-}  # the golden fixture's UNet (tests/fixtures/stream-diffvsr-tiny)
-SCHEDULER = {
-    "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction", "timestep_spacing": "trailing", "steps_offset": 1,
-    "set_alpha_to_one": False, "clip_sample": False,
-}  # the published scheduler config (MODEL.md section 1)
-
+from bench.gpu_settings import FIXTURE_MODEL, WARM_FRAMES
 
 @dataclass
 class Master:
@@ -57,15 +39,16 @@ def build_master(device: torch.device, tiny: bool) -> Master:
 
     from vsr.model.temporal_vae import TemporalAutoencoderTiny
 
-    if tiny:
-        unet_config, cond_channels, vae_widths = TINY_UNET, (8, 16, 32), (16, 16, 16)
+    if tiny:  # the golden fixture's UNet
+        unet_config, cond_channels, vae_widths = dict(UNet2DConditionModel.load_config(FIXTURE_MODEL / "unet")), \
+            (8, 16, 32), (16, 16, 16)
     else:
         from bench.standin import UNET_CONFIG
 
         unet_config, cond_channels, vae_widths = UNET_CONFIG, (64, 128, 256), (64, 64, 64)
     with torch.device(device):
         torch.manual_seed(20240611)
-        unet = UNet2DConditionModel(**unet_config)
+        unet = UNet2DConditionModel.from_config(unet_config)
         controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cond_channels)
         with torch.no_grad():  # from_unet zero-initialises the residual projections; give them values
             for module in [controlnet.controlnet_cond_embedding.conv_out, controlnet.controlnet_mid_block,
@@ -104,7 +87,7 @@ def make_engine(master: Master, precision: str, optimisations: str, cache_dir: P
     device = master.text.device
     engine = StreamDiffVSRUpscaler(
         copy.deepcopy(master.unet), copy.deepcopy(master.controlnet), copy.deepcopy(master.vae),
-        DDIMScheduler(**SCHEDULER), master.text, master.raft, device=device, precision=precision,
+        DDIMScheduler.from_pretrained(FIXTURE_MODEL, subfolder="scheduler"), master.text, master.raft, device=device, precision=precision,
         source="bench-standin-tiny" if master.tiny else "bench-standin", optimisations=optimisations,
         cache_dir=cache_dir,
     )

@@ -7,6 +7,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "gpu.json"
 README = ROOT / "README.md"
+FIXTURE_MODEL = ROOT / "tests" / "fixtures" / "stream-diffvsr-tiny" / "model"
+"""The golden fixture's configs: the tiny stand-in's UNet, and every stand-in's scheduler (the published one)."""
 BEGIN, END = "<!-- bench-gpu:begin -->", "<!-- bench-gpu:end -->"
 SIZES = {"720p": (180, 320), "1080p": (270, 480)}  # LR (height, width) -> 4x
 SMOKE_SIZES = {"128x192": (32, 48)}
