@@ -46,13 +46,13 @@ from media.probe import (
 from media.reader import Frame, FrameReader
 from media.segments import Segment, join_segments
 from media.verify import Check, ExpectedOutput, VerifyReport, verify
-from media.writer import VideoWriter, WriteReport, rename_durably
+from media.writer import VideoWriter, WriteReport, rename_durably, write_durably
 
 __all__ = [
     "probe", "MediaInfo", "VideoStreamInfo", "AudioStreamInfo", "SubtitleStreamInfo", "OtherStreamInfo", "MIN_SIDE",
     "FrameReader", "Frame",
     "EncodeSettings", "CODEC_SPECS", "VideoWriter", "WriteReport", "StreamAction", "plan_stream_actions",
-    "Segment", "join_segments", "rename_durably",
+    "Segment", "join_segments", "rename_durably", "write_durably",
     "verify", "ExpectedOutput", "VerifyReport", "Check",
     "make_browser_preview", "plays_in_browser", "unique_output_path",
     "MediaError", "MediaFileNotFound", "NotAVideo", "NoVideoStream", "StillImage", "ZeroFrames", "TruncatedVideo",

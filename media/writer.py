@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import av
 import numpy as np
@@ -48,7 +48,7 @@ from media.reader import resolve_trim
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoWriter", "WriteReport", "rename_durably", "temp_path_for"]
+__all__ = ["VideoWriter", "WriteReport", "rename_durably", "temp_path_for", "write_durably"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,22 @@ def rename_durably(tmp: Path, dest: Path) -> None:
 def temp_path_for(dest: Path) -> Path:
     """A hidden, unique temporary name next to ``dest`` (same suffix, so the muxer is the same)."""
     return dest.with_name(f".{dest.stem}.{uuid.uuid4().hex[:12]}.partial{dest.suffix}")
+
+
+def write_durably(dest: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Make ``dest`` whole or not at all: ``write`` fills a hidden temporary file next to it
+    (``temp_path_for``), which is fsynced and renamed over ``dest`` (``rename_durably``); on any
+    failure the temporary file is removed and ``dest`` is left as it was."""
+    tmp = temp_path_for(dest)
+    try:
+        with tmp.open("wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        rename_durably(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class VideoWriter:

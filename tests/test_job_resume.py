@@ -205,3 +205,17 @@ def test_a_piece_stops_before_its_deadline_with_a_checkpoint(tmp_path: Path, opt
                         limit=limit, finish=False)
     assert isinstance(outcome, JobPaused) and 1 <= outcome.checkpoint.next_index < 200
     assert checkpoint.load(tmp_path / "job").next_index == outcome.checkpoint.next_index
+
+
+def test_a_checkpoint_half_written_by_a_dead_process_is_a_stray_and_nothing_else_is(tmp_path: Path) -> None:
+    """A kill -9 inside ``checkpoint.save`` leaves write_durably's temporary file: it is cleaned up, while a
+    file the user put in the folder is not touched."""
+    from media.writer import temp_path_for
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    half = temp_path_for(folder / checkpoint.FILE)
+    half.write_bytes(b"\x80\x05half a pickle")
+    (folder / "notes.txt").write_text("mine")
+    assert checkpoint.clean_strays(folder, None) == [half.name]
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]

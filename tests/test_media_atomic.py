@@ -162,3 +162,20 @@ def test_finish_replaces_a_reserved_name(tmp_path: Path) -> None:
             writer.write(np.ascontiguousarray(pattern(64, 48, i)), i * Fraction(1001, 30000))
         writer.finish()
     assert probe(dest).video.frame_count == 3
+
+
+def test_write_durably_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
+    from media import write_durably
+
+    dest = tmp_path / "record.json"
+    write_durably(dest, lambda fh: fh.write(b'{"frames": 412}'))
+    assert dest.read_bytes() == b'{"frames": 412}' and [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+    def half_then_fail(fh) -> None:
+        fh.write(b'{"fra')
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_durably(dest, half_then_fail)
+    assert dest.read_bytes() == b'{"frames": 412}'  # the old file, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary file left

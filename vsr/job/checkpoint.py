@@ -24,16 +24,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 import pickle
 import re
-import secrets
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from media import rename_durably
+from media import write_durably
 from vsr.job.errors import CheckpointMismatch, CheckpointUnreadable
 from vsr.options import UpscaleOptions
 
@@ -48,7 +46,7 @@ FINGERPRINT_BYTES = 1 << 20
 OUTPUT_OPTIONS = ("engine", "model_id", "flow_weights", "steps", "device", "precision", "attention", "height",
                   "start", "end", "codec", "crf", "preset", "scene_cuts", "scene_threshold")
 """The options that change the output (the seed is checked on its own: a random seed is the one used)."""
-_OURS = re.compile(r"^(checkpoint\.pkl|segment-\d{5}\.mkv|\.segment-\d{5}\..*|\.checkpoint\.pkl\..*\.tmp)$")
+_OURS = re.compile(r"^(checkpoint\.pkl|segment-\d{5}\.mkv|\.segment-\d{5}\..*|\.checkpoint\.[0-9a-f]+\.partial\.pkl)$")
 
 
 @dataclass(frozen=True)
@@ -186,17 +184,8 @@ def _shown(value: Any) -> str:
 
 
 def save(folder: Path, checkpoint: JobCheckpoint) -> None:
-    """Write ``checkpoint`` as ``folder/checkpoint.pkl`` atomically: a temporary file, fsync, rename."""
-    tmp = folder / f".{FILE}.{secrets.token_hex(6)}.tmp"
-    try:
-        with tmp.open("wb") as fh:
-            pickle.dump(checkpoint, fh, protocol=5)
-            fh.flush()
-            os.fsync(fh.fileno())
-        rename_durably(tmp, folder / FILE)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``checkpoint`` as ``folder/checkpoint.pkl`` atomically (``media.write_durably``)."""
+    write_durably(folder / FILE, lambda fh: pickle.dump(checkpoint, fh, protocol=5))
     logger.debug("checkpoint at %s: %d segment(s) in %s", checkpoint.where(), len(checkpoint.segments), folder)
 
 

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -45,6 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from media import write_durably
 from vsr.job import pipeline
 from vsr.model import engines
 from vsr.model.engines import engine_lock
@@ -301,16 +301,11 @@ def _read_cache(cache_dir: Path) -> dict:
 
 
 def _write_cache(cache_dir: Path, cache: dict) -> None:
-    """Write the cache atomically (temporary file + rename), so a crash never leaves half a file."""
+    """Write the cache atomically (``media.write_durably``), so a crash never leaves half a file."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".calibration-", suffix=".json", dir=cache_dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(cache, handle, indent=1, sort_keys=True)
-        try:
-            os.replace(name, cache_dir / CACHE_FILE)
-        finally:
-            Path(name).unlink(missing_ok=True)
+        data = json.dumps(cache, indent=1, sort_keys=True).encode("utf-8")
+        write_durably(cache_dir / CACHE_FILE, lambda fh: fh.write(data))
     except OSError as exc:
         logger.warning("could not save the calibration cache in %s (%s); the next plan will measure again. "
                        "Set STREAM_DIFFVSR_CACHE_DIR to a writable folder.", cache_dir, exc)

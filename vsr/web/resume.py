@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from media import rename_durably
+from media import write_durably
 from vsr.job import checkpoint
 from vsr.job.checkpoint import JobCheckpoint
 from vsr.job.errors import JobRefused
@@ -70,17 +70,9 @@ def checkpoint_dir(job_dir: Path) -> Path:
 
 
 def write_record(job_dir: Path, record: JobRecord) -> None:
-    """Save ``record`` as ``job.json`` atomically (temporary name, fsync, rename)."""
-    tmp = job_dir / f".{RECORD}.{secrets.token_hex(6)}.tmp"
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(asdict(record), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        rename_durably(tmp, job_dir / RECORD)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Save ``record`` as ``job.json`` atomically (``media.write_durably``)."""
+    data = json.dumps(asdict(record)).encode("utf-8")
+    write_durably(job_dir / RECORD, lambda fh: fh.write(data))
 
 
 def find(root: Path, code: str | None) -> tuple[Path, JobRecord, JobCheckpoint]:
