@@ -59,7 +59,7 @@ class RecordingEngine(BicubicUpscaler):
 class FailingEngine(BicubicUpscaler):
     """Bicubic that raises on frame ``fail_at`` of a stream (a model crash mid-job)."""
 
-    def __init__(self, fail_at: int, error: Exception | None = None) -> None:
+    def __init__(self, fail_at: int, error: BaseException | None = None) -> None:
         super().__init__()
         self.fail_at = fail_at
         self.error = error or RuntimeError("CUDA error: device-side assert triggered (simulated)")
@@ -76,28 +76,15 @@ class FailingEngine(BicubicUpscaler):
         return super().process(rgb)
 
 
-class OutOfMemoryEngine(BicubicUpscaler):
+class OutOfMemoryEngine(FailingEngine):
     """Bicubic whose frame ``fail_at`` runs out of memory: ``error`` is raised (default: CUDA's
     ``torch.OutOfMemoryError``), as a model too large for the device would."""
 
     def __init__(self, fail_at: int, error: BaseException | None = None) -> None:
-        super().__init__()
-        self.fail_at = fail_at
-        self.error = error
-        self.processed = 0
+        import torch
 
-    def start_stream(self, seed: int | None = None) -> int:
-        self.processed = 0
-        return super().start_stream(seed)
-
-    def process(self, rgb: np.ndarray) -> np.ndarray:
-        if self.processed == self.fail_at:
-            import torch
-
-            raise self.error or torch.OutOfMemoryError(
-                "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.6 GiB total capacity) (simulated)")
-        self.processed += 1
-        return super().process(rgb)
+        super().__init__(fail_at, error or torch.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.6 GiB total capacity) (simulated)"))
 
 
 class CancellingEngine(BicubicUpscaler):
