@@ -63,7 +63,7 @@ def phase_copies(ctx: Context) -> None:
             "upload_plain_ms": _median_ms(lambda: preprocess(rgb).to(ctx.device), ctx.device, repeats),
             "upload_pinned_uint8_ms": _median_ms(lambda: uploader.frame(rgb), ctx.device, repeats),
             "download_plain_ms": _median_ms(lambda: postprocess(decoded), ctx.device, repeats),
-            "download_device_uint8_ms": _median_ms(lambda: download(decoded, 4 * h, 4 * w, pinned=ctx.cuda),
+            "download_device_uint8_ms": _median_ms(lambda: download(decoded, 4 * h, 4 * w),
                                                    ctx.device, repeats),
         }
     ctx.save()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Iterable
 
 SWITCHES: dict[str, str] = {
-    "device-postprocess": "clamp/scale/round to uint8 and crop on the device, then one async copy into pinned memory "
+    "device-postprocess": "clamp/scale/round to uint8 and crop on the device, then one direct copy into pinned memory "
                           "(a quarter of the bytes of the float32 copy); bit-identical output",
     "pinned-uploads": "the uint8 frame and the noise go up through pinned buffers without blocking, the frame is "
                       "converted on the device (exact lookup table) and the timesteps live on the device",

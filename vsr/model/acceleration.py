@@ -145,7 +145,7 @@ class Accelerator:
         return loop(latents, lr, cond)
 
     def download(self, decoded: torch.Tensor, height: int, width: int) -> np.ndarray:
-        return download(decoded, height, width, pinned=self.device.type == "cuda")
+        return download(decoded, height, width)
 
 
 def compile_networks(engine: Any, mode: str | None) -> None:

@@ -184,8 +184,9 @@ def compute_flow(
     flow = _raft_flow(raft, F.interpolate(current, size=small, mode="area"),
                       F.interpolate(previous, size=small, mode="area"), correlation, memory_budget)
     flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
-    ratio = torch.tensor([width / small[1], height / small[0]], dtype=flow.dtype, device=flow.device)
-    return flow.permute(0, 2, 3, 1) * ratio
+    flow[:, 0] *= width / small[1]  # x and y in output pixels (Python scalars: no host-to-device copy)
+    flow[:, 1] *= height / small[0]
+    return flow.permute(0, 2, 3, 1)
 
 
 def _raft_flow(raft: RAFT, current: torch.Tensor, previous: torch.Tensor, correlation: str,

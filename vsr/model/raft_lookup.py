@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.optical_flow import RAFT
-from torchvision.models.optical_flow._utils import upsample_flow
+from torchvision.models.optical_flow._utils import make_coords_grid, upsample_flow
 
 from vsr.model.raft_encoder import encode
 
@@ -110,7 +110,6 @@ class LookupCorrBlock(nn.Module):
         self.out_channels = num_levels * (2 * radius + 1) ** 2
         self._levels: list[_Level] = []
         self._queries: Tensor | None = None  # (tiles, TILE * TILE, C)
-        self._norm: Tensor | None = None
         self._scratch: Tensor | None = None  # chunk buffer, see _copy_runs
         self._shape: tuple[int, int, int] = (0, 0, 0)  # batch, fmap height, fmap width
 
@@ -154,8 +153,8 @@ class LookupCorrBlock(nn.Module):
                              f"{8 * min_side}); got {tuple(fmap1.shape[-2:])}.")
         batch, channels, height, width = fmap1.shape
         self._shape = (batch, height, width)
-        self._norm = torch.sqrt(torch.tensor(channels, dtype=torch.float32)).to(fmap1.device, fmap1.dtype)
-        self._queries = _tiles(fmap1, TILE) / self._norm  # torchvision divides the products (same for C = 4^k)
+        # torchvision divides the products by sqrt(C); dividing the queries is the same for C = 4^k (exact roots)
+        self._queries = _tiles(fmap1, TILE) / math.sqrt(channels)
         self._levels = []
         level_map = fmap2
         for level in range(self.num_levels):
@@ -174,7 +173,7 @@ class LookupCorrBlock(nn.Module):
 
     def release(self) -> None:
         """Drop the stored feature maps (they are linear in area, but need not outlive one forward)."""
-        self._levels, self._queries, self._norm, self._scratch = [], None, None, None
+        self._levels, self._queries, self._scratch = [], None, None
 
     def _copy_runs(self, table: Tensor, starts: Tensor, length: int) -> Tensor:
         """``_runs`` into a buffer reused by every chunk of one forward (fresh pages cost more than the copy)."""
@@ -346,7 +345,7 @@ class LookupRAFT(RAFT):
         hidden_size = self.update_block.hidden_state_size
         hidden, context = torch.split(context_out, [hidden_size, context_out.shape[1] - hidden_size], dim=1)
         hidden, context = torch.tanh(hidden), F.relu(context)
-        coords0 = _coords_grid(context_out.shape[0], *context_out.shape[-2:], device=context_out.device)
+        coords0 = make_coords_grid(context_out.shape[0], *context_out.shape[-2:], device=context_out.device)
         coords1 = coords0.clone()
         dtype = hidden.dtype
         predictions: list[Tensor] = []
@@ -358,12 +357,6 @@ class LookupRAFT(RAFT):
                 mask = None if self.mask_predictor is None else self.mask_predictor(hidden)
                 predictions.append(upsample_flow(flow=coords1 - coords0, up_mask=mask))
         return predictions
-
-
-def _coords_grid(batch: int, height: int, width: int, *, device: torch.device) -> Tensor:
-    """(B, 2, h, w) float32 pixel coordinates [x, y] of a grid (torchvision's make_coords_grid)."""
-    ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
-    return torch.stack([xs, ys]).float()[None].repeat(batch, 1, 1, 1)
 
 
 def lookup_raft(raft: RAFT, *, budget_bytes: int = DEFAULT_BUDGET_BYTES, keep_all: bool = False) -> LookupRAFT:

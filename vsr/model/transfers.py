@@ -8,7 +8,7 @@
 - ``Uploader.tensor``: a CPU tensor (the noise draw) to the device through a pinned buffer.
 - ``download``: raw decoder output -> cropped (h, w, 3) uint8 on the host, converted on the device
   (clamp, x255 in float32, round half to even: the same numbers as ``stream.postprocess``) and
-  copied once, asynchronously, into freshly allocated pinned memory (the caching host allocator
+  copied once, directly, into freshly allocated pinned memory (the caching host allocator
   recycles it), so the returned array is owned by the caller (the job's encoder thread keeps it).
 
 Pinned buffers are a ring of two per shape; a buffer is rewritten only after the copy that last read
@@ -91,16 +91,12 @@ def to_uint8(decoded: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out.copy_(x[0, :, :height, :width].permute(1, 2, 0))
 
 
-def download(decoded: torch.Tensor, height: int, width: int, *, pinned: bool) -> np.ndarray:
-    """The cropped uint8 frame on the host, as a caller-owned (height, width, 3) array."""
+def download(decoded: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """The cropped uint8 frame on the host, as a caller-owned (height, width, 3) array; from a GPU through
+    freshly allocated pinned memory (one direct copy, which waits for the frame's kernels on this stream)."""
     image = to_uint8(decoded, height, width)
     if image.device.type != "cuda":
         return image.cpu().numpy()
-    if not pinned:
-        return image.cpu().numpy()
     host = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
-    host.copy_(image, non_blocking=True)
-    done = torch.cuda.Event()
-    done.record(torch.cuda.current_stream(image.device))
-    done.synchronize()
+    host.copy_(image)
     return host.numpy()
