@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from vsr.job.errors import JobCancelled
 from vsr.job.resize import resize_rgb
 
 logger = logging.getLogger(__name__)
@@ -50,18 +49,13 @@ class EncodeThread:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
         self._stop = threading.Event()
-        self.frames_written = 0
         self._thread = threading.Thread(target=self._run, name="vsr-encode", daemon=True)
         self._thread.start()
 
-    def put(
-        self, rgb: np.ndarray, pts: Fraction, cancel: threading.Event | None = None, duration: Fraction | None = None
-    ) -> None:
-        """Queue one frame; blocks while the queue is full, but never past a cancel request."""
+    def put(self, rgb: np.ndarray, pts: Fraction, duration: Fraction | None = None) -> None:
+        """Queue one frame; blocks while the queue is full (the encoder's failure ends the wait)."""
         while True:
             self._raise_error()
-            if cancel is not None and cancel.is_set():
-                raise JobCancelled("The job was cancelled.")
             try:
                 self._queue.put((rgb, pts, duration), timeout=_POLL)
                 return
@@ -121,7 +115,6 @@ class EncodeThread:
                 rgb, pts, duration = item  # type: ignore[misc]
                 rgb = resize_rgb(rgb, *self._size)
                 self._writer.write(rgb, pts, duration)
-                self.frames_written += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, never swallowed
             logger.debug("encode thread failed: %r", exc)
             self._error = exc

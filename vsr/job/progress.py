@@ -16,7 +16,6 @@ import numpy as np
 from vsr.formatting import duration_text, speed_text
 
 Stage = Literal["loading", "upscaling", "finishing", "verifying", "done"]
-STAGES: tuple[str, ...] = ("loading", "upscaling", "finishing", "verifying", "done")
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckp
         detector.load_state(base.scenes)
     tally = _Tally.of(base)
     video = SegmentedVideo(work, job, base, persist=persist)
-    start = base.next_pts - job.info.video.start_time if base.next_pts is not None else job.trim_start
+    start = frame_time(job, base.next_pts) if base.next_pts is not None else job.trim_start
     with media.FrameReader(job.input, start, job.trim_end, READ_QUEUE, info=job.info) as reader:
         encoder = EncodeThread(video, job.size.width, job.size.height, ENCODE_QUEUE)
         try:
@@ -328,7 +328,7 @@ def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: Encod
             processor.reset()
             tally.cuts.append(index)
             logger.info("scene cut at frame %d (%.3f s): temporal context reset", index,
-                        float(frame.pts - job.info.video.start_time))
+                        float(frame_time(job, frame.pts)))
         upscaled, took = _upscale(job, processor, engine, frame, index, upcoming)
         tally.model_seconds += took
         if index > 0 and not cut:  # a stream's first frame takes a different, cheaper path
@@ -359,16 +359,15 @@ def _upscale(job: JobPlan, processor: FrameProcessor, engine: str, frame: Any, i
             prefetch(upcoming.rgb)
         upscaled = processor.process(frame.rgb)
     except Exception as exc:
-        where = f"upscaling frame {index} ({float(frame.pts - job.info.video.start_time):.3f} s) of {job.input}"
+        at = f"frame {index} ({float(frame_time(job, frame.pts)):.3f} s)"
+        where = f"upscaling {at} of {job.input}"
         oom = memory_model.out_of_memory(exc, where=where, device=_device(processor), frame=index, plan=job.memory)
         if oom is not None:
             raise oom from exc
         if isinstance(exc, NonFiniteOutput):  # a numerical limit with a fix, not a bug: no traceback talk
-            raise JobFailed(f"{job.input}: frame {index} ({float(frame.pts - job.info.video.start_time):.3f} s): "
-                            f"{exc} Nothing was written.") from exc
+            raise JobFailed(f"{job.input}: {at}: {exc} Nothing was written.") from exc
         raise JobFailed(
-            f"{job.input}: the {engine} engine failed on frame {index} "
-            f"({float(frame.pts - job.info.video.start_time):.3f} s): {type(exc).__name__}: {exc}. "
+            f"{job.input}: the {engine} engine failed on {at}: {type(exc).__name__}: {exc}. "
             "Nothing was written; see the log for the traceback."
         ) from exc
     return upscaled, time.perf_counter() - tick

@@ -51,11 +51,6 @@ class SceneCutDetector:
         )
         self._count = 0
 
-    @property
-    def last_score(self) -> float | None:
-        """The content score of the last frame against the one before (``None`` before two frames)."""
-        return self._detector._frame_score if self._count > 1 else None  # no public getter in 0.7.2
-
     def save_state(self) -> bytes:
         """Everything the detector knows of the frames so far (the last frame's statistics, the flash
         filter, the frame count), as bytes for a checkpoint; ``load_state`` goes on from there."""
