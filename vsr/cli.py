@@ -20,7 +20,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tqdm import tqdm
 
@@ -29,6 +29,9 @@ from vsr.formatting import duration_text, speed_text
 from vsr.job.progress import counter_text, status_text
 from vsr.options import (ATTENTIONS, CODECS, DEVICES, ENGINES, FLOW_SCALES, HEIGHT_PRESETS, PRECISIONS, OptionsError,
                          build_options)
+
+if TYPE_CHECKING:
+    from vsr.job.checkpoint import JobCheckpoint
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def describe_error(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for an error that reached the command line."""
     import media
+    from vsr.job.errors import CheckpointError, JobCancelled, JobFailed, JobRefused
     from vsr.model.errors import ModelLoadError
-    from vsr.job.errors import JobCancelled, JobFailed, JobRefused
-
-    from vsr.job.errors import CheckpointError
 
     text = " ".join([str(exc), *getattr(exc, "__notes__", ())]).split()
     text = " ".join(text) or type(exc).__name__
@@ -177,9 +178,7 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
                                 "start over).")
     if isinstance(exc, (JobCancelled, KeyboardInterrupt)):
         return EXIT_CANCELLED, "cancelled; partial output and temporary files were removed."
-    if isinstance(exc, CheckpointError):
-        return EXIT_USAGE, text
-    if isinstance(exc, OptionsError):
+    if isinstance(exc, (CheckpointError, OptionsError)):
         return EXIT_USAGE, text
     if isinstance(exc, ModelLoadError):
         return EXIT_MODEL, text
@@ -256,19 +255,33 @@ def _upscale(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _saved(folder: Path) -> JobCheckpoint | None:
+    """The checkpoint kept in ``folder``; None when there is none or it cannot be read."""
+    from vsr.job import checkpoint
+    from vsr.job.errors import JobError
+
+    if not checkpoint.exists(folder):
+        return None
+    try:
+        return checkpoint.load(folder)
+    except JobError:
+        return None
+
+
 def _leftover_checkpoint(folder: Path, *, resume: bool, overwrite: bool) -> None:
     """A previous run's checkpoint: kept for --resume, removed with --overwrite, else exit 2 naming it."""
     from vsr.job import checkpoint
-    from vsr.job.errors import CheckpointFound, JobError
+    from vsr.job.errors import CheckpointFound
 
     if resume or not folder.exists():
         return
-    where = "a previous run stopped"
-    if checkpoint.exists(folder):
-        try:
-            where = f"a previous run stopped at {checkpoint.load(folder).where()}"
-        except JobError:
-            where = "a previous run stopped (its checkpoint cannot be read)"
+    saved = _saved(folder)
+    if saved is not None:
+        where = f"a previous run stopped at {saved.where()}"
+    elif checkpoint.exists(folder):
+        where = "a previous run stopped (its checkpoint cannot be read)"
+    else:
+        where = "a previous run stopped"
     if overwrite:
         checkpoint.remove(folder)
         print(f"Removed:  the checkpoint in {folder} ({where}); starting over", flush=True)
@@ -278,22 +291,20 @@ def _leftover_checkpoint(folder: Path, *, resume: bool, overwrite: bool) -> None
 
 def _interrupted(folder: Path) -> BaseException:
     """A second Ctrl-C: the job stopped at once, its last checkpoint (if any) kept."""
-    from vsr.job import checkpoint
     from vsr.job.errors import JobCancelled
 
-    if checkpoint.exists(folder):
-        saved = checkpoint.load(folder)
+    saved = _saved(folder)
+    if saved is not None:
         return JobCancelled("interrupted", checkpoint=folder, done=saved.next_index,
                             total=max(saved.total, saved.next_index))
     return KeyboardInterrupt()
 
 
 def _note_checkpoint(error: BaseException, folder: Path) -> None:
-    """Add to a failure's message that the work done so far is kept, when a checkpoint is."""
-    from vsr.job import checkpoint
-
-    if checkpoint.exists(folder):
-        saved = checkpoint.load(folder)
+    """Add to a failure's message that the work done so far is kept, when a readable checkpoint is (a
+    damaged one must not replace the job's own error)."""
+    saved = _saved(folder)
+    if saved is not None:
         error.add_note(f"The work up to {saved.where()} is kept in {folder}: fix the cause and run the same "
                        "command with --resume to go on.")
 
