@@ -145,7 +145,7 @@ def test_the_page_offers_to_resume_and_a_new_upload_of_the_same_file_is_accepted
     moved.parent.mkdir()
     clip.rename(moved)
     assert "upload clip.mp4 again first" in jobs.interrupted(code)
-    with pytest.raises(resume.ResumeRefused, match=r"Upload clip\.mp4 \(.* MB\) again, then press Resume"):
+    with pytest.raises(resume.ResumeRefused, match=r"Upload clip\.mp4 \(\d+\.\d kB\) again, then press Resume"):
         list(jobs.resume(None, code, "visitor"))
     other = make_video(tmp_path / "other.mp4", 64, 48, 25, 40, audio="aac", crf=30)
     with pytest.raises(resume.ResumeRefused, match="or the video on the page is another file"):

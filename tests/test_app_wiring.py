@@ -147,4 +147,3 @@ def test_quality_slider_follows_the_codec_and_never_gets_an_empty_value():
     assert (hevc["visible"], hevc["minimum"], hevc["maximum"], hevc["value"]) == (True, 0, 51, 20)
     prores = views.crf_view("prores")
     assert prores["visible"] is False and "value" not in prores  # gradio refuses a slider without a number
-    gr.update(**hevc), gr.update(**prores)  # both are valid updates

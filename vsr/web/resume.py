@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from media import write_durably
+from vsr.formatting import bytes_text
 from vsr.job import checkpoint
 from vsr.job.checkpoint import JobCheckpoint
 from vsr.job.errors import JobRefused
@@ -101,9 +102,9 @@ def input_for(record: JobRecord, video: str | None) -> Path:
         path = Path(candidate) if candidate else None
         if path is not None and path.is_file() and checkpoint.file_fingerprint(path) == record.fingerprint:
             return path
-    size = record.fingerprint.get("size", 0) / 1e6
+    size = bytes_text(record.fingerprint.get("size"))
     raise ResumeRefused(f"The server no longer has {record.input_name}, or the video on the page is another file. "
-                        f"Upload {record.input_name} ({size:.1f} MB) again, then press Resume.")
+                        f"Upload {record.input_name} ({size}) again, then press Resume.")
 
 
 def interrupted(root: Path, code: str | None) -> str:

@@ -32,7 +32,7 @@ from vsr.job.errors import JobCancelled, VerificationFailed
 from vsr.model import engines
 from vsr.job.progress import status_text
 from vsr.model.errors import ModelLoadError
-from vsr.options import UpscaleOptions
+from vsr.options import OptionsError, UpscaleOptions
 from vsr.web import folders, resume, texts
 from vsr.web.controls import job_options
 from vsr.web.preview import before_after
@@ -193,14 +193,13 @@ class Handover:
     ``checkpoint_dir``: the job folder's checkpoint, where the segments are; ``checkpoint``: the
     previous call's ``JobCheckpoint`` (plain data and CPU tensors; None: from the beginning);
     ``frames``: stop after this many frames (None: to the end); ``finish``: join and verify at the end
-    (off under ZeroGPU: the main process does that without the GPU); ``call``: this call's number.
+    (off under ZeroGPU: the main process does that without the GPU).
     """
 
     checkpoint_dir: str
     checkpoint: Any = None
     frames: int | None = None
     finish: bool = True
-    call: int = 1
 
 
 def threaded(work: Callable[[Callable, threading.Event], Any], name: str) -> Iterator[tuple[str, Any]]:
@@ -370,8 +369,6 @@ class WebJobs:
         gets that name (a new one when it is missing or taken) and the first status line shows it.
         """
         if not video:
-            from vsr.options import OptionsError
-
             raise OptionsError("No video yet: upload one (or pick an example) first, then press Upscale.")
         yield JobUpdate(status=texts.STARTING, starting=True)  # planning can take a while (the model's first load)
         planned = self.plan(video, values, sample)
@@ -469,7 +466,7 @@ class WebJobs:
             if saved is not None and saved.complete:
                 return (yield from self._updates(finish_events(plan, str(output), str(folder), saved), flag, None))
             handover = Handover(str(folder), saved, plan.max_frames_per_call if self.zero_gpu else None,
-                                finish=not self.zero_gpu, call=call)
+                                finish=not self.zero_gpu)
             calls = f"GPU call {call} of {max(call, plan.gpu_calls or 1)}" if self.zero_gpu else None
             outcome = yield from self._updates(self.events(plan, str(output), session, handover), flag, calls)
             if outcome is None:
