@@ -23,12 +23,12 @@ from pathlib import Path
 import av
 
 from media.encode import EncodeSettings
-from media.matroska import PLACEHOLDER_NAME, display_size, write_display_size
-from media.errors import MediaError, VerificationFailed, ZeroFrames, translate_os_error
+from media.matroska import write_display_size
+from media.errors import MediaError, ZeroFrames, translate_os_error
 from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions
 from media.probe import MediaInfo
 from media.reader import resolve_trim
-from media.writer import WriteReport, rename_durably, temp_path_for
+from media.writer import WriteReport, check_structure, rename_durably, show_as_source, temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def join_segments(
             write_display_size(tmp, *display)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        _check_structure(tmp, dest, report, actions)
+        check_structure(tmp, dest, report.frames, actions, "joined")
         rename_durably(tmp, dest)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -145,16 +145,8 @@ def _video_stream(out: av.container.OutputContainer, first: Segment, source: Med
         video = out.add_stream_from_template(template, opaque=True)  # the codec id is what a remux needs
     video.time_base = first.time_base
     video.codec_context.framerate = source.video.avg_rate  # the stream's rate, as VideoWriter gives it
-    display = None
     width, height = video.codec_context.width, video.codec_context.height
-    sar = source.video.display_aspect_ratio * Fraction(height, width)  # as VideoWriter: the source's display
-    if sar != 1:
-        video.codec_context.sample_aspect_ratio = sar  # MP4/MOV and the H.264/HEVC bitstream take it from here
-        if fmt in ("matroska", "webm"):  # Matroska takes it afterwards (media.matroska), as VideoWriter does
-            display = display_size(width, height, sar, webm=fmt == "webm")
-            video.metadata["title"] = PLACEHOLDER_NAME
-    if source.video.rotation:  # as VideoWriter sets it (replaces what the segment carried)
-        video.set_display_rotation(source.video.rotation)
+    display = show_as_source(video, source.video, width, height, fmt)  # replaces what the segment carried
     if encode.codec == "hevc" and fmt in ("mp4", "mov"):
         video.codec_tag = "hvc1"  # QuickTime/Safari only play HEVC tagged hvc1
     return video, extradata, display
@@ -234,15 +226,3 @@ def decoding_times(pts: Sequence[int]) -> list[int]:
     return [order[i - delay] if i >= delay else order[0] - (delay - i) * step for i in range(len(pts))]
 
 
-def _check_structure(tmp: Path, dest: Path, report: WriteReport, actions: tuple[StreamAction, ...]) -> None:
-    """Every frame and every stream there, before the rename (as ``VideoWriter`` checks)."""
-    try:
-        with av.open(str(tmp)) as check:
-            packets = sum(1 for p in check.demux(check.streams.video[0]) if p.size)
-            streams = len(check.streams)
-    except (av.FFmpegError, IndexError) as exc:
-        raise MediaError(f"{dest}: the joined file cannot be read back ({exc}).", dest) from exc
-    want = 1 + sum(1 for a in actions if a.action != "dropped")
-    if packets != report.frames or streams < want:
-        raise VerificationFailed(f"{dest}: the joined file holds {packets} of {report.frames} frames and {streams} "
-                                 f"of {want} streams; it was not saved.", dest)

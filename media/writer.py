@@ -48,7 +48,8 @@ from media.reader import resolve_trim
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoWriter", "WriteReport", "rename_durably", "temp_path_for", "write_durably"]
+__all__ = ["VideoWriter", "WriteReport", "check_structure", "rename_durably", "show_as_source", "temp_path_for",
+           "write_durably"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,39 @@ def write_durably(dest: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def show_as_source(stream: av.video.stream.VideoStream, source: Any, width: int, height: int,
+                   fmt: str) -> tuple[int, int, int | None] | None:
+    """Give the ``width`` x ``height`` output ``stream`` the display of the ``source`` video stream (its
+    display aspect ratio whatever the size, and its rotation). Returns the Matroska display size to
+    write once the file is closed (``media.matroska.write_display_size``), or None: MP4/MOV and the
+    H.264/HEVC bitstream take the sample aspect from the codec context, Matroska does not."""
+    sar = source.display_aspect_ratio * Fraction(height, width)
+    display = None
+    if sar != 1:
+        stream.codec_context.sample_aspect_ratio = sar
+        if fmt in ("matroska", "webm"):
+            display = display_size(width, height, sar, webm=fmt == "webm")
+            stream.metadata["title"] = PLACEHOLDER_NAME
+    if source.rotation:
+        stream.set_display_rotation(source.rotation)
+    return display
+
+
+def check_structure(tmp: Path, dest: Path, frames: int, actions: tuple[StreamAction, ...], what: str) -> None:
+    """Every frame and every kept stream in ``tmp`` (the ``what`` file for ``dest``: "finished", "joined"),
+    read back before it is renamed onto ``dest``; ``MediaError`` / ``VerificationFailed`` when not."""
+    try:
+        with av.open(str(tmp)) as check:
+            packets = sum(1 for p in check.demux(check.streams.video[0]) if p.size)
+            streams = len(check.streams)
+    except (av.FFmpegError, IndexError) as exc:
+        raise MediaError(f"{dest}: the {what} file cannot be read back ({reason(exc)}).", dest) from exc
+    want = 1 + sum(1 for a in actions if a.action != "dropped")
+    if packets != frames or streams < want:
+        raise VerificationFailed(f"{dest}: the {what} file holds {packets} of {frames} frames and {streams} of "
+                                 f"{want} streams; it was not saved.", dest)
 
 
 class VideoWriter:
@@ -237,16 +271,7 @@ class VideoWriter:
             ctx.color_primaries = self.tags.primaries
         if self.tags.transfer != 2:
             ctx.color_trc = self.tags.transfer
-        # The same display aspect ratio as the source, whatever the output size.
-        sar = v.display_aspect_ratio * Fraction(self.height, self.width)
-        self._display: tuple[int, int, int | None] | None = None
-        if sar != 1:
-            ctx.sample_aspect_ratio = sar  # MP4/MOV (pasp) and the H.264/HEVC bitstream take it from here
-            if self.format in ("matroska", "webm"):  # Matroska does not (see media.matroska)
-                self._display = display_size(self.width, self.height, sar, webm=self.format == "webm")
-                stream.metadata["title"] = PLACEHOLDER_NAME
-        if v.rotation:
-            stream.set_display_rotation(v.rotation)
+        self._display = show_as_source(stream, v, self.width, self.height, self.format)
         if self.encode.codec == "hevc" and self.format in ("mp4", "mov"):
             ctx.codec_tag = "hvc1"  # QuickTime/Safari only play HEVC tagged hvc1
         self._video = stream
@@ -436,22 +461,12 @@ class VideoWriter:
         )
 
     def _check_structure(self, report: WriteReport) -> None:
-        """Cheap completeness check before the rename: every stream there, every frame there."""
+        """Cheap completeness check before the rename (``check_structure``); the temporary file goes on failure."""
         try:
-            with av.open(str(self.tmp)) as check:
-                packets = sum(1 for p in check.demux(check.streams.video[0]) if p.size)
-                streams = len(check.streams)
-        except (av.FFmpegError, IndexError) as exc:
+            check_structure(self.tmp, self.dest, report.frames, self.actions, "finished")
+        except MediaError:
             self._remove_tmp()
-            raise MediaError(f"{self.dest}: the finished file cannot be read back ({reason(exc)}).", self.dest) from exc
-        want = 1 + sum(1 for a in self.actions if a.action != "dropped")
-        if packets != report.frames or streams < want:
-            self._remove_tmp()
-            raise VerificationFailed(
-                f"{self.dest}: the finished file holds {packets} of {report.frames} frames and {streams} of {want} "
-                "streams; it was not saved.",
-                self.dest,
-            )
+            raise
 
     def abort(self) -> None:
         """Stop and delete the temporary file (safe to call at any time, also twice)."""
