@@ -12,19 +12,21 @@ re-encoded; on any failure the temporary file is removed and ``dest`` is untouch
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
 from media.encode import EncodeSettings
 from media.matroska import write_display_size
-from media.errors import MediaError, ZeroFrames, translate_os_error
+from media.errors import MediaError, VerificationFailed, ZeroFrames, translate_os_error
 from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions
 from media.probe import MediaInfo
 from media.reader import resolve_trim
@@ -61,10 +63,17 @@ def join_segments(
     end: Fraction | None = None,
     *,
     browser: bool = False,
+    expected: Any | None = None,
+    on_verify: Callable[[], None] | None = None,
 ) -> WriteReport:
     """Join ``segments`` (in order) into ``dest`` with ``source``'s audio and subtitles for the range
     ``start``..``end`` (seconds from the first frame, as for ``VideoWriter``). ``offset`` is the
     first segment writer's ``offset`` (source seconds subtracted from every timestamp).
+
+    With ``expected`` (a ``media.verify.ExpectedOutput``) the joined file is fully verified before it is
+    renamed onto ``dest`` (``on_verify`` is called as that starts), as ``VideoWriter.finish`` does:
+    ``VerificationFailed`` (its ``report`` about ``dest``) and nothing renamed when a check fails; the
+    report is the result's ``verification``.
 
     Raises ``ZeroFrames`` without packets, ``MediaError`` when a segment does not match its log or
     the others (another encoder build or settings), ``DiskFull`` / ``OutputNotWritable``.
@@ -95,6 +104,7 @@ def join_segments(
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         check_structure(tmp, dest, report.frames, actions, "joined")
+        verification = _verified(tmp, dest, source, expected, on_verify) if expected is not None else None
         rename_durably(tmp, dest)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -105,9 +115,24 @@ def join_segments(
             raise MediaError(f"{dest}: joining the segments failed: {exc}", dest) from exc
         raise
     seconds = time.monotonic() - started
-    final = WriteReport(**{**report.__dict__, "path": dest, "bytes": dest.stat().st_size, "seconds": seconds})
+    final = WriteReport(**{**report.__dict__, "path": dest, "bytes": dest.stat().st_size, "seconds": seconds,
+                           "verification": verification})
     log.info("%s", final.to_text())
     return final
+
+
+def _verified(tmp: Path, dest: Path, source: MediaInfo, expected: Any,
+              on_verify: Callable[[], None] | None) -> Any:
+    """``media.verify`` of the joined ``tmp``, reported as ``dest``; ``VerificationFailed`` when it fails."""
+    from media.verify import verify
+
+    if on_verify is not None:
+        on_verify()
+    result = dataclasses.replace(verify(source, tmp, expected), path=dest)
+    if not result.ok:
+        raise VerificationFailed(f"{dest}: the joined file failed verification:\n{result.to_text()}", dest,
+                                 report=result)
+    return result
 
 
 def _copy(out: av.container.OutputContainer, tmp: Path, dest: Path, source: MediaInfo, segments: list[Segment],

@@ -69,6 +69,7 @@ class WriteReport:
     seconds: float
     streams: tuple[StreamAction, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    verification: Any = None  # the media.verify.VerifyReport, when the file was verified before its rename
 
     def to_text(self) -> str:
         lines = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -125,16 +126,17 @@ def test_a_crash_mid_job_exits_5(clip: Path, tmp_path: Path, monkeypatch, capsys
     assert not (tmp_path / "tmp").exists() or files_under(tmp_path / "tmp") == []
 
 
-def test_a_failed_verification_exits_5_and_removes_the_output(clip: Path, tmp_path: Path, monkeypatch,
-                                                            capsys) -> None:
+def test_a_failed_verification_exits_5_and_saves_no_output(clip: Path, tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:
     def bad_verify(source, output, expected):
         return media.VerifyReport(Path(output), (media.Check("frames", False, "9 frames, expected 10"),))
 
-    monkeypatch.setattr(media, "verify", bad_verify)
+    monkeypatch.setattr(sys.modules["media.verify"], "verify", bad_verify)  # the module's, which the join calls
     code, line = _run(capsys, "upscale", str(clip), "-o", str(tmp_path / "o.mp4"))
     assert code == 5
-    assert "o.mp4: the finished video failed verification (frames: 9 frames, expected 10), so it was removed." in line
+    assert "o.mp4: the finished video failed verification (frames: 9 frames, expected 10), so it was not saved." in line
     assert not (tmp_path / "o.mp4").exists()
+    assert not any(p.name.endswith(".mp4") and p.name != "clip.mp4" for p in tmp_path.iterdir())  # no temporary file
 
 
 def test_an_unexpected_error_is_a_bug_with_exit_1(clip: Path, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -132,6 +132,35 @@ def test_a_damaged_segment_is_refused_and_nothing_is_left(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "segment-0.mkv"]
 
 
+def test_a_join_that_fails_verification_never_appears_under_its_name(tmp_path: Path) -> None:
+    """Verified before the rename, as VideoWriter.finish(expected) is: a crash or a failed check can never
+    leave an unverified file under the output's name (an older result there stays as it was)."""
+    from media import VerificationFailed
+
+    src = make_video(tmp_path / "in.mp4", 64, 48, 25, 8, audio="aac")
+    info = probe(src)
+    path = tmp_path / "segment-0.mkv"
+    with VideoWriter(path, info, 64, 48, EncodeSettings("ffv1"), video_only=True) as writer:
+        for frame in _frames(src):
+            writer.write(frame.rgb, frame.pts, frame.duration)
+        writer.finish()
+    segment = Segment(path, writer.time_base, tuple(writer.packets))
+    dest = tmp_path / "o.mkv"
+    dest.write_bytes(b"an older result")
+    with pytest.raises(VerificationFailed) as caught:
+        join_segments(dest, info, [segment], EncodeSettings("ffv1"), writer.offset, expected=ExpectedOutput(9, 64, 48))
+    assert dest.read_bytes() == b"an older result"
+    assert caught.value.report.path == dest and not caught.value.report.ok
+    assert "frames: 8 frames, expected 9" in caught.value.report.to_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "o.mkv", "segment-0.mkv"]
+
+    joined = join_segments(dest, info, [segment], EncodeSettings("ffv1"), writer.offset,
+                           expected=ExpectedOutput(8, 64, 48))
+    assert joined.verification.ok and joined.verification.path == dest
+    assert joined.verification.to_text().startswith("o.mkv: all ") and probe(dest).video.frame_count == 8
+    assert [a.codec for a in probe(dest).audio] == ["aac"]
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=40), st.integers(1, 3000))
 def test_decoding_times_increase_and_never_follow_the_picture(shuffles, tick):

@@ -4,7 +4,7 @@
 
     media.FrameReader (decode thread) -> bounded queue -> scene check -> engine.process (this thread)
         -> bounded queue -> EncodeThread (resize + video-only segments, ``SegmentedVideo``)
-        -> media.join_segments (stream copy + audio/subtitles, atomic) -> media.verify
+        -> media.join_segments (stream copy + audio/subtitles; media.verify, then the atomic rename)
 
 Engines with a ``prefetch`` method are given the next frame one call early (a one-frame look-ahead
 from the read queue), so they can start its optical flow while the current frame denoises.
@@ -425,19 +425,20 @@ def finish_job(job: JobPlan, output: str | Path, folder: Path, latest: JobCheckp
     started = time.perf_counter()
     frames = latest.next_index
     emit(ProgressEvent("finishing", frames, frames, message="joining the segments, adding the audio and subtitles"))
-    write_report = media.join_segments(output, job.info, media_segments(folder, latest), encode_settings(job.options),
-                                       latest.offset or Fraction(0), job.trim_start, job.trim_end)
-    emit(ProgressEvent("verifying", frames, frames, message="verifying the output"))
-    report = media.verify(job.info, output, _expected(job, frames))
-    if not report.ok:
-        output.unlink(missing_ok=True)
+    try:  # verified before it takes the output's name: a failed check never shows there
+        write_report = media.join_segments(
+            output, job.info, media_segments(folder, latest), encode_settings(job.options),
+            latest.offset or Fraction(0), job.trim_start, job.trim_end, expected=_expected(job, frames),
+            on_verify=lambda: emit(ProgressEvent("verifying", frames, frames, message="verifying the output")))
+    except media.VerificationFailed as exc:
         if not keep_folder:
             checkpoint.remove(folder)
         raise VerificationFailed(
-            f"{output}: the finished video failed verification ({_failed_checks(report)}), so it was removed. "
+            f"{output}: the finished video failed verification ({_failed_checks(exc.report)}), so it was not saved. "
             "Please report this with the output of `vsr probe` on the input.",
-            report,
-        )
+            exc.report,
+        ) from exc
+    report = write_report.verification
     preview = media.make_browser_preview(output, Path(preview_dir)) if preview_dir is not None else None
     if not keep_folder:
         checkpoint.remove(folder)
