@@ -1,4 +1,4 @@
-"""Stream-DiffVSR video upscaling, in three layers (see docs/ARCHITECTURE.md):
+"""Stream-DiffVSR video upscaling, in three layers (see docs/architecture.md):
 
 - ``vsr.model``: the engines (Stream-DiffVSR streamed frame by frame, bicubic) behind one protocol;
 - ``vsr.job``: planning, estimating and running one video job on top of ``media`` and the model;

@@ -2,7 +2,7 @@
 
 A ``FrameProcessor`` turns a stream of low-resolution frames into frames exactly ``scale`` times
 larger, one call per frame, in presentation order. Frames are HWC ``uint8`` RGB numpy arrays
-(values 0..255) both ways. See docs/ARCHITECTURE.md for the contract the job builds on.
+(values 0..255) both ways. See docs/architecture.md for the contract the job builds on.
 """
 
 from __future__ import annotations
