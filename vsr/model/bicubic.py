@@ -13,7 +13,7 @@ from vsr.model.protocol import check_frame, new_seed
 
 
 class BicubicUpscaler:
-    """Exact ``scale``x bicubic upscaling of HWC uint8 RGB frames on the CPU.
+    """Exact ``scale``x bicubic upscaling of HWC uint8 (or uint16) RGB frames on the CPU.
 
     Uses ``torch.nn.functional.interpolate`` (bicubic, align_corners False, no antialias: it only
     matters when shrinking) in float32 on 0..255 values, then clamps to [0, 255], rounds half to even
@@ -41,15 +41,20 @@ class BicubicUpscaler:
         """Scene cut: nothing to clear (bicubic has no temporal state)."""
 
     def process(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (scale*H, scale*W, 3) uint8 RGB."""
+        """(H, W, 3) uint8 RGB -> (scale*H, scale*W, 3) uint8 RGB; uint16 (a deep source) -> uint16, the
+        same arithmetic on 0..65535 (float32 holds every 16-bit level exactly)."""
         check_frame(rgb)
         h, w, _ = rgb.shape
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+        deep = rgb.dtype == np.uint16
+        pixels = torch.from_numpy(np.ascontiguousarray(rgb.astype(np.int32) if deep else rgb))
+        x = pixels.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+        top = 65535.0 if deep else 255.0
         with torch.inference_mode():
             y = F.interpolate(x, size=(h * self.scale, w * self.scale), mode="bicubic", align_corners=False)
-            y = y.clamp_(0.0, 255.0).round_().to(torch.uint8)
+            y = y.clamp_(0.0, top).round_().to(torch.int32 if deep else torch.uint8)
         self._frames += 1
-        return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
+        out = np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
+        return out.astype(np.uint16) if deep else out
 
     def flush(self) -> list[np.ndarray]:
         """Frames still held back: none (every ``process`` call returns its frame)."""

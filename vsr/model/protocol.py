@@ -2,7 +2,8 @@
 
 A ``FrameProcessor`` turns a stream of low-resolution frames into frames exactly ``scale`` times
 larger, one call per frame, in presentation order. Frames are HWC ``uint8`` RGB numpy arrays
-(values 0..255) both ways. See docs/architecture.md for the contract the job builds on.
+(values 0..255) both ways, or, for a source deeper than 8 bits, ``uint16`` (0..65535) both ways: an
+engine gives back the dtype it was given and never rounds a deep frame to 8 bits on the way. See docs/architecture.md for the contract the job builds on.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class FrameProcessor(Protocol):
 
 
 def check_frame(rgb: np.ndarray) -> None:
-    """Raise ``ValueError`` unless ``rgb`` is an HWC uint8 RGB frame of at least 1x1 pixels."""
+    """Raise ``ValueError`` unless ``rgb`` is an HWC uint8 (or uint16) RGB frame of at least 1x1 pixels."""
     if not isinstance(rgb, np.ndarray):
         raise ValueError(f"A frame must be a numpy array (H, W, 3) of uint8 RGB; got {type(rgb).__name__}.")
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
@@ -58,9 +59,10 @@ def check_frame(rgb: np.ndarray) -> None:
             f"A frame must have shape (H, W, 3) (HWC RGB); got {rgb.shape}. "
             "Convert grey or RGBA frames to RGB before upscaling."
         )
-    if rgb.dtype != np.uint8:
+    if rgb.dtype not in (np.uint8, np.uint16):
         raise ValueError(
-            f"A frame must be uint8 (0..255); got dtype {rgb.dtype}. Convert with np.clip(x, 0, 255).astype(np.uint8)."
+            f"A frame must be uint8 (0..255) or, from a source deeper than 8 bits, uint16 (0..65535); got dtype "
+            f"{rgb.dtype}. Convert with np.clip(x, 0, 255).astype(np.uint8)."
         )
 
 

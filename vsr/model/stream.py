@@ -73,14 +73,19 @@ def pad_to_multiple(rgb: np.ndarray, multiple: int = SCALE) -> np.ndarray:
 
 
 def preprocess(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1], channels-last strides (as the reference)."""
-    x = torch.from_numpy((rgb.astype(np.float32) / 255.0)[None].transpose(0, 3, 1, 2))
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1], channels-last strides (as the reference).
+    A uint16 frame (a source deeper than 8 bits) becomes floats straight from its 0..65535 values."""
+    top = 65535.0 if rgb.dtype == np.uint16 else 255.0
+    x = torch.from_numpy((rgb.astype(np.float32) / top)[None].transpose(0, 3, 1, 2))
     return 2.0 * x - 1.0
 
 
-def postprocess(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) decoder output in [-1, 1] -> (H, W, 3) uint8 (clamp, x255 in float32, round half to even)."""
+def postprocess(image: torch.Tensor, dtype: type = np.uint8) -> np.ndarray:
+    """(1, 3, H, W) decoder output in [-1, 1] -> (H, W, 3) uint8 (clamp, x255 in float32, round half to even);
+    ``dtype=np.uint16``: x65535 into uint16, so a deep source's output is never rounded to 8 bits."""
     x = (image.float() / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+    if dtype == np.uint16:
+        return (x * 65535).round().astype(np.uint16)
     return (x * 255).round().astype(np.uint8)
 
 
@@ -276,11 +281,15 @@ class StreamDiffVSRUpscaler:
 
     @torch.inference_mode()
     def process(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB -> (4H, 4W, 3) uint8 RGB. Sides not multiple of 4 are edge-padded, then cropped."""
+        """(H, W, 3) uint8 RGB -> (4H, 4W, 3) uint8 RGB (uint16 -> uint16 for a deep source). Sides not multiple
+        of 4 are edge-padded, then cropped."""
         check_frame(rgb)
         h, w, _ = rgb.shape
         decoded = self.process_tensor(pad_to_multiple(rgb))
         finite = torch.isfinite(decoded).all()  # on the device: read after the download, which waits anyway
+        if rgb.dtype == np.uint16:  # a deep source: quantized to 16 bits, never through uint8
+            self._require_finite(finite)
+            return postprocess(decoded, np.uint16)[: h * SCALE, : w * SCALE]
         if self.accel.device_postprocess:
             out = self.accel.download(decoded, h * SCALE, w * SCALE)
             self._require_finite(finite)
@@ -302,7 +311,7 @@ class StreamDiffVSRUpscaler:
         """Hint: ``rgb`` is the frame after the next ``process`` call's. With ``flow-prefetch`` its
         upload and its flow to the next frame start early, on a side stream; else nothing happens.
         Optional for callers (the job calls it with a one-frame look-ahead); never changes results."""
-        if isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8:
+        if isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype in (np.uint8, np.uint16):
             with torch.inference_mode():
                 self.accel.offer(pad_to_multiple(rgb))
 
@@ -353,7 +362,8 @@ class StreamDiffVSRUpscaler:
 
     def _inputs(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-processed LR frame (1, 3, h, w) float32 on the device and its x4 bicubic copy for RAFT."""
-        lr = self.accel.upload_frame(rgb) if self.accel.pinned_uploads else preprocess(rgb).to(self.device)
+        table = self.accel.pinned_uploads and rgb.dtype == np.uint8  # the upload's lookup table is 8-bit only
+        lr = self.accel.upload_frame(rgb) if table else preprocess(rgb).to(self.device)
         return lr, F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
 
     def _flow(self, upscaled: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
