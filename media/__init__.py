@@ -10,6 +10,7 @@ goes through an image file.
 """
 
 from media.encode import CODEC_SPECS, EncodeSettings
+from media.hdr import ContentLight, HdrInfo, MasteringDisplay, hdr_label, hdr_notes, output_depth
 from media.errors import (
     DecodeError,
     DiskFull,
@@ -55,6 +56,7 @@ __all__ = [
     "Segment", "join_segments", "rename_durably", "write_durably",
     "verify", "ExpectedOutput", "VerifyReport", "Check",
     "make_browser_preview", "plays_in_browser", "unique_output_path",
+    "HdrInfo", "MasteringDisplay", "ContentLight", "hdr_label", "hdr_notes", "output_depth",
     "MediaError", "MediaFileNotFound", "NotAVideo", "NoVideoStream", "StillImage", "ZeroFrames", "TruncatedVideo",
     "DecodeError", "UnsupportedPixelFormat", "UnsupportedSize", "SizeLimitExceeded", "InvalidTrim",
     "EncoderUnavailable", "UnsupportedContainer", "TimestampError", "OutputNotWritable", "DiskFull", "WriteAborted",

@@ -92,27 +92,37 @@ def sws_matrix(tags: ColourTags, what: str) -> str | None:
         ) from None
 
 
-def frame_to_rgb(frame: av.VideoFrame, tags: ColourTags, what: str) -> np.ndarray:
-    """Decode-side conversion: any ``VideoFrame`` -> HWC uint8 RGB (0..255), coded size.
+def frame_to_rgb(frame: av.VideoFrame, tags: ColourTags, what: str, *, deep: bool = False) -> np.ndarray:
+    """Decode-side conversion: any ``VideoFrame`` -> HWC RGB, coded size: ``uint8`` (0..255), or with
+    ``deep`` (a source deeper than 8 bits) ``uint16`` (0..65535, ``rgb48le``), so no level is lost.
 
-    Uses the stream's matrix and range (``tags``), not swscale's BT.601 default. 10/12-bit input is
-    rounded to 8 bits; an alpha plane is dropped (the caller logs that once).
+    Uses the stream's matrix and range (``tags``), not swscale's BT.601 default. An alpha plane is
+    dropped (the caller logs that once).
     """
-    fmt = frame.format.name
-    if fmt == "rgb24":
+    target = "rgb48le" if deep else "rgb24"
+    if frame.format.name == target:
         return frame.to_ndarray()
     matrix = sws_matrix(tags, what)
     if matrix is None or _is_rgb_format(frame.format):
-        return frame.reformat(format="rgb24").to_ndarray()
+        return frame.reformat(format=target).to_ndarray()
     return frame.reformat(
-        format="rgb24", src_colorspace=matrix, src_color_range=tags.range, interpolation="BICUBIC"
+        format=target, src_colorspace=matrix, src_color_range=tags.range, interpolation="BICUBIC"
     ).to_ndarray()
 
 
+def to_8bit(rgb: np.ndarray) -> np.ndarray:
+    """A frame for display or analysis only (previews, scene detection): ``uint16`` RGB rounded to
+    ``uint8``; a ``uint8`` frame as it is."""
+    if rgb.dtype == np.uint8:
+        return rgb
+    return ((rgb.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
 def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, tags: ColourTags, what: str) -> av.VideoFrame:
-    """Encode-side conversion: HWC uint8 RGB (0..255) -> a ``VideoFrame`` in ``pix_fmt`` with ``tags``'
-    matrix and range applied and set on the frame."""
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    """Encode-side conversion: HWC RGB, ``uint8`` (0..255) or ``uint16`` (0..65535) -> a ``VideoFrame``
+    in ``pix_fmt`` with ``tags``' matrix and range applied and set on the frame."""
+    source = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=source)
     target = av.VideoFormat(pix_fmt)
     if _is_rgb_format(target):
         out = frame.reformat(format=pix_fmt)

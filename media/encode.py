@@ -8,6 +8,10 @@
 | prores | prores_ks  | profile HQ             | yuv422p10le     | .mov .mkv       |
 | ffv1   | ffv1       | lossless               | bgr0 (RGB)      | .mkv            |
 
+A source deeper than 8 bits (or an 8-bit PQ/HLG one, ``media.hdr.output_depth``) keeps its depth
+where the codec can: hevc ``yuv420p10le`` (Main 10), av1 ``yuv420p10le``, prores ``yuv422p10le``,
+ffv1 ``gbrp10le``/``gbrp12le``/``gbrp16le`` (the source's depth); h264 stays 8-bit ``yuv420p``.
+
 Odd picture sizes: 4:2:0 and 4:2:2 formats need an even width (and 4:2:0 an even height). When
 the size is odd and no ``pix_fmt`` was asked for, the writer switches to the codec's 4:4:4 format
 (``yuv444p`` / ``yuv444p10le``), so the picture keeps exactly the intended size: no padding, no
@@ -24,6 +28,7 @@ from pathlib import Path
 import av
 
 from media.errors import EncoderUnavailable, UnsupportedContainer, UnsupportedSize
+from media.hdr import HdrInfo, svtav1_params, x265_params
 
 __all__ = ["EncodeSettings", "CODEC_SPECS", "CodecSpec"]
 
@@ -44,14 +49,19 @@ class CodecSpec:
     pix_fmt_444: str | None
     containers: tuple[str, ...]
     default_suffix: str
+    deep_pix_fmt: str | None = None  # for a source deeper than 8 bits (None: the codec stays 8-bit)
+    deep_pix_fmt_444: str | None = None
 
 
 CODEC_SPECS: dict[str, CodecSpec] = {
     "h264": CodecSpec("libx264", 18, (0, 51), "medium", "yuv420p", "yuv444p", (".mp4", ".mov", ".mkv", ".m4v"), ".mp4"),
-    "hevc": CodecSpec("libx265", 20, (0, 51), "medium", "yuv420p", "yuv444p", (".mp4", ".mov", ".mkv", ".m4v"), ".mp4"),
-    "av1": CodecSpec("libsvtav1", 28, (0, 63), "8", "yuv420p", None, (".mp4", ".mkv", ".webm"), ".mp4"),
-    "prores": CodecSpec("prores_ks", None, None, None, "yuv422p10le", "yuv444p10le", (".mov", ".mkv"), ".mov"),
-    "ffv1": CodecSpec("ffv1", None, None, None, "bgr0", "bgr0", (".mkv",), ".mkv"),
+    "hevc": CodecSpec("libx265", 20, (0, 51), "medium", "yuv420p", "yuv444p", (".mp4", ".mov", ".mkv", ".m4v"), ".mp4",
+                      "yuv420p10le", "yuv444p10le"),
+    "av1": CodecSpec("libsvtav1", 28, (0, 63), "8", "yuv420p", None, (".mp4", ".mkv", ".webm"), ".mp4",
+                     "yuv420p10le", None),
+    "prores": CodecSpec("prores_ks", None, None, None, "yuv422p10le", "yuv444p10le", (".mov", ".mkv"), ".mov",
+                        "yuv422p10le", "yuv444p10le"),
+    "ffv1": CodecSpec("ffv1", None, None, None, "bgr0", "bgr0", (".mkv",), ".mkv", "gbrp16le", "gbrp16le"),
 }
 
 
@@ -124,11 +134,24 @@ class EncodeSettings:
                 dest if named else None,
             )
 
-    def pix_fmt_for(self, width: int, height: int) -> str:
-        """The pixel format to encode a ``width`` x ``height`` picture (see the odd-size rule above)."""
+    def default_pix_fmt(self, depth: int = 8) -> tuple[str, str | None]:
+        """(4:2:0-or-codec format, 4:4:4 format) used without an explicit ``pix_fmt`` for a source of
+        ``depth`` bits: deeper than 8 keeps 10 bits (HEVC Main 10, AV1 10-bit, ProRes), FFV1 the very depth."""
+        spec = self.spec
+        if depth <= 8 or spec.deep_pix_fmt is None:
+            return spec.pix_fmt, spec.pix_fmt_444
+        if self.codec == "ffv1":
+            fmt = f"gbrp{depth}le" if depth in (9, 10, 12, 14, 16) else "gbrp16le"
+            return fmt, fmt
+        return spec.deep_pix_fmt, spec.deep_pix_fmt_444
+
+    def pix_fmt_for(self, width: int, height: int, depth: int = 8) -> str:
+        """The pixel format to encode a ``width`` x ``height`` picture (see the odd-size rule above) from a
+        source of ``depth`` bits (``media.hdr.output_depth``)."""
         if width < 2 or height < 2:
             raise UnsupportedSize(f"Cannot encode a {width}x{height} picture; it must be at least 2x2 pixels.")
-        wanted = self.pix_fmt or self.spec.pix_fmt
+        default, default_444 = self.default_pix_fmt(depth)
+        wanted = self.pix_fmt or default
         allowed = [f.name for f in av.codec.Codec(self.spec.encoder, "w").video_formats or ()]
         if allowed and wanted not in allowed:
             raise EncoderUnavailable(
@@ -141,17 +164,17 @@ class EncodeSettings:
         )
         if not odd:
             return wanted
-        if self.pix_fmt is None and self.spec.pix_fmt_444 is not None and self.spec.pix_fmt_444 in allowed:
-            return self.spec.pix_fmt_444
-        fix = f"pick pix_fmt={self.spec.pix_fmt_444!r}" if self.spec.pix_fmt_444 else "pick another codec"
+        if self.pix_fmt is None and default_444 is not None and default_444 in allowed:
+            return default_444
+        fix = f"pick pix_fmt={default_444!r}" if default_444 else "pick another codec"
         raise UnsupportedSize(
             f"A {width}x{height} picture has an odd side, which {wanted} cannot store (its colour planes are "
             f"subsampled). Choose an even output size or {fix}."
         )
 
-    def codec_options(self, width: int | None = None) -> dict[str, str]:
+    def codec_options(self, width: int | None = None, hdr: HdrInfo | None = None) -> dict[str, str]:
         """Encoder private options (FFmpeg ``-x264-params`` style) for these settings, for pictures
-        ``width`` pixels wide when known."""
+        ``width`` pixels wide when known, writing ``hdr``'s static metadata into the bitstream (HEVC, AV1)."""
         spec = self.spec
         opts: dict[str, str] = {}
         if spec.crf_range is not None and self.bitrate is None:
@@ -160,9 +183,10 @@ class EncodeSettings:
             opts["preset"] = str(self.preset or spec.default_preset)
         if self.codec == "hevc":
             narrow = width is not None and width <= X265_NO_CUTREE_UP_TO
-            opts["x265-params"] = "log-level=error" + (":cutree=0" if narrow else "")
+            opts["x265-params"] = ":".join(["log-level=error", *(["cutree=0"] if narrow else []),
+                                            *(x265_params(hdr) if hdr else [])])
         if self.codec == "av1":
-            opts["svtav1-params"] = "progress=0"
+            opts["svtav1-params"] = ":".join(["progress=0", *(svtav1_params(hdr) if hdr else [])])
         if self.codec == "prores" and self.bitrate is None:
             opts["profile"] = "3"  # HQ (4444 formats use the 4444 profile automatically)
         if self.codec == "ffv1":

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from media.colour import to_8bit
 from media.encode import EncodeSettings
 from media.mux import BROWSER_AUDIO
 from media.probe import MediaInfo, probe
@@ -53,7 +54,7 @@ def make_browser_preview(path: str | Path, dest_dir: str | Path, *, max_height: 
              path.name, v.codec, v.pix_fmt, info.container_name, width, height, dest.name)
     with FrameReader(path, info=info) as frames, VideoWriter(dest, info, width, height, settings, browser=True) as out:
         for frame in frames:
-            rgb = frame.rgb
+            rgb = to_8bit(frame.rgb)  # the preview is 8-bit H.264 whatever the output's depth
             if (width, height) != (v.width, v.height):
                 rgb = _resize(rgb, width, height)
             out.write(rgb, frame.pts, frame.duration)

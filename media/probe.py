@@ -19,6 +19,7 @@ from typing import Any
 import av
 
 from media.colour import ColourTags, bit_depth, has_alpha, resolve_tags, sws_matrix
+from media.hdr import HdrInfo, hdr_from_frame
 from media.containers import container_name
 from media.errors import (
     DecodeError,
@@ -83,6 +84,7 @@ class VideoStreamInfo:
     frame_count: int | None
     variable_rate: bool
     bit_rate: int | None
+    hdr: HdrInfo = HdrInfo()  # HDR10 static metadata / Dolby Vision of the first frame (media.hdr)
 
     @property
     def frame_duration(self) -> Fraction:
@@ -413,6 +415,7 @@ def _video_info(
         frame_count=scan.count,
         variable_rate=variable,
         bit_rate=stream.bit_rate or None,
+        hdr=hdr_from_frame(first) if first is not None else HdrInfo(),
     )
 
 

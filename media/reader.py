@@ -46,7 +46,9 @@ class Frame:
     ``index``: 0-based position within the reader's range (the first frame at or after ``start`` is 0).
     ``pts``: presentation time in seconds (``Fraction``) on the source's own time line, i.e. the
     stream's pts times its time base; hand it unchanged to ``VideoWriter.write``.
-    ``rgb``: HWC uint8 RGB, values 0..255, the coded size (height, width, 3), not rotated.
+    ``rgb``: HWC RGB, the coded size (height, width, 3), not rotated: ``uint8`` (0..255) for an 8-bit
+    source; ``uint16`` (0..65535, every level of the source kept) for one deeper than 8 bits
+    (``FrameReader.deep``). Hand it on as it is; ``media.colour.to_8bit`` is for display only.
     ``duration``: seconds until the next frame as the source says (None when unknown).
     """
 
@@ -96,6 +98,7 @@ class FrameReader:
         self.path = Path(path)
         self.info = info if info is not None else probe(self.path)
         self.abs_start, self.abs_end = resolve_trim(self.info, start, end)
+        self.deep = (self.info.video.bit_depth or 8) > 8  # frames as uint16 RGB, see Frame.rgb
         self._has_end = end is not None  # without an end, read to the last frame whatever the header says
         self._seek = start is not None and start > 0
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -242,7 +245,7 @@ class FrameReader:
                     log.warning("%s: the video has an alpha channel (transparency); it is dropped, only the "
                                 "colour picture is read", self.path)
                     warned_alpha = True
-                rgb = frame_to_rgb(frame, v.colour, str(self.path))
+                rgb = frame_to_rgb(frame, v.colour, str(self.path), deep=self.deep)
                 duration = Fraction(frame.duration) * tb if frame.duration else None
                 if not self._put(Frame(index, pts, rgb, duration)):
                     return None

@@ -24,6 +24,7 @@ from typing import Any
 
 import av
 
+from media.hdr import output_depth
 from media.encode import EncodeSettings
 from media.matroska import write_display_size
 from media.errors import MediaError, VerificationFailed, ZeroFrames, translate_os_error
@@ -154,8 +155,8 @@ def _copy(out: av.container.OutputContainer, tmp: Path, dest: Path, source: Medi
     width, height = video.codec_context.width, video.codec_context.height
     streams = (StreamAction(v.index, "video", v.codec, encode.codec, "encoded"),) + tuple(side_actions)
     report = WriteReport(path=tmp, frames=len(every), width=width, height=height, codec=encode.codec,
-                         encoder=encode.spec.encoder, pix_fmt=encode.pix_fmt_for(width, height), rate=v.avg_rate,
-                         duration=duration, bytes=0, seconds=0.0, streams=streams)
+                         encoder=encode.spec.encoder, pix_fmt=encode.pix_fmt_for(width, height, output_depth(v)),
+                         rate=v.avg_rate, duration=duration, bytes=0, seconds=0.0, streams=streams)
     return report, display
 
 

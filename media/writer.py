@@ -29,6 +29,7 @@ import numpy as np
 
 from media.colour import ColourTags, rgb_to_frame
 from media.encode import EncodeSettings
+from media.hdr import output_depth
 from media.matroska import PLACEHOLDER_NAME, display_size, write_display_size
 from media.errors import (
     EncoderUnavailable,
@@ -157,7 +158,8 @@ class VideoWriter:
 
     ``start``/``end`` (seconds from the source's first frame, like ``FrameReader``) select the
     range: audio and subtitles are cut to it and every stream is shifted by the same amount.
-    ``write(rgb, pts)``: ``rgb`` HWC uint8 RGB (values 0..255) of exactly (height, width, 3);
+    ``write(rgb, pts)``: ``rgb`` HWC RGB of exactly (height, width, 3), uint8 (0..255) or uint16
+    (0..65535, a deep source's frames: encoded without passing through 8 bits);
     ``pts`` the source time (``Frame.pts``) of the frame it was made from, strictly increasing.
     ``browser``: also transcode audio that browsers cannot play (used for previews).
 
@@ -212,7 +214,8 @@ class VideoWriter:
         self.encode.check_available()
         self.encode.check_container(self.dest)
         self.format = container_format(self.dest)
-        self.pix_fmt = self.encode.pix_fmt_for(width, height)
+        self.depth = output_depth(source.video)  # bits per component the output keeps (media.hdr)
+        self.pix_fmt = self.encode.pix_fmt_for(width, height, self.depth)
         self.actions = () if video_only else plan_stream_actions(source, self.dest, browser=browser)
         self._check_dest_dir()
         self.tmp = temp_path_for(self.dest)
@@ -247,7 +250,7 @@ class VideoWriter:
         spec = self.encode.spec
         if spec.encoder not in supported_codecs(self.format) and self.encode.codec not in supported_codecs(self.format):
             raise EncoderUnavailable(f"{self.dest}: the {self.format} container cannot hold {self.encode.codec}.")
-        stream = out.add_stream(spec.encoder, rate=v.avg_rate, options=self.encode.codec_options(self.width))
+        stream = out.add_stream(spec.encoder, rate=v.avg_rate, options=self.encode.codec_options(self.width, v.hdr))
         stream.width, stream.height = self.width, self.height
         stream.pix_fmt = self.pix_fmt
         ctx = stream.codec_context
@@ -298,10 +301,11 @@ class VideoWriter:
         one frame at the source's average rate)."""
         if self._closed:
             raise WriteAborted(f"{self.dest}: write() after finish() or abort(); start a new VideoWriter.", self.dest)
-        if rgb.dtype != np.uint8 or rgb.shape != (self.height, self.width, 3):
+        if rgb.dtype not in (np.uint8, np.uint16) or rgb.shape != (self.height, self.width, 3):
             raise UnsupportedSize(
                 f"{self.dest}: frame {self._frames} is {rgb.shape} {rgb.dtype}, expected "
-                f"({self.height}, {self.width}, 3) uint8 RGB. Give frames of the size the writer was created with.",
+                f"({self.height}, {self.width}, 3) uint8 (or uint16) RGB. Give frames of the size the writer was "
+                "created with.",
                 self.dest,
             )
         pts = Fraction(pts)

@@ -21,7 +21,7 @@ def test_defaults_without_environment() -> None:
     assert options.steps == 4
     assert options.device == "auto" and options.precision == "auto"
     assert options.height is None and options.height_label == "4x"
-    assert options.codec == "h264" and options.effective_crf == 18
+    assert options.codec == "auto" and options.effective_crf == 18  # auto: h264, or hevc Main 10 for a deep/HDR source
     assert options.scene_cuts is True
     assert options.seed is None
 

@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output size: 4x (default) or the output's short side as displayed")
     up.add_argument("--start", metavar="T", help="start time (seconds or HH:MM:SS.ff)")
     up.add_argument("--end", metavar="T", help="end time (seconds or HH:MM:SS.ff)")
-    up.add_argument("--codec", metavar="|".join(CODECS), help="video codec (default h264)")
+    up.add_argument("--codec", metavar="|".join(CODECS),
+                    help="video codec (default auto: h264, or hevc Main 10 for a source deeper than 8 bits or HDR)")
     up.add_argument("--crf", metavar="N", help="constant rate factor (default per codec; lower is better)")
     up.add_argument("--preset", metavar="NAME", help="encoder speed preset (x264/x265 names, SVT-AV1 0-13)")
     up.add_argument("--scene-cuts", metavar="on|off", help="reset temporal context at detected cuts (default on)")

@@ -29,9 +29,13 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ATTENTIONS = ("sdpa", "xformers", "sliced")
 FLOW_SCALES = (1.0, 0.5, 0.25)  # optical flow on frames downscaled by this factor (1 = exact)
 HEIGHT_PRESETS = (720, 1080, 1440, 2160)
-CODECS = ("h264", "hevc", "av1", "prores", "ffv1")
+AUTO_CODEC = "auto"
+"""Codec ``auto`` (the default): h264, or hevc (Main 10) for a source deeper than 8 bits or with a PQ/HLG
+transfer; the plan makes it concrete (``vsr.job.planning.resolve_codec``) and says which."""
+CODECS = ("h264", "hevc", "av1", "prores", "ffv1", AUTO_CODEC)
 # CRF range and default per codec; None: the codec has no CRF (ProRes profiles, lossless FFV1).
 CRF_RANGE: dict[str, tuple[int, int, int] | None] = {
+    AUTO_CODEC: (0, 51, 18),  # h264's and hevc's range; the default of the codec it becomes applies
     "h264": (0, 51, 18),
     "hevc": (0, 51, 20),
     "av1": (0, 63, 28),
@@ -41,6 +45,7 @@ CRF_RANGE: dict[str, tuple[int, int, int] | None] = {
 # Encoder speed presets per codec (None: the codec has none). Slower presets give smaller files.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 PRESETS: dict[str, tuple[str, ...] | None] = {
+    AUTO_CODEC: X264_PRESETS,  # libx264 and libx265 share them
     "h264": X264_PRESETS,
     "hevc": X264_PRESETS,
     "av1": tuple(str(n) for n in range(14)),  # SVT-AV1: 0 (slowest) .. 13 (fastest)
@@ -74,7 +79,7 @@ class UpscaleOptions:
     height: int | None = None  # None: exactly 4x the input; else a target output height
     start: Fraction | None = None  # seconds on the source's time line
     end: Fraction | None = None
-    codec: str = "h264"
+    codec: str = AUTO_CODEC  # auto: h264, or hevc Main 10 for a deep or HDR source (AUTO_CODEC)
     crf: int | None = None  # None: the codec's default (see CRF_RANGE)
     preset: str | None = None  # None: the codec's default (see PRESETS)
     scene_cuts: bool = True

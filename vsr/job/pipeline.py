@@ -35,7 +35,8 @@ import numpy as np
 from PIL import Image
 
 import media
-from media.colour import rgb_to_frame
+from media.colour import rgb_to_frame, to_8bit
+from media.hdr import output_depth
 from vsr.job.resize import resize_rgb
 from vsr.options import SCALE
 
@@ -192,7 +193,7 @@ def _decode_sample(info: Any) -> tuple[list[np.ndarray], Line]:
     v = info.video
     started = time.perf_counter()
     with media.FrameReader(info.path, queue_size=1, info=info) as reader:
-        frames = [frame.rgb for _, frame in zip(range(SAMPLE_FRAMES), reader)]
+        frames = [to_8bit(frame.rgb) for _, frame in zip(range(SAMPLE_FRAMES), reader)]  # a cost sample only
     seconds = time.perf_counter() - started
     return frames, Line(0.0, seconds / len(frames) / (v.width * v.height))
 
@@ -225,7 +226,7 @@ def _enlarge(rgb: np.ndarray) -> np.ndarray:
 def _encode_sample(sample: list[np.ndarray], settings: media.EncodeSettings, info: Any) -> tuple[float, float]:
     """(encode, decode) seconds per frame of ``sample`` with ``settings``, as the writer encodes."""
     height, width = sample[0].shape[:2]
-    pix_fmt = settings.pix_fmt_for(width, height)
+    pix_fmt = settings.pix_fmt_for(width, height, output_depth(info.video))  # the depth the writer will use
     buffer = io.BytesIO()
     started = time.perf_counter()
     with av.open(buffer, "w", format="matroska") as out:

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import media
+from media.colour import bit_depth
+from media.hdr import output_depth
 from vsr import environment
 from vsr.formatting import bytes_text, clock_text, duration_text, fraction_text, rate_text
 from vsr.job import memory as memory_model
@@ -34,7 +36,7 @@ from vsr.job.estimate import Calibration, Estimator
 from vsr.job.pipeline import MediaCosts, StageSeconds, stage_seconds
 from vsr.job.errors import GPUCallTooLong, InputNotFound, LimitExceeded, TrimOutOfRange
 from vsr.job.sizing import OutputSize, output_size
-from vsr.options import TEMPORAL_ENGINES, UpscaleOptions
+from vsr.options import AUTO_CODEC, TEMPORAL_ENGINES, UpscaleOptions
 
 logger = logging.getLogger(__name__)
 
@@ -301,6 +303,7 @@ def plan(
         )
     info = media.probe(path)
     _check_input_limits(path, info, options)
+    options = resolve_codec(options, info)
     settings = encode_settings(options)
     settings.check_available()
     suffix = Path(output).suffix.lower() if output is not None else settings.suffix
@@ -322,9 +325,29 @@ def plan(
                    memory=memory)
 
 
+def resolve_codec(options: UpscaleOptions, info: Any) -> UpscaleOptions:
+    """``options`` with codec ``auto`` made concrete for ``info``'s video: HEVC Main 10 for a source
+    deeper than 8 bits or with a PQ/HLG transfer (it keeps the depth and the HDR metadata), else H.264."""
+    if options.codec != AUTO_CODEC:
+        return options
+    return options.replace(codec="hevc" if output_depth(info.video) > 8 else "h264")
+
+
+def depth_notes(video: Any, options: UpscaleOptions, width: int, height: int) -> list[str]:
+    """The plan's words on the source's bit depth and HDR: kept, or lost (h264), and Dolby Vision."""
+    if output_depth(video) <= 8 and not video.hdr.dolby_vision:
+        return []
+    pix_fmt = encode_settings(options).pix_fmt_for(width, height, output_depth(video))
+    notes = [f"{options.codec} output in {pix_fmt} ({bit_depth(pix_fmt)}-bit)"
+             + (", the default codec for a source deeper than 8 bits or HDR" if options.codec == "hevc" else "")]
+    return notes + list(media.hdr_notes(video, options.codec, pix_fmt))
+
+
 def encode_settings(options: UpscaleOptions) -> "media.EncodeSettings":
-    """The media layer's encoder settings for ``options`` (codec, CRF, preset)."""
-    return media.EncodeSettings(codec=options.codec, crf=options.crf, preset=options.preset)
+    """The media layer's encoder settings for ``options`` (codec, CRF, preset). Codec ``auto`` before a plan
+    made it concrete (``resolve_codec``) gives h264's (both of its choices go into .mp4)."""
+    codec = "h264" if options.codec == AUTO_CODEC else options.codec
+    return media.EncodeSettings(codec=codec, crf=options.crf, preset=options.preset)
 
 
 def preview_plan(job: JobPlan, seconds: float = 2.0) -> JobPlan:
@@ -392,6 +415,7 @@ def _decide(
     if v.has_alpha:
         notes.append("the source's transparency (alpha channel) is dropped: only the colour picture is "
                      "upscaled and the output is opaque")
+    notes.extend(depth_notes(v, options, size.width, size.height))
     seconds_per_frame = calibration.seconds_per_frame(v.width, v.height)
     stages = stage_seconds(costs, seconds_per_frame, str(engine.get("device", "cpu")), v.width * v.height,
                            size.model_width * size.model_height, size.width * size.height, size.resized)

@@ -23,6 +23,8 @@ from scenedetect.detector import FlashFilter
 from scenedetect.detectors import ContentDetector
 from scenedetect.scene_manager import compute_downscale_factor
 
+from media.colour import to_8bit
+
 logger = logging.getLogger(__name__)
 
 MIN_SCENE_FRAMES = 15
@@ -65,10 +67,11 @@ class SceneCutDetector:
         self._detector, self._count = detector, count
 
     def is_cut(self, rgb: np.ndarray) -> bool:
-        """True when ``rgb`` (HWC uint8 RGB, same size every call) starts a new shot."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        """True when ``rgb`` (HWC uint8 RGB, or uint16 from a deep source, which is judged on its 8-bit
+        rounding: detection only; same size every call) starts a new shot."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"scene detection needs HWC uint8 RGB frames; got shape {rgb.shape}, dtype {rgb.dtype}.")
-        small = _shrink(rgb)
+        small = _shrink(to_8bit(rgb))
         bgr = np.ascontiguousarray(small[:, :, ::-1])
         timecode = FrameTimecode(self._count, fps=self._rate)
         self._count += 1

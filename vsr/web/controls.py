@@ -24,9 +24,10 @@ CODEC_CHOICES: tuple[tuple[str, str], ...] = (
     ("AV1 · MP4", "av1"),
     ("ProRes · MOV", "prores"),
     ("FFV1 · MKV", "ffv1"),
+    ("Auto · MP4", "auto"),
 )
 """(label, codec): short enough for the dropdown, whose arrow takes the right end of the box."""
-CODEC_INFO = "H.264 plays everywhere"
+CODEC_INFO = "H.264 plays everywhere; Auto: H.264, or HEVC 10-bit for a 10-bit or HDR video"
 assert tuple(value for _, value in ENGINE_CHOICES) == ENGINES
 assert tuple(value for _, value in CODEC_CHOICES) == CODECS
 
