@@ -53,7 +53,6 @@ from vsr.job.errors import CheckpointMismatch, JobCancelled, JobFailed, JobRefus
 from vsr.job.planning import JobPlan, encode_settings
 from vsr.job.progress import ProgressCallback, ProgressEvent, RateMeter
 from vsr.job.scenes import SceneCutDetector
-from vsr.job.result_stream import streamed
 from vsr.job.segments import SegmentedVideo, media_segments
 from vsr.model import engines
 from vsr.model.engines import engine_lock
@@ -159,13 +158,10 @@ def run_piece(
     resume: JobCheckpoint | None = None,
     limit: CallLimit | None = None,
     finish: bool = True,
-    stream_dir: str | Path | None = None,
 ) -> JobResult | JobPaused:
     """``run``, for a piece of the job: stop at ``limit`` (``JobPaused``, its checkpoint saved in
     ``checkpoint_dir``) or, with ``finish`` off, once every frame is upscaled (``JobPaused`` with a
-    complete checkpoint; ``finish_job`` then joins and verifies, with no engine and no GPU).
-    ``stream_dir``: also stream the frames there as they are made (``vsr.job.result_stream``: short
-    MPEG-TS chunks a player plays while the job runs; the stream goes on across pieces)."""
+    complete checkpoint; ``finish_job`` then joins and verifies, with no engine and no GPU)."""
     output = Path(output)
     emit = on_progress or (lambda event: None)
     started = time.perf_counter()
@@ -186,8 +182,7 @@ def run_piece(
         processor = _load(job)
     work, temporary = _work_folder(job, folder)
     try:
-        latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started,
-                                        Path(stream_dir) if stream_dir is not None else None)
+        latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started)
         _record_speed(job, processor, steady)
         if cancel is not None and cancel.is_set():
             raise _cancelled(latest, None if temporary else work, f"at {latest.where()}")
@@ -230,7 +225,7 @@ def _work_folder(job: JobPlan, folder: Path | None) -> tuple[Path, bool]:
 
 def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist: bool, resume: JobCheckpoint | None,
                    emit: ProgressCallback, cancel: threading.Event | None, limit: CallLimit | None,
-                   started: float, stream_dir: Path | None = None) -> tuple[JobCheckpoint, list[float]]:
+                   started: float) -> tuple[JobCheckpoint, list[float]]:
     """Own the engine (its lock) for the streaming pass; see ``_stream``."""
     lock = engine_lock(processor)
     if not lock.acquire(blocking=False):
@@ -254,7 +249,7 @@ def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist:
         base = resume if resume is not None else checkpoint.new(job, description, seed)
         logger.info("job %s: seed %d, %s%s", job.input, seed, description,
                     f", resuming at {base.where()}" if resume is not None else "")
-        return _stream(job, processor, work, base, persist, emit, cancel, limit, started, stream_dir)
+        return _stream(job, processor, work, base, persist, emit, cancel, limit, started)
     except BaseException as exc:
         logger.info("job %s stopped: %s", job.input, type(exc).__name__)
         raise
@@ -282,7 +277,7 @@ class _Tally:
 
 def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckpoint, persist: bool,
             emit: ProgressCallback, cancel: threading.Event | None, limit: CallLimit | None,
-            started: float, stream_dir: Path | None = None) -> tuple[JobCheckpoint, list[float]]:
+            started: float) -> tuple[JobCheckpoint, list[float]]:
     """Decode -> upscale -> encode into segments, from ``base`` on; returns the last checkpoint and
     the steady-state frame times of this piece. A cancel request (or the piece's limit) stops at the
     next frame with a checkpoint; any error keeps only the checkpoints already committed."""
@@ -290,7 +285,7 @@ def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckp
     if detector is not None and base.scenes is not None:
         detector.load_state(base.scenes)
     tally = _Tally.of(base)
-    video = streamed(SegmentedVideo(work, job, base, persist=persist), stream_dir, job, base)
+    video = SegmentedVideo(work, job, base, persist=persist)
     start = frame_time(job, base.next_pts) if base.next_pts is not None else job.trim_start
     with media.FrameReader(job.input, start, job.trim_end, READ_QUEUE, info=job.info) as reader:
         encoder = EncodeThread(video, job.size.width, job.size.height, ENCODE_QUEUE)
