@@ -34,7 +34,7 @@ from media.errors import (
 )
 from media.mux import StreamAction, plan_stream_actions
 from media.naming import unique_output_path
-from media.preview import make_browser_preview, plays_in_browser
+from media.preview import make_browser_preview, plays_in_browser, preview_note
 from media.probe import (
     MIN_SIDE,
     AudioStreamInfo,
@@ -55,7 +55,7 @@ __all__ = [
     "EncodeSettings", "CODEC_SPECS", "VideoWriter", "WriteReport", "StreamAction", "plan_stream_actions",
     "Segment", "join_segments", "rename_durably", "write_durably",
     "verify", "ExpectedOutput", "VerifyReport", "Check",
-    "make_browser_preview", "plays_in_browser", "unique_output_path",
+    "make_browser_preview", "plays_in_browser", "preview_note", "unique_output_path",
     "HdrInfo", "MasteringDisplay", "ContentLight", "hdr_label", "hdr_notes", "output_depth",
     "MediaError", "MediaFileNotFound", "NotAVideo", "NoVideoStream", "StillImage", "ZeroFrames", "TruncatedVideo",
     "DecodeError", "UnsupportedPixelFormat", "UnsupportedSize", "SizeLimitExceeded", "InvalidTrim",

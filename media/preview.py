@@ -15,6 +15,7 @@ import numpy as np
 
 from media.colour import to_8bit
 from media.encode import EncodeSettings
+from media.hdr import hdr_label
 from media.mux import BROWSER_AUDIO
 from media.probe import MediaInfo, probe
 from media.reader import FrameReader
@@ -22,7 +23,7 @@ from media.writer import VideoWriter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_browser_preview", "plays_in_browser"]
+__all__ = ["make_browser_preview", "plays_in_browser", "preview_note"]
 
 
 
@@ -35,6 +36,21 @@ def plays_in_browser(info: MediaInfo) -> bool:
     if v.codec not in allowed or v.pix_fmt not in ("yuv420p", "yuvj420p"):
         return False
     return all(a.codec in BROWSER_AUDIO for a in info.audio)
+
+
+def preview_note(source: MediaInfo) -> str | None:
+    """What a browser preview (8-bit H.264, ``make_browser_preview``) of a video made from ``source``
+    cannot show: HDR as HDR (a PQ/HLG picture; no tone mapping is done), or more than 8 bits. None when
+    it shows everything."""
+    label = hdr_label(source.video)
+    if label is not None:
+        return (f"The player shows an 8-bit H.264 preview: it cannot show this {label} video as HDR (the picture "
+                "looks flat and dim). The download is the full HDR output; play it on an HDR display.")
+    depth = source.video.bit_depth or 8
+    if depth > 8:
+        return (f"The player shows an 8-bit H.264 preview of this {depth}-bit video; the download keeps all "
+                f"{depth} bits.")
+    return None
 
 
 def make_browser_preview(path: str | Path, dest_dir: str | Path, *, max_height: int = 720) -> Path | None:

@@ -140,3 +140,18 @@ def _video(transfer: int, hdr: HdrInfo):
     fields.update(pix_fmt="yuv420p10le", bit_depth=10, colour=ColourTags(9, transfer, 9, 1), hdr=hdr,
                   color_transfer={16: "smpte2084", 18: "arib-std-b67"}[transfer], color_primaries="bt2020")
     return base(**fields)
+
+
+def test_the_browser_preview_says_it_cannot_show_hdr_as_hdr(hdr10: Path, tmp_path: Path) -> None:
+    info = media.probe(hdr10)
+    out = tmp_path / "out.mkv"
+    with media.FrameReader(hdr10, info=info) as frames, \
+            media.VideoWriter(out, info, W, H, media.EncodeSettings("hevc")) as writer:
+        for frame in frames:
+            writer.write(frame.rgb, frame.pts, frame.duration)
+        writer.finish()
+    preview = media.make_browser_preview(out, tmp_path)
+    assert preview is not None and media.probe(preview).video.pix_fmt == "yuv420p"
+    note = media.preview_note(media.probe(out))
+    assert note is not None and "cannot show this HDR10 (PQ, BT.2020, 10-bit) video as HDR" in note
+    assert media.preview_note(media.probe(preview)) is not None  # 8-bit PQ is still PQ

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import media
 from vsr.formatting import bytes_text, duration_text, speed_text
 from vsr.model.errors import ModelLoadError
 from vsr.options import SCALE, UpscaleOptions, env_variable
@@ -110,6 +111,9 @@ def report_markdown(result: Any, plan: Any) -> str:
     if plan.temporal:
         cuts = ", ".join(str(i) for i in result.scene_cuts) if result.scene_cuts else "none"
         lines.append(f"- Scene cuts (temporal context reset at frame): {cuts}")
+    note = media.preview_note(plan.info) if getattr(result, "preview", None) is not None else None
+    if note is not None:
+        lines.append(f"- {note}")
     return "\n".join(lines)
 
 
