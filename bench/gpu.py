@@ -19,7 +19,7 @@ Each measurement: seconds per frame (median of >= 20 steady frames, after a firs
 ControlNet frame), time to the first frame, peak CUDA memory of the engine. Phases run in order
 until the time budget is spent; what does not fit is recorded as skipped (and a hard alarm stops a
 compile that overruns). Results: bench/results/gpu.json (and ``--out``), a markdown report printed
-last, and the README's GPU block (between its markers) rewritten.
+last, and the GPU block of docs/performance.md (between its markers) rewritten.
 
 ``--smoke`` runs every phase's code on the CPU with the fixture-sized configs in a minute or so
 (CUDA-only switches in their CPU form, torch.compile with the ``eager`` backend, AOT export only); the
@@ -40,7 +40,7 @@ then one device ``run`` with ``carry: [".carry"]`` and ``timeout_s: 480``::
         PYTHONUNBUFFERED=1 python3 bench/gpu.py --budget 330 --out $OUT 2>&1 | tee $OUT/gpu.log | tail -80
 
 and back here: copy the returned gpu.json to bench/results/gpu.json and run
-``python bench/gpu.py --report bench/results/gpu.json`` to rewrite the README block. ``--phases``
+``python bench/gpu.py --report bench/results/gpu.json`` to rewrite the docs' block. ``--phases``
 runs only some phases (a second call for what the first skipped).
 """
 
@@ -72,11 +72,11 @@ from bench.gpu_settings import CPU_PHASES, PHASES, PRECISIONS, RESULTS, SIZES, S
 from bench.gpu_model import build_master, sync  # noqa: E402
 from bench.gpu_runs import Context, OutOfTime  # noqa: E402
 from bench.gpu_phases import run_phases, warm_up  # noqa: E402
-from bench.gpu_report import BEGIN, END, recommend, report, update_readme  # noqa: E402
+from bench.gpu_report import BEGIN, END, recommend, report, update_docs  # noqa: E402
 
 logger = logging.getLogger("bench.gpu")
 
-__all__ = ["BEGIN", "END", "main", "update_readme"]
+__all__ = ["BEGIN", "END", "main", "update_docs"]
 
 
 def machine(device: torch.device) -> dict[str, Any]:
@@ -109,9 +109,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--job-frames", type=int, help="frames of the job run (default 60)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma list (default bf16,fp16,fp32)")
-    parser.add_argument("--out", type=Path, help="also write gpu.json and README-gpu.md here")
-    parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md's GPU block")
-    parser.add_argument("--report", type=Path, help="only print the report of a results file (and update the README)")
+    parser.add_argument("--out", type=Path, help="also write gpu.json and gpu-block.md here")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite the GPU block of docs/performance.md")
+    parser.add_argument("--report", type=Path, help="only print the report of a results file (and update the docs' block)")
     return parser.parse_args(argv)
 
 
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         results = json.loads(args.report.read_text())
         print(report(results))
-        if not args.no_readme and not results.get("smoke"):
-            update_readme(report(results))
+        if not args.no_docs and not results.get("smoke"):
+            update_docs(report(results))
         return 0
     started = time.monotonic()
     args.budget = args.budget or (1200.0 if args.smoke else 320.0)
@@ -214,9 +214,9 @@ def _measure(args: argparse.Namespace, device: torch.device, tiny: bool, results
 
 def _publish(text: str, args: argparse.Namespace, device: torch.device) -> None:
     if args.out:
-        (args.out / "README-gpu.md").write_text(text + "\n")
-    if not args.smoke and not args.no_readme and device.type == "cuda" and update_readme(text):
-        logger.info("README.md GPU block rewritten")
+        (args.out / "gpu-block.md").write_text(text + "\n")
+    if not args.smoke and not args.no_docs and device.type == "cuda" and update_docs(text):
+        logger.info("docs/performance.md GPU block rewritten")
     print(text)
 
 

@@ -1,11 +1,11 @@
-"""bench/gpu.py's report: markdown tables for the terminal and the README's GPU block."""
+"""bench/gpu.py's report: markdown tables for the terminal and the GPU block of docs/performance.md."""
 
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
-from bench.gpu_settings import BEGIN, END, README
+from bench.gpu_settings import BEGIN, END, PERFORMANCE_PAGE
 
 def _runs(results: dict, phase: str) -> dict[str, dict]:
     return results.get("phases", {}).get(phase, {}).get("runs", {})
@@ -116,14 +116,14 @@ def report(results: dict) -> str:
     return "\n".join(out)
 
 
-def update_readme(text: str, readme: Path = README) -> bool:
-    """Replace the README's GPU block (between the markers) with ``text``; False if it has no block."""
-    content = readme.read_text(encoding="utf-8")
+def update_docs(text: str, page: Path = PERFORMANCE_PAGE) -> bool:
+    """Replace the page's GPU block (between the markers) with ``text``; False if it has no block."""
+    content = page.read_text(encoding="utf-8")
     if BEGIN not in content or END not in content:
         return False
     head, rest = content.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", encoding="utf-8")
+    page.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", encoding="utf-8")
     return True
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "gpu.json"
-README = ROOT / "README.md"
+PERFORMANCE_PAGE = ROOT / "docs" / "performance.md"  # its GPU block, between BEGIN and END
 FIXTURE_MODEL = ROOT / "tests" / "fixtures" / "stream-diffvsr-tiny" / "model"
 """The golden fixture's configs: the tiny stand-in's UNet, and every stand-in's scheduler (the published one)."""
 BEGIN, END = "<!-- bench-gpu:begin -->", "<!-- bench-gpu:end -->"
@@ -17,6 +17,6 @@ CHEAP = ("device-postprocess", "pinned-uploads", "flow-prefetch", "cudnn-benchma
          "cuda-graphs", "raft-half")
 BEST = "auto,cudnn-benchmark,channels-last,cuda-graphs"
 PHASES = ("eager", "auto", "copies", "each", "compile", "best", "drift", "job", "compile-max", "aot")
-CPU_PHASES = ("copies", "side-by-side")  # --device cpu: what a CPU can tell (README "CPU figures of the switches")
+CPU_PHASES = ("copies", "side-by-side")  # --device cpu: what a CPU can tell (docs/performance.md, "CPU figures of the switches")
 SMOKE_PHASES = (*PHASES[:3], "side-by-side", *PHASES[3:])
 WARM_FRAMES = 2  # frame 0 (no ControlNet) and frame 1 (first ControlNet frame: autotune, capture, compile)

@@ -25,7 +25,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((out / "gpu.json").read_text())
-    results["_stdout"], results["_readme"] = proc.stdout, (out / "README-gpu.md").read_text()
+    results["_stdout"], results["_block"] = proc.stdout, (out / "gpu-block.md").read_text()
     return results
 
 
@@ -88,29 +88,28 @@ def test_drift_and_job(smoke: dict) -> None:
 
 @pytest.mark.slow
 def test_report_renders(smoke: dict) -> None:
-    for text in (smoke["_stdout"], smoke["_readme"]):
+    for text in (smoke["_stdout"], smoke["_block"]):
         assert "| eager | fp32 |" in text and "Per component" in text and "vs strict fp32" in text
 
 
-def test_the_readme_block_is_rewritten_between_its_markers(tmp_path: Path) -> None:
+def test_the_docs_block_is_rewritten_between_its_markers(tmp_path: Path) -> None:
     from bench import gpu
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert readme.count(gpu.BEGIN) == 1 and readme.count(gpu.END) == 1 and readme.index(gpu.BEGIN) < readme.index(
-        gpu.END)
-    copy = tmp_path / "README.md"
+    page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+    assert page.count(gpu.BEGIN) == 1 and page.count(gpu.END) == 1 and page.index(gpu.BEGIN) < page.index(gpu.END)
+    copy = tmp_path / "performance.md"
     copy.write_text(f"# x\n\n{gpu.BEGIN}\nold\n{gpu.END}\n\nrest\n", encoding="utf-8")
-    assert gpu.update_readme("new table", copy)
+    assert gpu.update_docs("new table", copy)
     assert copy.read_text(encoding="utf-8") == f"# x\n\n{gpu.BEGIN}\nnew table\n{gpu.END}\n\nrest\n"
     (tmp_path / "plain.md").write_text("no block\n", encoding="utf-8")
-    assert not gpu.update_readme("x", tmp_path / "plain.md")
+    assert not gpu.update_docs("x", tmp_path / "plain.md")
 
 
-def test_the_device_command_in_the_readme_matches_the_script() -> None:
+def test_the_device_command_in_the_docs_matches_the_script() -> None:
     from bench import gpu
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
     for line in ("diffusers==0.42.1 av==18.1.0 scenedetect==0.7.2 platformdirs==4.14.9",
                  "python3 bench/gpu.py --budget 330 --out $OUT"):
-        assert line in readme and line in gpu.__doc__, line
+        assert line in page and line in gpu.__doc__, line
     assert "/.carry/" in (ROOT / ".gitignore").read_text() and ".carry" in (ROOT / ".dockerignore").read_text()
