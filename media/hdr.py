@@ -134,8 +134,8 @@ def hdr_notes(video: Any, codec: str, pix_fmt: str) -> tuple[str, ...]:
         notes.append(f"{depth}-bit: kept ({codec}, {pix_fmt})")
     if video.hdr.dolby_vision:
         base = "HLG" if video.colour.transfer == HLG else "HDR10"
-        notes.append(f"Dolby Vision: its dynamic metadata cannot survive a re-encode; the output is its {base} "
-                     "base layer.")
+        notes.insert(0, f"Dolby Vision: its dynamic metadata cannot survive a re-encode; the output is its {base} "
+                        "base layer.")
     return tuple(notes)
 
 

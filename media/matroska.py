@@ -17,27 +17,35 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from media.errors import MediaError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PLACEHOLDER_NAME", "display_size", "doc_type", "write_display_size"]
+__all__ = ["HDR_PLACEHOLDER_NAME", "PLACEHOLDER_NAME", "colour_children", "display_size", "doc_type",
+           "write_display_size", "write_header"]
 
 # The video track's Name while the muxer writes the file; removed by ``write_display_size``. Long
 # enough for the display elements that replace it (at most 3 + 11 + 11 + 4 bytes).
 PLACEHOLDER_NAME = "media.matroska: display size goes here"
+HDR_PLACEHOLDER_NAME = PLACEHOLDER_NAME + " (and the HDR metadata)" + "." * 100
+"""The longer placeholder when the HDR static metadata goes into the header too (``colour_children``:
+at most 3 + 5 + 5 + 3 + 10 * 11 bytes, besides the display size)."""
 
 _EBML, _DOC_TYPE = 0x1A45DFA3, 0x4282
 _SEGMENT, _TRACKS, _CLUSTER, _TRACK_ENTRY, _CRC32, _VOID = 0x18538067, 0x1654AE6B, 0x1F43B675, 0xAE, 0xBF, 0xEC
 _NAME, _VIDEO, _PIXEL_HEIGHT = 0x536E, 0xE0, 0xBA
 _DISPLAY_WIDTH, _DISPLAY_HEIGHT, _DISPLAY_UNIT = 0x54B0, 0x54BA, 0x54B2
 _DISPLAY_IDS = {_DISPLAY_WIDTH, _DISPLAY_HEIGHT, _DISPLAY_UNIT}
+_COLOUR, _MAX_CLL, _MAX_FALL, _MASTERING = 0x55B0, 0x55BC, 0x55BD, 0x55D0
+_MASTERING_IDS = range(0x55D1, 0x55DB)  # R x, R y, G x, G y, B x, B y, white x, white y, max, min luminance
 _UNIT_DAR = 3  # DisplayUnit 3: DisplayWidth/DisplayHeight are the display aspect ratio
 _HEAD_BYTES = 1 << 20  # the Tracks element sits in the file's first bytes, before any cluster
 
@@ -73,22 +81,45 @@ def write_display_size(path: Path, width: int, height: int, unit: int | None) ->
     """Give the video track of the Matroska/WebM file ``path`` (written with ``PLACEHOLDER_NAME`` as
     its Name) this display size, in place. Raises ``MediaError`` if the file is not laid out as
     expected (nothing is changed then)."""
+    write_header(path, (width, height, unit))
+
+
+def colour_children(hdr: Any) -> bytes:
+    """Matroska Colour children for ``hdr`` (a ``media.hdr.HdrInfo``): MaxCLL, MaxFALL and the
+    MasteringMetadata (chromaticities and luminances as 8-byte floats)."""
+    out = b""
+    if hdr.content_light is not None:
+        out += _uint(_MAX_CLL, hdr.content_light.max_cll) + _uint(_MAX_FALL, hdr.content_light.max_fall)
+    m = hdr.mastering
+    if m is not None:
+        values = [*m.red, *m.green, *m.blue, *m.white, m.max_luminance, m.min_luminance]
+        out += _element(_MASTERING, b"".join(_element(eid, struct.pack(">d", float(v)))
+                                             for eid, v in zip(_MASTERING_IDS, values)))
+    return out
+
+
+def write_header(path: Path, display: tuple[int, int, int | None] | None, colour: bytes = b"") -> None:
+    """Rewrite the video track of ``path`` (written with a placeholder Name, ``PLACEHOLDER_NAME`` or
+    the longer ``HDR_PLACEHOLDER_NAME``) in place: ``display`` (DisplayWidth, DisplayHeight,
+    DisplayUnit) when given, ``colour`` (``colour_children``) into its Colour element. Raises
+    ``MediaError`` if the file is not laid out as expected (nothing is changed then)."""
+    children = _display_children(*display) if display is not None else b""
     try:
         with open(path, "r+b") as fh:
             head = bytearray(fh.read(_HEAD_BYTES))
             tracks = _find_tracks(head)
             entry = _placeholder_entry(head, tracks)
-            head[entry.data:entry.end] = _rewritten_entry(head, entry, _display_children(width, height, unit))
+            head[entry.data:entry.end] = _rewritten_entry(head, entry, children, colour)
             _update_crc(head, tracks)
             fh.seek(tracks.start)
             fh.write(head[tracks.start:tracks.end])
     except _Layout as exc:
         raise MediaError(
-            f"{path}: the display aspect ratio could not be written into the Matroska header ({exc}). "
-            "Write an .mp4 or .mov file instead, or report this.",
+            f"{path}: the display aspect ratio could not be written into the Matroska header"
+            f"{' (nor the HDR metadata)' if colour else ''} ({exc}). Write an .mp4 or .mov file instead, or report this.",
             path,
         ) from None
-    log.debug("%s: video display size %dx%d (unit %s) written", path, width, height, unit)
+    log.debug("%s: video header written (display %s, %d colour bytes)", path, display, len(colour))
 
 
 def doc_type(head: bytes) -> str | None:
@@ -168,7 +199,7 @@ def _placeholder_entry(head: bytearray, tracks: _Element) -> _Element:
     name = PLACEHOLDER_NAME.encode()
     for entry in _children(head, tracks.data, tracks.end):
         if entry.id == _TRACK_ENTRY and any(
-            c.id == _NAME and head[c.data:c.end] == name for c in _children(head, entry.data, entry.end)
+            c.id == _NAME and head[c.data:c.end].startswith(name) for c in _children(head, entry.data, entry.end)
         ):
             return entry
     raise _Layout("no video track with the placeholder name")
@@ -179,14 +210,14 @@ def _display_children(width: int, height: int, unit: int | None) -> bytes:
     return _uint(_DISPLAY_WIDTH, width) + _uint(_DISPLAY_HEIGHT, height) + unit_element
 
 
-def _rewritten_entry(head: bytearray, entry: _Element, display: bytes) -> bytes:
+def _rewritten_entry(head: bytearray, entry: _Element, display: bytes, colour: bytes = b"") -> bytes:
     """The TrackEntry's payload without the placeholder Name, with ``display`` in its Video element
     and a Void making up the difference: exactly as long as before."""
     children = [c for c in _children(head, entry.data, entry.end) if c.id != _NAME]
     video = next((c for c in children if c.id == _VIDEO), None)
     if video is None:
         raise _Layout("the track has no Video element")
-    video_payload = _video_payload(head, video, display)
+    video_payload = _video_payload(head, video, display, colour)
     kept = sum(c.end - c.start for c in children if c is not video)
     slack = (entry.end - entry.data) - kept - len(_element(_VIDEO, video_payload))
     size_length = None
@@ -200,16 +231,22 @@ def _rewritten_entry(head: bytearray, entry: _Element, display: bytes) -> bytes:
     return out + _void(slack)
 
 
-def _video_payload(head: bytearray, video: _Element, display: bytes) -> bytes:
+def _video_payload(head: bytearray, video: _Element, display: bytes, colour: bytes = b"") -> bytes:
     out = b""
     for child in _children(head, video.data, video.end):
         if child.id in _DISPLAY_IDS:
+            continue
+        if child.id == _COLOUR and colour:
+            kept = b"".join(bytes(head[c.start:c.end]) for c in _children(head, child.data, child.end)
+                            if c.id not in (_MAX_CLL, _MAX_FALL, _MASTERING))
+            out += _element(_COLOUR, kept + colour)
+            colour = b""
             continue
         out += bytes(head[child.start:child.end])
         if child.id == _PIXEL_HEIGHT:
             out += display
             display = b""
-    return out + display
+    return out + display + (_element(_COLOUR, colour) if colour else b"")
 
 
 def _void(length: int) -> bytes:

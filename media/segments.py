@@ -26,7 +26,7 @@ import av
 
 from media.hdr import output_depth
 from media.encode import EncodeSettings
-from media.matroska import write_display_size
+from media.matroska import write_header
 from media.errors import MediaError, VerificationFailed, ZeroFrames, translate_os_error
 from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions
 from media.probe import MediaInfo
@@ -101,7 +101,7 @@ def join_segments(
         finally:
             out.close()
         if display is not None:
-            write_display_size(tmp, *display)
+            write_header(tmp, *display)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         check_structure(tmp, dest, report.frames, actions, "joined")

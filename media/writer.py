@@ -30,7 +30,7 @@ import numpy as np
 from media.colour import ColourTags, rgb_to_frame
 from media.encode import EncodeSettings
 from media.hdr import output_depth
-from media.matroska import PLACEHOLDER_NAME, display_size, write_display_size
+from media.matroska import HDR_PLACEHOLDER_NAME, PLACEHOLDER_NAME, colour_children, display_size, write_header
 from media.errors import (
     EncoderUnavailable,
     MediaError,
@@ -120,12 +120,17 @@ def write_durably(dest: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+_NO_HDR_IN_BITSTREAM = frozenset({"prores_ks", "prores", "ffv1"})
+"""Codecs whose bitstream has no place for HDR static metadata: in Matroska it goes into the header."""
+
+
 def show_as_source(stream: av.video.stream.VideoStream, source: Any, width: int, height: int,
-                   fmt: str) -> tuple[int, int, int | None] | None:
+                   fmt: str) -> tuple[tuple[int, int, int | None] | None, bytes] | None:
     """Give the ``width`` x ``height`` output ``stream`` the display of the ``source`` video stream (its
-    display aspect ratio whatever the size, and its rotation). Returns the Matroska display size to
-    write once the file is closed (``media.matroska.write_display_size``), or None: MP4/MOV and the
-    H.264/HEVC bitstream take the sample aspect from the codec context, Matroska does not."""
+    display aspect ratio whatever the size, and its rotation). Returns what to write into the Matroska
+    header once the file is closed (``media.matroska.write_header(path, display, colour)``), or None:
+    MP4/MOV and the H.264/HEVC bitstream take the sample aspect from the codec context, Matroska does
+    not; and ProRes/FFV1 have no place for HDR static metadata, so in Matroska it goes into the header."""
     sar = source.display_aspect_ratio * Fraction(height, width)
     display = None
     if sar != 1:
@@ -135,7 +140,12 @@ def show_as_source(stream: av.video.stream.VideoStream, source: Any, width: int,
             stream.metadata["title"] = PLACEHOLDER_NAME
     if source.rotation:
         stream.set_display_rotation(source.rotation)
-    return display
+    colour = b""
+    if fmt == "matroska" and stream.codec_context.name in _NO_HDR_IN_BITSTREAM:
+        colour = colour_children(source.hdr)  # HDR10 static metadata, which ProRes/FFV1 cannot carry
+        if colour:
+            stream.metadata["title"] = HDR_PLACEHOLDER_NAME
+    return (display, colour) if display is not None or colour else None
 
 
 def check_structure(tmp: Path, dest: Path, frames: int, actions: tuple[StreamAction, ...], what: str) -> None:
@@ -425,7 +435,7 @@ class VideoWriter:
             self._out.close()
             self._closed = True
             if self._display is not None:
-                write_display_size(self.tmp, *self._display)
+                write_header(self.tmp, *self._display)
             with open(self.tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         except (av.FFmpegError, OSError) as exc:
