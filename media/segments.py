@@ -29,6 +29,7 @@ from media.encode import EncodeSettings
 from media.matroska import write_header
 from media.errors import MediaError, VerificationFailed, ZeroFrames, translate_os_error
 from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions
+from media.packets import decoding_times
 from media.probe import MediaInfo
 from media.reader import resolve_trim
 from media.writer import WriteReport, check_structure, rename_durably, show_as_source, temp_path_for
@@ -231,24 +232,3 @@ def _packets(container: av.container.InputContainer, segment: Segment, extradata
     if count != segment.frames:
         raise MediaError(f"{segment.path}: the segment does not hold the {segment.frames} video packets written to it; "
                          "it is damaged. Start the job over.", dest)
-
-
-def decoding_times(pts: Sequence[int]) -> list[int]:
-    """Decoding times for packets whose presentation times are ``pts`` (in decode order, distinct).
-
-    Each segment's encoder chose its own B-frame delay (a two-frame segment may have none), so the
-    logged decoding times of consecutive segments can overlap. The joined stream gets one delay
-    ``D`` instead, the smallest that keeps every packet decoded no later than it is shown: packet
-    ``i`` is decoded at the ``(i - D)``-th presentation time (the ``D`` first ones just before the
-    first picture, one smallest gap apart). Decoding times only order the packets (pictures are
-    shown by ``pts``), so this changes nothing that is seen; durations between decoding times are
-    the real frame durations, as MP4's sample table wants.
-    """
-    order = sorted(pts)
-    rank = {value: index for index, value in enumerate(order)}
-    delay = max([0] + [i - rank[value] for i, value in enumerate(pts)])
-    gaps = [b - a for a, b in zip(order, order[1:])]
-    step = min(gaps) if gaps else 1
-    return [order[i - delay] if i >= delay else order[0] - (delay - i) * step for i in range(len(pts))]
-
-

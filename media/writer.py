@@ -44,6 +44,7 @@ from media.errors import (
     translate_os_error,
 )
 from media.mux import SideStreams, StreamAction, container_format, plan_stream_actions, supported_codecs
+from media.packets import flush
 from media.probe import MediaInfo
 from media.reader import resolve_trim
 
@@ -429,7 +430,7 @@ class VideoWriter:
             raise ZeroFrames(f"{self.dest}: no frame was written; nothing to save.", self.dest)
         assert self._out is not None and self._side is not None
         try:
-            self._mux(self._video.encode(None), last=True)
+            self._mux(flush(self._video, self._frames), last=True)
             self._side.pump(None)
             self._side.close()
             self._out.close()

@@ -364,7 +364,7 @@ class EngineEstimator:
         return calibrate(self._engine(), self.options.cache_dir, width, height)
 
     def media(self, info: Any, settings: Any) -> pipeline.MediaCosts:
-        return pipeline.measure_media(info, settings)
+        return pipeline.media_costs(info, settings)
 
 
 @dataclass(frozen=True)
@@ -388,7 +388,7 @@ class CachedEstimator:
         return lookup(self.cache_dir, self.key) or provisional(self.key, engine, steps)
 
     def media(self, info: Any, settings: Any) -> pipeline.MediaCosts:
-        return pipeline.measure_media(info, settings)  # the CPU side: no GPU needed
+        return pipeline.media_costs(info, settings)  # the CPU side: no GPU needed
 
 
 def zerogpu_calibration_key(options: UpscaleOptions) -> str:

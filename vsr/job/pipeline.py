@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 import media
+from media import packets as media_packets
 from media.colour import rgb_to_frame, to_8bit
 from media.hdr import output_depth
 from vsr.job.resize import resize_rgb
@@ -161,6 +162,19 @@ def stage_seconds(costs: MediaCosts, engine_seconds: float, engine_device: str, 
     )
 
 
+def media_costs(info: Any, settings: media.EncodeSettings) -> MediaCosts:
+    """``measure_media``, or, when the measurement itself fails, ``MediaCosts.none()`` with a logged
+    warning: the estimate then rests on the engine's calibration alone. A measurement must never fail
+    a job that would itself succeed; what is wrong with the input or the settings shows in the job."""
+    try:
+        return measure_media(info, settings)
+    except Exception as exc:  # noqa: BLE001 - any failure of the sample: an estimate without the media side
+        logger.warning("could not measure decoding/encoding %s with %s for the estimate (%s: %s); the estimate "
+                       "counts the engine only", getattr(info.path, "name", info.path), settings.codec,
+                       type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        return MediaCosts.none()
+
+
 def measure_media(info: Any, settings: media.EncodeSettings) -> MediaCosts:
     """The media costs of a job on ``info``'s video encoded with ``settings`` (see the module doc).
 
@@ -236,7 +250,7 @@ def _encode_sample(sample: list[np.ndarray], settings: media.EncodeSettings, inf
             frame = rgb_to_frame(rgb, pix_fmt, info.video.colour, "the estimate's sample")
             frame.pts = index
             out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+        out.mux(media_packets.flush(stream, len(sample)))
     encode = time.perf_counter() - started
     buffer.seek(0)
     started = time.perf_counter()
