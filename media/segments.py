@@ -32,7 +32,9 @@ from media.mux import SideStreams, StreamAction, container_format, plan_stream_a
 from media.packets import decoding_times
 from media.probe import MediaInfo
 from media.reader import resolve_trim
-from media.writer import WriteReport, check_structure, rename_durably, show_as_source, temp_path_for
+from media.mov import write_hdr_boxes
+from media.writer import (WriteReport, check_structure, mov_hdr, muxer_options, rename_durably, show_as_source,
+                          temp_path_for)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,8 @@ def join_segments(
     started = time.monotonic()
     tmp = temp_path_for(dest)
     try:
-        out = av.open(str(tmp), "w", format=fmt, options={"movflags": "+faststart"} if fmt in ("mp4", "mov") else {})
+        boxes = mov_hdr(fmt, encode.spec.encoder, source.video)
+        out = av.open(str(tmp), "w", format=fmt, options=muxer_options(fmt, boxes))
     except av.FFmpegError as exc:
         raise translate_os_error(exc, tmp, "creating the output") or exc
     try:
@@ -103,6 +106,8 @@ def join_segments(
             out.close()
         if display is not None:
             write_header(tmp, *display)
+        if boxes:
+            write_hdr_boxes(tmp, boxes)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         check_structure(tmp, dest, report.frames, actions, "joined")

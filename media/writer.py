@@ -30,6 +30,7 @@ import numpy as np
 from media.colour import ColourTags, rgb_to_frame
 from media.encode import EncodeSettings
 from media.hdr import output_depth
+from media.mov import hdr_boxes, write_hdr_boxes
 from media.matroska import HDR_PLACEHOLDER_NAME, PLACEHOLDER_NAME, colour_children, display_size, write_header
 from media.errors import (
     EncoderUnavailable,
@@ -123,6 +124,18 @@ def write_durably(dest: Path, write: Callable[[BinaryIO], None]) -> None:
 
 _NO_HDR_IN_BITSTREAM = frozenset({"prores_ks", "prores", "ffv1"})
 """Codecs whose bitstream has no place for HDR static metadata: in Matroska it goes into the header."""
+
+
+def mov_hdr(fmt: str, encoder: str, video: Any) -> bytes:
+    """The ``mdcv``/``clli`` boxes (``media.mov``) a MOV file of ``encoder`` needs once it is closed, for the
+    source ``video``'s HDR10 metadata: ProRes cannot carry it in its bitstream. Empty otherwise."""
+    return hdr_boxes(video.hdr) if fmt == "mov" and encoder in _NO_HDR_IN_BITSTREAM else b""
+
+
+def muxer_options(fmt: str, mov_boxes: bytes = b"") -> dict[str, str]:
+    """MP4/MOV: faststart (the index first, for players that stream), except when ``mov_boxes`` are to be
+    written into the index afterwards (``media.mov.write_hdr_boxes`` needs it last)."""
+    return {"movflags": "+faststart"} if fmt in ("mp4", "mov") and not mov_boxes else {}
 
 
 def show_as_source(stream: av.video.stream.VideoStream, source: Any, width: int, height: int,
@@ -252,7 +265,8 @@ class VideoWriter:
 
     def _open(self) -> None:
         v = self.source.video
-        options = {"movflags": "+faststart"} if self.format in ("mp4", "mov") else {}
+        self._mov_hdr = mov_hdr(self.format, self.encode.spec.encoder, v)
+        options = muxer_options(self.format, self._mov_hdr)
         try:
             self._out = av.open(str(self.tmp), "w", format=self.format, options=options)
         except av.FFmpegError as exc:
@@ -437,6 +451,8 @@ class VideoWriter:
             self._closed = True
             if self._display is not None:
                 write_header(self.tmp, *self._display)
+            if self._mov_hdr:
+                write_hdr_boxes(self.tmp, self._mov_hdr)
             with open(self.tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         except (av.FFmpegError, OSError) as exc:

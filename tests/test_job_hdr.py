@@ -57,12 +57,15 @@ def test_explicit_h264_on_a_deep_source_is_allowed_with_a_warning(hdr10: Path, o
     assert "10-bit" in note and "hevc" in note
 
 
-def test_bicubic_job_keeps_10_bits_and_hdr10(hdr10: Path, options, tmp_path: Path) -> None:
-    out = tmp_path / "up.mp4"
-    result = run(plan(hdr10, options(), output=out), out)
+@pytest.mark.parametrize(("codec", "name", "want"), [("auto", "up.mp4", "hevc"), ("prores", "up.mov", "prores"),
+                                                     ("ffv1", "up.mkv", "ffv1")])
+def test_bicubic_job_keeps_10_bits_and_hdr10(hdr10: Path, options, tmp_path: Path, codec: str, name: str,
+                                             want: str) -> None:
+    out = tmp_path / name
+    result = run(plan(hdr10, options(codec=codec), output=out), out)  # segments joined: the job's own path
     assert result.frames == 3
     v = media.probe(out).video
-    assert (v.codec, v.bit_depth, v.color_transfer, v.color_primaries) == ("hevc", 10, "smpte2084", "bt2020")
+    assert (v.codec, v.bit_depth, v.color_transfer, v.color_primaries) == (want, 10, "smpte2084", "bt2020")
     assert v.hdr.content_light is not None and (v.hdr.content_light.max_cll, v.hdr.content_light.max_fall) == MAX_CLL
     assert v.hdr.mastering == media.probe(hdr10).video.hdr.mastering
     with media.FrameReader(out) as frames:

@@ -338,8 +338,10 @@ def depth_notes(video: Any, options: UpscaleOptions, width: int, height: int) ->
     if output_depth(video) <= 8 and not video.hdr.dolby_vision:
         return []
     pix_fmt = encode_settings(options).pix_fmt_for(width, height, output_depth(video))
-    notes = [f"{options.codec} output in {pix_fmt} ({bit_depth(pix_fmt)}-bit)"
-             + (", the default codec for a source deeper than 8 bits or HDR" if options.codec == "hevc" else "")]
+    depth = bit_depth(pix_fmt) or 8
+    notes = [f"{options.codec} output in {pix_fmt} ({depth}-bit)"
+             + (", the default codec for a source deeper than 8 bits or HDR" if options.codec == "hevc" else "")
+             ] if depth > 8 else []  # an 8-bit output: hdr_notes says what is lost
     return notes + list(media.hdr_notes(video, options.codec, pix_fmt))
 
 
