@@ -22,7 +22,7 @@ MAIN = "import sys; from vsr.cli import main; sys.exit(main(sys.argv[1:]))"
 def vsr(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``vsr ARGS`` in a fresh Python process with its own temp and cache folders under ``tmp_path``;
     stdout and stderr are pipes (not a terminal), as under nohup, Docker or CI."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_DIFFVSR_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_DIFFVSR_") and k != "SVT_LOG"}
     env.update(STREAM_DIFFVSR_TMP_DIR=str(tmp_path / "tmp"), STREAM_DIFFVSR_CACHE_DIR=str(tmp_path / "cache"),
                PYTHONPATH=str(ROOT_DIR))
     return subprocess.run([sys.executable, "-c", MAIN, *args], capture_output=True, text=True, env=env,
@@ -47,3 +47,17 @@ def test_a_qcif_clip_upscales_with_hevc_to_every_container(tmp_path: Path, suffi
     assert info.video.codec == "hevc"
     assert (info.video.width, info.video.height, info.video.frame_count) == (704, 576, 60)
     assert info.video.avg_rate == NTSC and info.video.sample_aspect_ratio == Fraction(128, 117)
+
+
+def test_no_encoder_banner_reaches_the_terminal_unless_debugging(tmp_path: Path) -> None:
+    # SVT-AV1 printed a dozen "Svt[info]: SVT [version]: ..." lines on stderr for every AV1 job.
+    src = make_video(tmp_path / "in.mp4", 32, 24, 25, 4, audio=None)
+    quiet = vsr(tmp_path, "upscale", str(src), "-o", str(tmp_path / "quiet.mkv"), "--engine", "bicubic",
+                "--codec", "av1")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Svt[" not in quiet.stderr and "x265 [" not in quiet.stderr
+    debug = vsr(tmp_path, "upscale", str(src), "-o", str(tmp_path / "debug.mkv"), "--engine", "bicubic",
+                "--codec", "av1", "--log-level", "DEBUG")
+    assert debug.returncode == 0, debug.stderr
+    assert "Svt[info]" in debug.stderr  # the encoder's own log, for whoever asks for everything
+    assert media.probe(tmp_path / "quiet.mkv").video.codec == "av1"

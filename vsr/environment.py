@@ -4,8 +4,9 @@ Every variable the project understands is listed in ``VARIABLES`` with its defau
 the README's table is checked against this list by the tests. Nothing else in the code base calls
 ``os.environ`` (libraries we use, such as huggingface_hub, read their own variables themselves).
 ``on_zero_gpu`` says whether this process runs on a Hugging Face ZeroGPU Space, as the ``spaces``
-package itself decides it (that package reads the Space's variables). ``use_inductor_cache`` is the
-one place that sets a variable: torch's own ``TORCHINDUCTOR_CACHE_DIR``, when it is not set already.
+package itself decides it (that package reads the Space's variables). ``use_inductor_cache`` and
+``quiet_encoder_logs`` are the places that set a variable: torch's own ``TORCHINDUCTOR_CACHE_DIR`` and
+SVT-AV1's ``SVT_LOG``, each only when it is not set already.
 """
 
 from __future__ import annotations
@@ -85,6 +86,20 @@ def use_inductor_cache(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     return folder
+
+
+SVT_LOG_ERRORS = "1"
+"""SVT-AV1's own log level (its ``SVT_LOG`` variable: 0 fatal, 1 error, 2 warning, 3 info, 4 debug)
+outside DEBUG logging: its errors only, not its banner."""
+
+
+def quiet_encoder_logs(debug: bool) -> None:
+    """Keep the encoders' own logging out of the user's terminal unless ``debug``. SVT-AV1 writes its
+    log (a dozen banner lines per encoder) to stderr from C, at the level its ``SVT_LOG`` variable gives
+    when its logger is first used in the process; libx265 is told ``log-level=error`` by
+    ``media.encode`` and FFmpeg's own log is off in PyAV unless asked for. A ``SVT_LOG`` already set wins."""
+    if not debug and not os.environ.get("SVT_LOG", "").strip():
+        os.environ["SVT_LOG"] = SVT_LOG_ERRORS
 
 
 def on_zero_gpu() -> bool:

@@ -22,6 +22,7 @@ def configure_logging(level: str | None = None) -> None:
     if not isinstance(numeric, int):
         raise ValueError(f"Log level {name!r} is not valid. Use DEBUG, INFO, WARNING or ERROR.")
     logging.basicConfig(level=numeric, format=_FORMAT, force=True)
+    environment.quiet_encoder_logs(debug=numeric <= logging.DEBUG)
     # Third-party loggers that are noisy at INFO.
     for noisy in ("httpx", "httpcore", "urllib3", "gradio_client"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
