@@ -1,7 +1,7 @@
 """The one module that reads environment variables.
 
 Every variable the project understands is listed in ``VARIABLES`` with its default and meaning;
-the README's table is checked against this list by the tests. Nothing else in the code base calls
+the table in docs/configuration.md is checked against this list by the tests. Nothing else in the code base calls
 ``os.environ`` (libraries we use, such as huggingface_hub, read their own variables themselves).
 ``on_zero_gpu`` says whether this process runs on a Hugging Face ZeroGPU Space, as the ``spaces``
 package itself decides it (that package reads the Space's variables). ``use_inductor_cache`` and

@@ -48,7 +48,7 @@ AUTO: dict[str, frozenset[str]] = {
     # bytes over PCIe, no host stall, overlap) and TF32 (upstream's own fp32 setting). bench/gpu.py
     # reports which of the others help, to be turned on here once measured.
     "cuda": frozenset({"device-postprocess", "pinned-uploads", "flow-prefetch", "tf32"}),
-    # Measured on the CPU (bench/gpu.py --device cpu; README "CPU figures of the switches"): only the
+    # Measured on the CPU (bench/gpu.py --device cpu; docs/performance.md, "CPU figures of the switches"): only the
     # uint8 conversion in torch helps there (33 -> 26 ms per 720p frame, 161 -> 70 ms at 1080p;
     # bit-identical); channels-last and compile did not (compile in bf16 even gave NaN frames).
     "cpu": frozenset({"device-postprocess"}),

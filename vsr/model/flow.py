@@ -37,7 +37,7 @@ FLOW_MEMORY_BUDGET = 2 * 2**30  # bytes the all-pairs volume may take; above it 
 # Above this RAFT input area on-demand correlation is also the faster one. Correlation alone, CPU, 2 threads
 # (bench/flow.py corr:*), on the machine this was chosen on: on demand took 1.6x all-pairs' time at 1280x720,
 # 1.15x at 1920x1080; all-pairs grows with the square of the area, so they met at about 2.2 Mpx. CPUs
-# differ: on a later EPYC they met at about 1 Mpx (README, "Optical flow"); GPUs are not measured yet.
+# differ: on a later EPYC they met at about 1 Mpx (docs/performance.md, "Optical flow"); GPUs are not measured yet.
 ALL_PAIRS_MAX_PIXELS = 1920 * 1080
 
 
