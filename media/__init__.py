@@ -45,7 +45,7 @@ from media.probe import (
     probe,
 )
 from media.reader import Frame, FrameReader
-from media.segments import Segment, join_segments
+from media.segments import Segment, join_segments, timeline_offset
 from media.verify import Check, ExpectedOutput, VerifyReport, verify
 from media.writer import VideoWriter, WriteReport, rename_durably, write_durably
 
@@ -53,7 +53,7 @@ __all__ = [
     "probe", "MediaInfo", "VideoStreamInfo", "AudioStreamInfo", "SubtitleStreamInfo", "OtherStreamInfo", "MIN_SIDE",
     "FrameReader", "Frame",
     "EncodeSettings", "CODEC_SPECS", "VideoWriter", "WriteReport", "StreamAction", "plan_stream_actions",
-    "Segment", "join_segments", "rename_durably", "write_durably",
+    "Segment", "join_segments", "timeline_offset", "rename_durably", "write_durably",
     "verify", "ExpectedOutput", "VerifyReport", "Check",
     "make_browser_preview", "plays_in_browser", "preview_note", "unique_output_path",
     "HdrInfo", "MasteringDisplay", "ContentLight", "hdr_label", "hdr_notes", "output_depth",

@@ -38,7 +38,7 @@ from media.writer import (WriteReport, check_structure, mov_hdr, muxer_options, 
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Segment", "decoding_times", "join_segments"]
+__all__ = ["Segment", "decoding_times", "join_segments", "timeline_offset"]
 
 PacketTimes = tuple[tuple[int, "int | None", int], ...]
 
@@ -55,6 +55,20 @@ class Segment:
     @property
     def frames(self) -> int:
         return len(self.packets)
+
+
+def timeline_offset(source: MediaInfo, start: Fraction | None, first_pts: Fraction) -> Fraction:
+    """The ``offset`` a ``VideoWriter`` of ``source`` from ``start`` (seconds from the first frame;
+    None: the whole video) takes when its first frame is at source time ``first_pts``: segments of one
+    job written by several processes pass it as ``timeline=`` so that they share one time line
+    (a constant-rate video: the first frame exactly on the output's frame grid)."""
+    v = source.video
+    abs_start, _ = resolve_trim(source, start, None)
+    offset = (abs_start // v.time_base) * v.time_base if start is not None else Fraction(0)
+    if not v.variable_rate and v.avg_rate.numerator < 2**31:
+        slot = round((Fraction(first_pts) - offset) / v.frame_duration)
+        offset = Fraction(first_pts) - slot * v.frame_duration
+    return offset
 
 
 def join_segments(

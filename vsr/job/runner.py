@@ -52,6 +52,7 @@ from vsr.job.encode_thread import EncodeThread
 from vsr.job.errors import CheckpointMismatch, JobCancelled, JobFailed, JobRefused, VerificationFailed
 from vsr.job.planning import JobPlan, encode_settings
 from vsr.job.progress import ProgressCallback, ProgressEvent, RateMeter
+from vsr.job.parts import KnownCuts, Part
 from vsr.job.scenes import SceneCutDetector
 from vsr.job.segments import SegmentedVideo, media_segments
 from vsr.model import engines
@@ -158,10 +159,14 @@ def run_piece(
     resume: JobCheckpoint | None = None,
     limit: CallLimit | None = None,
     finish: bool = True,
+    part: Part | None = None,
 ) -> JobResult | JobPaused:
     """``run``, for a piece of the job: stop at ``limit`` (``JobPaused``, its checkpoint saved in
     ``checkpoint_dir``) or, with ``finish`` off, once every frame is upscaled (``JobPaused`` with a
-    complete checkpoint; ``finish_job`` then joins and verifies, with no engine and no GPU)."""
+    complete checkpoint; ``finish_job`` then joins and verifies, with no engine and no GPU).
+    ``part`` (``vsr.job.parts``, a job spread over several workers): upscale only that part's frames,
+    from its warm-up frame (not encoded) to its end (``JobPaused``; ``finish`` must be off), with the
+    noise of those frames and the scene cuts of the whole video, on the whole job's time line."""
     output = Path(output)
     emit = on_progress or (lambda event: None)
     started = time.perf_counter()
@@ -182,7 +187,7 @@ def run_piece(
         processor = _load(job)
     work, temporary = _work_folder(job, folder)
     try:
-        latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started)
+        latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started, part=part)
         _record_speed(job, processor, steady)
         if cancel is not None and cancel.is_set():
             raise _cancelled(latest, None if temporary else work, f"at {latest.where()}")
@@ -225,7 +230,7 @@ def _work_folder(job: JobPlan, folder: Path | None) -> tuple[Path, bool]:
 
 def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist: bool, resume: JobCheckpoint | None,
                    emit: ProgressCallback, cancel: threading.Event | None, limit: CallLimit | None,
-                   started: float) -> tuple[JobCheckpoint, list[float]]:
+                   started: float, part: Part | None = None) -> tuple[JobCheckpoint, list[float]]:
     """Own the engine (its lock) for the streaming pass; see ``_stream``."""
     lock = engine_lock(processor)
     if not lock.acquire(blocking=False):
@@ -235,7 +240,8 @@ def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist:
         if cancel is not None and cancel.is_set():
             raise _cancelled(resume, work if persist else None, "before it started")
         _set_tiling(processor, job)
-        seed = processor.start_stream(resume.seed if resume is not None else job.options.seed)
+        wanted = resume.seed if resume is not None else job.options.seed
+        seed = processor.start_stream(wanted) if part is None else processor.start_stream(wanted, frame=part.warm)
         description = processor.describe()
         if resume is not None:
             reason = checkpoint.engine_refusal(resume, description)
@@ -247,9 +253,11 @@ def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist:
         else:
             checkpoint.clean_strays(work, None)
         base = resume if resume is not None else checkpoint.new(job, description, seed)
+        if part is not None and resume is None:  # a part starts at its warm-up frame, on the job's time line
+            base = checkpoint.changed(base, next_index=part.warm, next_pts=part.warm_pts, offset=part.offset)
         logger.info("job %s: seed %d, %s%s", job.input, seed, description,
                     f", resuming at {base.where()}" if resume is not None else "")
-        return _stream(job, processor, work, base, persist, emit, cancel, limit, started)
+        return _stream(job, processor, work, base, persist, emit, cancel, limit, started, part=part)
     except BaseException as exc:
         logger.info("job %s stopped: %s", job.input, type(exc).__name__)
         raise
@@ -277,11 +285,13 @@ class _Tally:
 
 def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckpoint, persist: bool,
             emit: ProgressCallback, cancel: threading.Event | None, limit: CallLimit | None,
-            started: float) -> tuple[JobCheckpoint, list[float]]:
+            started: float, part: Part | None = None) -> tuple[JobCheckpoint, list[float]]:
     """Decode -> upscale -> encode into segments, from ``base`` on; returns the last checkpoint and
     the steady-state frame times of this piece. A cancel request (or the piece's limit) stops at the
     next frame with a checkpoint; any error keeps only the checkpoints already committed."""
-    detector = SceneCutDetector(job.options.scene_threshold, job.rate) if job.options.scene_cuts else None
+    detector: Any = SceneCutDetector(job.options.scene_threshold, job.rate) if job.options.scene_cuts else None
+    if part is not None and detector is not None:  # the whole video's cuts, found by the driver
+        detector = KnownCuts(part.cuts, base.next_index)
     if detector is not None and base.scenes is not None:
         detector.load_state(base.scenes)
     tally = _Tally.of(base)
@@ -290,7 +300,8 @@ def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckp
     with media.FrameReader(job.input, start, job.trim_end, READ_QUEUE, info=job.info) as reader:
         encoder = EncodeThread(video, job.size.width, job.size.height, ENCODE_QUEUE)
         try:
-            stopped = _frames(job, processor, reader, encoder, video, detector, tally, emit, cancel, limit, started)
+            stopped = _frames(job, processor, reader, encoder, video, detector, tally, emit, cancel, limit, started,
+                              keep=part.first if part is not None else 0)
             next_pts = stopped.pts if stopped is not None else None
             if next_pts is None:
                 _check_held(processor)
@@ -308,8 +319,9 @@ def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckp
 
 def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: EncodeThread, video: SegmentedVideo,
             detector: SceneCutDetector | None, tally: _Tally, emit: ProgressCallback,
-            cancel: threading.Event | None, limit: CallLimit | None, started: float) -> Any:
-    """Upscale the reader's frames; returns the frame it stopped before (cancel, limit), or None at the end."""
+            cancel: threading.Event | None, limit: CallLimit | None, started: float, keep: int = 0) -> Any:
+    """Upscale the reader's frames; returns the frame it stopped before (cancel, limit), or None at the end.
+    Frames before index ``keep`` (a part's warm-up) are upscaled but not encoded."""
     engine = str(processor.describe().get("engine", job.options.engine))
     interval = job.options.checkpoint_seconds if video.persist else 0.0
     meter = RateMeter()
@@ -335,7 +347,8 @@ def _frames(job: JobPlan, processor: FrameProcessor, reader: Any, encoder: Encod
             tally.steady.append(took)
             tally.piece.append(took)
         _check_frame(upscaled, job.size, engine, index, frame.rgb.dtype)
-        encoder.put(upscaled, frame.pts, duration=frame.duration)
+        if index >= keep:  # a part's warm-up frames are not kept
+            encoder.put(upscaled, frame.pts, duration=frame.duration)
         tally.done += 1
         tally.frames += 1
         meter.tick()

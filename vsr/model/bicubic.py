@@ -31,10 +31,11 @@ class BicubicUpscaler:
         """(width, height) of the output for an input of ``width`` x ``height`` pixels."""
         return width * self.scale, height * self.scale
 
-    def start_stream(self, seed: int | None = None) -> int:
-        """Begin a new video. Bicubic draws no noise; the seed is kept only so runs report one."""
+    def start_stream(self, seed: int | None = None, frame: int = 0) -> int:
+        """Begin a new video (``frame``: the index of its first frame, for a piece of a longer one).
+        Bicubic draws no noise; the seed is kept only so runs report one."""
         self._seed = new_seed() if seed is None else int(seed)
-        self._frames = 0
+        self._frames = int(frame)
         return self._seed
 
     def reset(self) -> None:

@@ -19,7 +19,10 @@ class FrameProcessor(Protocol):
 
     - ``process(rgb)``: HWC uint8 RGB (H, W, 3) in, HWC uint8 RGB (scale*H, scale*W, 3) out.
     - ``start_stream(seed)``: begin a new video; clears temporal state, seeds the noise generator
-      (a fresh random seed when ``None``) and returns the seed used.
+      (a fresh random seed when ``None``) and returns the seed used. ``start_stream(seed, frame=k)``:
+      a piece of a video that starts at its frame k (one segment of a job on several workers): each
+      frame still takes the noise a whole run takes for it (the noise of frame k depends only on
+      the seed and k).
     - ``reset()``: scene cut; the next frame is treated as a first frame, noise draws continue.
     - ``flush()``: frames still held back (both engines hold none, so ``[]``).
     - ``describe()``: a JSON-safe dict (engine, device, precision, steps, seed, ...).
@@ -37,7 +40,7 @@ class FrameProcessor(Protocol):
 
     def process(self, rgb: np.ndarray) -> np.ndarray: ...
 
-    def start_stream(self, seed: int | None = None) -> int: ...
+    def start_stream(self, seed: int | None = None, frame: int = 0) -> int: ...
 
     def reset(self) -> None: ...
 

@@ -17,6 +17,7 @@ applied by ``vsr.model.acceleration.Accelerator`` at a few points of a frame; wi
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -40,6 +41,8 @@ from vsr.options import ATTENTIONS, SCALE
 
 logger = logging.getLogger(__name__)
 
+NOISE_SKIP_CHUNK = 1 << 22
+"""Values drawn at a time when a stream starts past frame 0 and skips the earlier frames' noise."""
 
 
 @dataclass
@@ -103,7 +106,8 @@ class StreamDiffVSRUpscaler:
     """Stream-DiffVSR as a ``FrameProcessor``: HWC uint8 RGB frame in, exactly 4x frame out, one call each.
 
     Build with ``from_pretrained``. Noise: a CPU ``torch.Generator`` seeded by ``start_stream``; frame
-    k takes the k-th (1, 4, h, w) draw (h, w = padded LR size), as the reference's up-front draws do.
+    k takes the k-th (1, 4, h, w) draw (h, w = padded LR size), as the reference's up-front draws do,
+    wherever the stream starts (``start_stream(seed, frame=k)`` skips the earlier draws).
     """
 
     scale = SCALE
@@ -224,13 +228,38 @@ class StreamDiffVSRUpscaler:
         """(width, height) of the output for an input of ``width`` x ``height``: exactly 4x."""
         return width * SCALE, height * SCALE
 
-    def start_stream(self, seed: int | None = None) -> int:
-        """Begin a new video: clear the temporal state, seed the noise generator, return the seed."""
+    def start_stream(self, seed: int | None = None, frame: int = 0) -> int:
+        """Begin a new video: clear the temporal state, seed the noise generator, return the seed.
+
+        ``frame``: the index of the first frame to come, for a piece of a video that starts there
+        (one segment of a job spread over several workers): every frame still takes the noise a
+        whole run from frame 0 takes for it, since the noise of frame k is a function of (seed, k)."""
+        if frame < 0:
+            raise ValueError(f"frame must be 0 or more; got {frame}.")
         self.seed = new_seed() if seed is None else int(seed)
         self._generator.manual_seed(self.seed)
-        self.state = StreamState()
+        self._drawn = 0  # draws taken from the generator since it was seeded
+        self.state = StreamState(frames=int(frame))
         self.accel.clear()
         return self.seed
+
+    def _noise(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Frame ``state.frames``'s noise: the generator's next draw, after skipping to that frame's
+        draw when the stream starts later than frame 0 (``start_stream(frame=)``): draws are taken in
+        order, one per frame, so skipping k frames means drawing (and dropping) k frames' worth."""
+        wanted = self.state.frames
+        if self._drawn != wanted:
+            if self._drawn > wanted:
+                self._generator.manual_seed(int(self.seed))
+                self._drawn = 0
+            skip = (wanted - self._drawn) * math.prod(shape)
+            buffer = torch.empty(min(skip, NOISE_SKIP_CHUNK), dtype=torch.float32)
+            while skip > 0:  # uniform_ takes one 32-bit draw per value, as randn's values do (sizes of 16s)
+                buffer[: min(skip, buffer.numel())].uniform_(generator=self._generator)
+                skip -= min(skip, buffer.numel())
+            self._drawn = wanted
+        self._drawn += 1
+        return torch.randn(shape, generator=self._generator, dtype=torch.float32)
 
     def set_tiling(self, value: Tiling | None) -> None:
         """Cut every following frame into these tiles (None: whole frames); keep it for a whole video."""
@@ -265,7 +294,7 @@ class StreamDiffVSRUpscaler:
         seed and the noise generator's state, for ``load_stream`` in this or another process."""
         carried = {f.name: _on_cpu(getattr(self.state, f.name)) for f in fields(StreamState)}
         return {"engine": "stream-diffvsr", "seed": self.seed, "generator": self._generator.get_state().clone(),
-                "state": carried}
+                "drawn": self._drawn, "state": carried}
 
     def load_stream(self, state: object) -> None:
         """Go on exactly after ``save_stream``'s frame: the temporal state back on this device, the
@@ -277,6 +306,7 @@ class StreamDiffVSRUpscaler:
         self.state = StreamState(**carried)
         self.seed = state["seed"]
         self._generator.set_state(state["generator"])
+        self._drawn = int(state.get("drawn", self.state.frames))
         self.accel.clear()  # nothing prefetched belongs to the restored stream
 
     @torch.inference_mode()
@@ -326,7 +356,7 @@ class StreamDiffVSRUpscaler:
                 f"Frame size changed within a stream from {state.size[1]}x{state.size[0]} to {w}x{h}. "
                 "Fix: call reset() (or start_stream()) before feeding frames of a new size."
             )
-        noise = torch.randn((1, self.vae.config.latent_channels, h, w), generator=self._generator, dtype=torch.float32)
+        noise = self._noise((1, self.vae.config.latent_channels, h, w))
         lr, upscaled = self.accel.inputs(rgb)
         denoise_grid, decode_grid = self.tiling.denoise_grid(h, w), self.tiling.decode_grid(h, w)
         cond = features = warped = None
