@@ -54,6 +54,7 @@ from vsr.job.planning import JobPlan, encode_settings
 from vsr.job.progress import ProgressCallback, ProgressEvent, RateMeter
 from vsr.job.parts import KnownCuts, Part
 from vsr.job.scenes import SceneCutDetector
+from vsr.job.result_stream import streamed
 from vsr.job.segments import SegmentedVideo, media_segments
 from vsr.model import engines
 from vsr.model.engines import engine_lock
@@ -160,13 +161,16 @@ def run_piece(
     limit: CallLimit | None = None,
     finish: bool = True,
     part: Part | None = None,
+    stream_dir: str | Path | None = None,
 ) -> JobResult | JobPaused:
     """``run``, for a piece of the job: stop at ``limit`` (``JobPaused``, its checkpoint saved in
     ``checkpoint_dir``) or, with ``finish`` off, once every frame is upscaled (``JobPaused`` with a
     complete checkpoint; ``finish_job`` then joins and verifies, with no engine and no GPU).
     ``part`` (``vsr.job.parts``, a job spread over several workers): upscale only that part's frames,
     from its warm-up frame (not encoded) to its end (``JobPaused``; ``finish`` must be off), with the
-    noise of those frames and the scene cuts of the whole video, on the whole job's time line."""
+    noise of those frames and the scene cuts of the whole video, on the whole job's time line.
+    ``stream_dir``: also stream the frames there as they are made (``vsr.job.result_stream``: short
+    MPEG-TS chunks a player plays while the job runs; the stream goes on across pieces)."""
     output = Path(output)
     emit = on_progress or (lambda event: None)
     started = time.perf_counter()
@@ -187,7 +191,8 @@ def run_piece(
         processor = _load(job)
     work, temporary = _work_folder(job, folder)
     try:
-        latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started, part=part)
+        latest, steady = _locked_stream(job, processor, work, folder is not None, resume, emit, cancel, limit, started,
+                                        Path(stream_dir) if stream_dir is not None else None, part=part)
         _record_speed(job, processor, steady)
         if cancel is not None and cancel.is_set():
             raise _cancelled(latest, None if temporary else work, f"at {latest.where()}")
@@ -230,7 +235,7 @@ def _work_folder(job: JobPlan, folder: Path | None) -> tuple[Path, bool]:
 
 def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist: bool, resume: JobCheckpoint | None,
                    emit: ProgressCallback, cancel: threading.Event | None, limit: CallLimit | None,
-                   started: float, part: Part | None = None) -> tuple[JobCheckpoint, list[float]]:
+                   started: float, stream_dir: Path | None = None, part: Part | None = None) -> tuple[JobCheckpoint, list[float]]:
     """Own the engine (its lock) for the streaming pass; see ``_stream``."""
     lock = engine_lock(processor)
     if not lock.acquire(blocking=False):
@@ -257,7 +262,7 @@ def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist:
             base = checkpoint.changed(base, next_index=part.warm, next_pts=part.warm_pts, offset=part.offset)
         logger.info("job %s: seed %d, %s%s", job.input, seed, description,
                     f", resuming at {base.where()}" if resume is not None else "")
-        return _stream(job, processor, work, base, persist, emit, cancel, limit, started, part=part)
+        return _stream(job, processor, work, base, persist, emit, cancel, limit, started, stream_dir, part=part)
     except BaseException as exc:
         logger.info("job %s stopped: %s", job.input, type(exc).__name__)
         raise
@@ -285,7 +290,7 @@ class _Tally:
 
 def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckpoint, persist: bool,
             emit: ProgressCallback, cancel: threading.Event | None, limit: CallLimit | None,
-            started: float, part: Part | None = None) -> tuple[JobCheckpoint, list[float]]:
+            started: float, stream_dir: Path | None = None, part: Part | None = None) -> tuple[JobCheckpoint, list[float]]:
     """Decode -> upscale -> encode into segments, from ``base`` on; returns the last checkpoint and
     the steady-state frame times of this piece. A cancel request (or the piece's limit) stops at the
     next frame with a checkpoint; any error keeps only the checkpoints already committed."""
@@ -295,7 +300,7 @@ def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckp
     if detector is not None and base.scenes is not None:
         detector.load_state(base.scenes)
     tally = _Tally.of(base)
-    video = SegmentedVideo(work, job, base, persist=persist)
+    video = streamed(SegmentedVideo(work, job, base, persist=persist), stream_dir, job, base)
     start = frame_time(job, base.next_pts) if base.next_pts is not None else job.trim_start
     with media.FrameReader(job.input, start, job.trim_end, READ_QUEUE, info=job.info) as reader:
         encoder = EncodeThread(video, job.size.width, job.size.height, ENCODE_QUEUE)
