@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +37,7 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 import app  # noqa: E402
+from bench import machine  # noqa: E402  (the CPU and the date beside every figure)
 from app_harness import AppServer  # noqa: E402
 from media_factory import make_video  # noqa: E402
 from vsr import job  # noqa: E402
@@ -115,12 +114,12 @@ def main() -> None:
         work = Path(tmp)
         clip = make_video(work / "clip.mp4", 320, 180, Fraction(30000, 1001), frames)
         results = {
-            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                        "torch_threads": torch.get_num_threads()},
+            "machine": {**machine.describe(), "torch_threads": torch.get_num_threads()},
             "before_after_ms": bench_before_after(2 if quick else 5),
             "handover": bench_handover(clip, work, repeats),
             "end_to_end": bench_end_to_end(clip, work),
         }
+    print(f"Measured on {machine.label(results['machine'])}.\n")
     print("| measurement | value |\n| --- | --- |")
     for label, ms in results["before_after_ms"].items():
         print(f"| before/after picture, {label} output | {ms:.1f} ms |")

@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench import machine  # noqa: E402  (the CPU and the date beside every figure)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "checkpoint.json"
 MODEL_SECONDS = 0.2
@@ -161,14 +161,14 @@ def main() -> None:
         else:
             rows = measure(Path(tmp), 200, [2.0, 10.0], repeats=args.repeats)
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-                   f"load average {os.getloadavg()[0]:.1f} at the end",
+        "machine": {**machine.describe(), "torch_threads": torch.get_num_threads(),
+                    "load_average_at_end": round(os.getloadavg()[0], 1)},
         "job": "320x180 -> 1280x720 H.264 CRF 18 preset medium, AAC copied, verified",
         "rows": rows,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"machine: {result['machine']}\njob: {result['job']}\n")
+    print(f"machine: {machine.label(result['machine'])}\njob: {result['job']}\n")
     print("| engine | frames | checkpoint every | job s | checkpoints | one checkpoint (encode thread) | overhead | "
           "join s (share) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's vsr and media, installed or not
 
 import torch  # noqa: E402
+from bench import machine  # noqa: E402  (the CPU and the date beside every figure)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # media_factory makes the generated clips
@@ -162,15 +162,15 @@ def main() -> None:
                   flush=True)
             rows.append(row)
     result = {
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} CPUs, torch threads "
-                   f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} at the end",
+        "machine": {**machine.describe(), "torch_threads": torch.get_num_threads(),
+                    "load_average_at_end": round(os.getloadavg()[0], 1)},
         "command": "python bench/estimates.py" + (" --long" if args.long else "") + (" --quick" if args.quick else ""),
         "cases": rows,
     }
     if not args.quick and not args.only:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nmachine: {result['machine']}\n\n{table(rows)}")
+    print(f"\nmachine: {machine.label(result['machine'])}\n\n{table(rows)}")
 
 
 if __name__ == "__main__":

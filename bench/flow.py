@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import resource
 import subprocess
 import sys
@@ -47,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "flow.json"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's packages; the fixture helper
 import fixture_files  # noqa: E402
+from bench import machine  # noqa: E402  (the CPU and the date beside every figure)
 
 FIXTURE = fixture_files.fixture_dir()  # tests/fixtures/stream-diffvsr-tiny
 DEFAULT_CASES = ("pair:all-pairs:640x360", "pair:on-demand:640x360", "pair:all-pairs:1280x720",
@@ -316,13 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             results[case] = json.loads(out.read_text())
             logger.info("  %s", results[case])
         comparison = _compare_pairs(results, Path(tmp))
-    report = {"machine": {"cpu_count": _cpus(), "platform": platform.platform(), "python": platform.python_version(),
-                          "load_average_at_end": _load()},
+    report = {"machine": {**machine.describe(), "load_average_at_end": _load()},
               "threads": 2, "cases": results, "on_demand_vs_all_pairs": comparison,
               "estimates": estimates(results)}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
-    logger.info("%s", table(results, comparison))
+    logger.info("Measured on %s.\n%s", machine.label(report["machine"]), table(results, comparison))
     logger.info("wrote %s", RESULTS)
     return 0
 

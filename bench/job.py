@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -42,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench import machine  # noqa: E402  (the CPU and the date beside every figure)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -208,14 +208,14 @@ def main() -> None:
             mem = memory(work, 320, 180, [100, 400])
         over["cli_wall_s"] = round(cli_wall(work, Path(over.pop("clip"))), 2)
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-                   f"load average {os.getloadavg()[0]:.1f} at the end",
+        "machine": {**machine.describe(), "torch_threads": torch.get_num_threads(),
+                    "load_average_at_end": round(os.getloadavg()[0], 1)},
         "overhead": over,
         "memory": mem,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"machine: {result['machine']}\n")
+    print(f"machine: {machine.label(result['machine'])}\n")
     print("| measure | value |\n| --- | --- |")
     for key, value in over.items():
         print(f"| {key} | {value} |")

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -41,6 +39,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from media import EncodeSettings, FrameReader, VideoWriter, probe  # noqa: E402
+from bench import machine  # noqa: E402  (the CPU and the date beside every figure)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "media.json"
 RATE = Fraction(30000, 1001)
@@ -185,14 +184,14 @@ def main() -> None:
             src = make_clip(work / f"mem-{n}.mp4", 1920, 1080, n)
             memory.append({"frames": n, **measure("stream", src, work / f"mem-{n}-out.mp4")})
     result = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "pyav": av.__version__},
+        "machine": {**machine.describe(), "pyav": av.__version__},
         "encoder": "libx264 CRF 18 preset medium yuv420p (both paths)",
         "throughput": rows,
         "memory_1080p": memory,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"Measured on {machine.label(result['machine'])}.\n")
     print("| input | frames | streaming (fps) | PNG round trip (fps) | speed-up | streaming peak RSS | PNG peak RSS |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

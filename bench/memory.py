@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from bench import machine  # noqa: E402  (the CPU and the date beside every figure)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 FRAME_SIZES = ((160, 90), (320, 180), (640, 360))
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps(CHILDREN[args.child](args)))
         return 0
     results: dict = json.loads(RESULTS.read_text()) if args.merge and RESULTS.is_file() else {}
-    results["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "threads": 2}
+    results["machine"] = {**machine.describe(), "threads": 2}
     parts = args.only.split(",")
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         for part in parts:
@@ -535,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             results["summary"] = summarise(results)
             RESULTS.parent.mkdir(exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1))
+    print(f"Measured on {machine.label(results['machine'])}.\n")
     print(table(results))
     print(json.dumps({k: results[k] for k in ("summary", "cli", "calibration") if k in results}, indent=1,
                      default=str)[:6000])

@@ -13,7 +13,8 @@ Cases, each in a fresh child process (so memory figures are per case), 2 threads
 - ``fp32-160`` / ``bf16-160``: 90x160 -> 360x640 (padded to 92x160 internally, cropped back),
   ``--frames-160`` frames each.
 
-Each case reports: seconds per frame (frames after the first: the steady state, with ControlNet and
+The table is headed by the CPU and the date (``bench/machine.py``); figures of other machines are never
+printed beside these. Each case reports: seconds per frame (frames after the first: the steady state, with ControlNet and
 RAFT), the time from ``start_stream`` to the first returned frame, RSS after each frame and the
 process's peak RSS. Results go to bench/results/model.json and a markdown table is printed.
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+import machine  # bench/machine.py: the CPU and the date beside every figure
+
 RESULTS = Path(__file__).resolve().parent / "results" / "model.json"
 CASES = {
     "fp32-64": ("fp32", 64, 64),
@@ -42,7 +44,9 @@ CASES = {
     "fp32-160": ("fp32", 90, 160),
     "bf16-160": ("bf16", 90, 160),
 }
-REFERENCE = {"64": 7.7, "160": 23.7}  # reference implementation, s/frame, fp32, 2 threads (BENCH-MODEL.md)
+# No fixed figures of other machines here: the reference-structured path ("naive") is measured in the same
+# run, frame by frame in turn with ours, so their ratio is this machine's; every figure is labelled with the
+# CPU and the date it was measured on (bench/machine.py).
 
 
 def clip(height: int, width: int, frames: int) -> list[np.ndarray]:
@@ -190,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     standin.ensure()
     begin = time.monotonic()
-    results: dict = {"machine": {"cpu_count": 2, "platform": platform.platform(), "python": platform.python_version()},
-                     "threads": 2, "reference_s_per_frame": REFERENCE, "cases": {}}
+    results: dict = {"machine": machine.describe(), "threads": 2, "cases": {}}
     if args.merge and RESULTS.is_file():
         results["cases"] = json.loads(RESULTS.read_text())["cases"]
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
@@ -221,18 +224,18 @@ def table(results: dict) -> str:
     def fmt(v, spec=".2f"):
         return "-" if v is None else format(v, spec)
 
-    rows = ["| case | s/frame | reference s/frame | naive s/frame (same run) | speedup vs naive | first output (s) "
+    rows = [f"Measured on {machine.label(results.get('machine'))}, {results.get('threads', 2)} threads.", "",
+            "| case | s/frame | naive s/frame (same run) | speedup vs naive | first output (s) "
             "| RSS after 4 / 16 frames (MB) | peak RSS (MB) | 8-bit deviation vs fp32 (max / mean) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|"]
     for case, s in results["cases"].items():
         if "s_per_frame" not in s:
-            rows.append(f"| {case} | {s.get('skipped') or s.get('error')} |||||||")
+            rows.append(f"| {case} | {s.get('skipped') or s.get('error')} ||||||")
             continue
         dev = s["raw"].get("deviation_vs_fp32_8bit")
         dev_text = "-" if not dev else f"{dev['max']} / {dev['mean']:.3f}"
-        ref = REFERENCE["64" if case.endswith("64") else "160"]
         rows.append(
-            f"| {case} | {fmt(s['s_per_frame'])} | {ref} | {fmt(s.get('naive_s_per_frame'))} | "
+            f"| {case} | {fmt(s['s_per_frame'])} | {fmt(s.get('naive_s_per_frame'))} | "
             f"{fmt(s.get('speedup_vs_naive_same_run'))} | {fmt(s['first_output_s'])} | "
             f"{fmt(s['rss_after_4_mb'], '.0f')} / {fmt(s['rss_after_16_mb'], '.0f')} | "
             f"{fmt(s['peak_rss_mb'], '.0f')} | "
