@@ -5,6 +5,7 @@
 #   make test-torch211   the Hugging Face Space's stack (torch 2.11, see requirements.txt) in .venv-torch211,
 #                        running the model, job, CLI and ZeroGPU tests there (PYTHON=python3.12 as on the Space)
 #   make screenshot   rewrite docs/screenshot.png (the README's picture) from the browser test
+#   make docs   build the docs/ pages into a static site in site/ (MkDocs + Material, strictly), in .venv-docs
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,7 +22,7 @@ TORCH211_TEST_ONLY := $(TORCH211_VENV)/requirements-test-only.txt
 TORCH211_TESTS ?= tests/test_model_*.py tests/test_job_*.py tests/test_cli_*.py tests/test_zerogpu.py \
 	tests/test_deploy.py::test_app_imports_and_builds_with_and_without_spaces
 
-.PHONY: app test test-fast test-torch211 bench screenshot lint clean
+.PHONY: app test test-fast test-torch211 bench screenshot docs lint clean
 
 app: $(APP_STAMP)
 	$(BIN)/python app.py
@@ -47,6 +48,19 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/app.py
 	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/estimates.py
+
+# The docs as a site: MkDocs with the Material theme in its own environment (requirements-docs.txt), built
+# strictly (a broken link or anchor fails) into site/, which git ignores.
+DOCS_VENV := .venv-docs
+DOCS_STAMP := $(DOCS_VENV)/.installed
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
+
+$(DOCS_STAMP): requirements-docs.txt
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet -r requirements-docs.txt
+	touch $@
 
 # The README's picture: the browser test's finished page, copied to docs/screenshot.png (only here;
 # `make test` writes its screenshots into pytest's temporary folders).
@@ -85,4 +99,4 @@ $(TORCH211_STAMP): requirements.txt requirements-test.txt pyproject.toml | $(TOR
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 clean:
-	rm -rf $(VENV) $(TORCH211_VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(TORCH211_VENV) $(DOCS_VENV) site .pytest_cache .hypothesis
