@@ -61,3 +61,20 @@ def test_no_encoder_banner_reaches_the_terminal_unless_debugging(tmp_path: Path)
     assert debug.returncode == 0, debug.stderr
     assert "Svt[info]" in debug.stderr  # the encoder's own log, for whoever asks for everything
     assert media.probe(tmp_path / "quiet.mkv").video.codec == "av1"
+
+
+def test_progress_to_a_pipe_is_plain_lines(tmp_path: Path) -> None:
+    # With stderr not a terminal (a log file, nohup, Docker, CI) the bar was one endless line of '\r'.
+    src = make_video(tmp_path / "in.mp4", 32, 24, 25, 60, audio=None)
+    done = vsr(tmp_path, "upscale", str(src), "-o", str(tmp_path / "out.mp4"), "--engine", "bicubic",
+               "--preset", "ultrafast")
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "\x1b" not in done.stderr and "█" not in done.stderr
+    lines = done.stderr.splitlines()
+    progress = [line for line in lines if line.startswith("upscaling: ")]
+    assert progress, done.stderr
+    assert all(" frame " in line and " of 60 · " in line and "frames/s" in line for line in progress), progress
+    assert progress[-1].startswith("upscaling: 100% frame 60 of 60 · "), progress
+    assert len(progress) <= 30, progress  # every 10 % or few seconds (11 lines on a quiet machine), not every frame
+    for stage in ("finishing: ", "verifying: "):
+        assert any(line.startswith(stage) for line in lines), done.stderr

@@ -19,6 +19,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -243,7 +244,7 @@ def _upscale(args: argparse.Namespace) -> int:
     if args.resume:
         print(f"Resume:   going on from {resume.where()} ({folder})" if resume is not None else
               "Resume:   no checkpoint of a previous run; starting from the beginning", flush=True)
-    with _ProgressBar(job.frames, scene_cuts=job.temporal) as bar, _CtrlC() as cancel:
+    with _progress(job.frames, scene_cuts=job.temporal) as bar, _CtrlC() as cancel:
         try:
             result = run(job, output, on_progress=bar.update, cancel=cancel, checkpoint_dir=folder, resume=resume)
         except KeyboardInterrupt:
@@ -412,6 +413,58 @@ class _ProgressBar:
     def __exit__(self, *exc: object) -> None:
         self._logs.__exit__(None, None, None)
         self._bar.close()
+
+
+class _ProgressLog:
+    """``_ProgressBar``'s words as plain lines, for a stderr that is not a terminal (a log file, nohup,
+    Docker, CI), where a bar would be one endless line of carriage returns: a line at each stage, and
+    while upscaling every ``EVERY_SECONDS`` or ``EVERY_FRACTION`` of the frames, and the last count."""
+
+    EVERY_SECONDS = 5.0
+    EVERY_FRACTION = 0.1
+
+    def __init__(self, total: int, *, scene_cuts: bool = True) -> None:
+        self._stage: str | None = None
+        self._scene_cuts = scene_cuts
+        self._shown = (0.0, -1)  # (monotonic time, frames done) of the last upscaling line
+        self._pending: str | None = None  # an upscaling line not printed yet
+
+    def write(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def update(self, event: Any) -> None:
+        percent = f"{100 * event.done / event.total:.0f}%" if event.total else ""
+        if event.stage == "upscaling":
+            line = f"upscaling: {percent} {counter_text(event.done, event.total, event.fps, event.eta_seconds)}"
+            now, (shown_at, shown_done) = time.monotonic(), self._shown
+            if (event.done >= event.total or now - shown_at >= self.EVERY_SECONDS
+                    or event.done - shown_done >= self.EVERY_FRACTION * event.total or self._stage != "upscaling"):
+                self._shown, self._pending = (now, event.done), None
+                self.write(line)
+            else:
+                self._pending = line
+        elif event.stage != self._stage:
+            if self._pending is not None:
+                self.write(self._pending)
+                self._pending = None
+            words = status_text(event.stage, event.done, event.total, event.fps, event.eta_seconds, event.message)
+            self.write(f"{event.stage}: {percent} {words}".rstrip())
+        self._stage = event.stage
+        if event.scene_cut is not None and self._scene_cuts:
+            self.write(f"scene cut at frame {event.scene_cut}: temporal context reset")
+
+    def __enter__(self) -> "_ProgressLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pending is not None:
+            self.write(self._pending)
+
+
+def _progress(total: int, *, scene_cuts: bool) -> "_ProgressBar | _ProgressLog":
+    """A tqdm bar on a terminal; plain lines when stderr is a file or a pipe."""
+    tty = getattr(sys.stderr, "isatty", None)
+    return (_ProgressBar if tty is not None and tty() else _ProgressLog)(total, scene_cuts=scene_cuts)
 
 
 class _CtrlC:
