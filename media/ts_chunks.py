@@ -35,7 +35,7 @@ from media.probe import MediaInfo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TsChunkWriter", "Chunk", "list_chunks", "chunk_name", "continue_counters", "stream_size",
+__all__ = ["TsChunkWriter", "Chunk", "chunk_of", "list_chunks", "chunk_name", "continue_counters", "stream_size",
            "TS_BASE", "MAX_SHORT_SIDE"]
 
 TS_BASE = Fraction(10)
@@ -67,16 +67,20 @@ def chunk_name(first: int, frames: int, start: Fraction, duration: Fraction) -> 
     return f"chunk-{first:08d}-{frames:06d}-{round(start * 1_000_000)}-{round(duration * 1_000_000)}.ts"
 
 
+def chunk_of(path: Path) -> Chunk | None:
+    """The chunk a file is, from its name (None: not a chunk's name)."""
+    match = _NAME.match(path.name)
+    if match is None:
+        return None
+    first, frames, start, duration = (int(g) for g in match.groups())
+    return Chunk(path, first, frames, start / 1e6, duration / 1e6)
+
+
 def list_chunks(folder: Path) -> list[Chunk]:
     """The finished chunks in ``folder``, in order (an absent folder has none)."""
     if not folder.is_dir():
         return []
-    found = []
-    for path in folder.iterdir():
-        match = _NAME.match(path.name)
-        if match:
-            first, frames, start, duration = (int(g) for g in match.groups())
-            found.append(Chunk(path, first, frames, start / 1e6, duration / 1e6))
+    found = [chunk for chunk in map(chunk_of, folder.iterdir()) if chunk is not None]
     return sorted(found, key=lambda c: c.first)
 
 

@@ -223,3 +223,34 @@ def test_example_bicubic_finished_page_screenshot(browser, server, tmp_path):
 
 def height(page) -> int:
     return int(page.evaluate("document.documentElement.scrollHeight"))
+
+
+def stream_player(page) -> dict:
+    """The streamed result's <video>: its time, whether it plays, and its picture size."""
+    return page.evaluate("""() => { const v = document.querySelector('#stream video');
+        return v ? {time: v.currentTime, paused: v.paused, width: v.videoWidth, height: v.videoHeight,
+                    visible: !!v.getClientRects().length} : null; }""")
+
+
+def test_the_result_plays_while_the_job_runs(page, server, tmp_path):
+    """Issue 19: a long job's result plays in the page (its <video> time grows, at the stream's size)
+    before the job ends; the page says how fast the upscaler goes against real time."""
+    clip = make_video(tmp_path / "film.mp4", 160, 120, Fraction(25), 1500)  # a minute: it is cancelled
+    page.get_by_label("Bicubic", exact=True).check()
+    upload(page, clip, "640x480")
+    page.locator("#upscale").click()
+    page.wait_for_function("() => (document.querySelector('#stream video')?.currentTime || 0) > 0.5",
+                           timeout=90_000)
+    first = stream_player(page)
+    # Playing on: its time grows (on a slow machine the player waits for the next piece meanwhile).
+    page.wait_for_function("t => (document.querySelector('#stream video')?.currentTime || 0) > t + 1",
+                           arg=first["time"], timeout=60_000)
+    later = stream_player(page)
+    status = text_of(page, "#status")
+    page.screenshot(path=str(tmp_path / "streaming.png"))
+    assert status.startswith("Upscaling frame"), f"the job ended before the check: {status}"
+    assert not later["paused"] and (later["width"], later["height"]) == (640, 480) and later["visible"]
+    assert re.search(r"of 1 min ready", text_of(page, "#stream-note")) and "real time" in text_of(page, "#stream-note")
+    page.locator("#cancel").click()
+    wait_for_text(page, "#status", "Cancelled. Nothing was kept.", timeout_ms=60_000)
+    assert stream_player(page) is None or not stream_player(page)["visible"]

@@ -399,11 +399,16 @@ def test_views_of_a_job_clear_the_old_result_and_then_show_the_new_one(tmp_path)
 
     assert views.plan_view(None, None, ()) == {"plan": texts.PLAN_HINT}
     start = views.job_view(sessions.JobUpdate(status=texts.STARTING, starting=True))
-    assert start == {"slider": None, "result": None, "report": "", "download": {"value": None, "visible": False},
-                     "status": texts.STARTING}
+    assert start == {"slider": None, "result": {"value": None, "visible": False}, "report": "",
+                     "download": {"value": None, "visible": False}, "status": texts.STARTING,
+                     "stream": {"visible": True}, "stream_note": {"value": "", "visible": True}}
+    chunk = views.job_view(sessions.JobUpdate(chunk="/jobs/job-x/stream/chunk-00000000-000025-0-1000000.ts"))
+    assert chunk == {"stream": "/jobs/job-x/stream/chunk-00000000-000025-0-1000000.ts"}  # the player's next piece
     output = tmp_path / "clip_4x.mkv"
     result = SimpleNamespace(output=output, preview=tmp_path / "clip_4x.preview.mp4")
     done = views.job_view(sessions.JobUpdate(status="Done in 3.0 s", result=result, report="### Verification passed"))
-    assert done["result"] == str(result.preview) and done["report"] == "### Verification passed"
+    assert done["result"] == {"value": str(result.preview), "visible": True}  # the verified file replaces the stream
+    assert done["stream"] == {"visible": False} and done["report"] == "### Verification passed"
     assert done["download"] == {"value": str(output), "visible": True, "label": "Download clip_4x.mkv"}
-    assert views.job_view(sessions.JobUpdate(status="Cancelled. Nothing was kept."))["slider"] is None
+    cancelled = views.job_view(sessions.JobUpdate(status="Cancelled. Nothing was kept."))
+    assert cancelled["slider"] is None and cancelled["stream"] == {"visible": False}

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 import app
 import media
+from media.ts_chunks import chunk_of
 from media_factory import make_video
 from job_support import decode, plan
 from vsr import environment, job
@@ -279,6 +280,10 @@ def test_a_long_video_runs_as_three_gpu_calls_that_hand_a_checkpoint_on(tmp_path
         statuses = [u.status for u in updates if u.status and u.status.startswith(f"GPU call {call} of 3 · ")]
         assert statuses, f"no progress shown during call {call}"
     assert sum(1 for u in updates if u.pictures is not None) >= 3  # the preview went on across calls
+    chunks = [chunk_of(Path(u.chunk)) for u in updates if u.chunk is not None]  # the streamed result, too:
+    assert [c.first for c in chunks] == [0, *(c.end_index for c in chunks[:-1])] and chunks[-1].end_index == 300
+    assert {most, 2 * most} <= {c.end_index for c in chunks}  # each call's chunks end where it ended
+    assert all(h.stream == str(chunks[0].path.parent) for h in gpu.handovers)
     result = updates[-1].result
     assert result.report.ok and result.frames == 300 and updates[-1].status.startswith("Done")
     engine = BicubicUpscaler()  # every frame exactly once, in order (timing: the verification passed)

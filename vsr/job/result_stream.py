@@ -65,6 +65,8 @@ class ChunkPlan:
 
 def clean_stale(folder: Path, next_index: int) -> None:
     """Remove chunks of frames from ``next_index`` on (a resumed job makes them again) and leftovers."""
+    if not folder.is_dir():
+        return
     for chunk in list_chunks(folder):
         if chunk.end_index > next_index:
             chunk.path.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import logging
 import math
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from media.ts_chunks import list_chunks
 from vsr import environment, job
 from vsr.job import checkpoint
 from vsr.job.errors import JobCancelled, VerificationFailed
+from vsr.job.result_stream import ERROR_FILE, clean_stale
 from vsr.model import engines
 from vsr.job.progress import status_text
 from vsr.model.errors import ModelLoadError
@@ -45,6 +48,8 @@ SAMPLE_SECONDS = 2.0
 """Length of the "Try a 2-second sample" piece."""
 PREVIEW_INTERVAL_S = 0.5
 """The newest before/after picture is sent at most this often."""
+STREAM_FOLDER = "stream"
+"""The job folder's subfolder of the streamed result's chunks (``vsr.job.result_stream``)."""
 
 
 class ActiveJobs:
@@ -193,13 +198,15 @@ class Handover:
     ``checkpoint_dir``: the job folder's checkpoint, where the segments are; ``checkpoint``: the
     previous call's ``JobCheckpoint`` (plain data and CPU tensors; None: from the beginning);
     ``frames``: stop after this many frames (None: to the end); ``finish``: join and verify at the end
-    (off under ZeroGPU: the main process does that without the GPU).
+    (off under ZeroGPU: the main process does that without the GPU); ``stream``: the job folder's
+    ``stream/``, where the frames are also written as chunks the page plays while the job runs.
     """
 
     checkpoint_dir: str
     checkpoint: Any = None
     frames: int | None = None
     finish: bool = True
+    stream: str | None = None
 
 
 def threaded(work: Callable[[Callable, threading.Event], Any], name: str) -> Iterator[tuple[str, Any]]:
@@ -255,7 +262,8 @@ def job_events(plan: Any, output: str, session: str, handover: Handover | None =
         try:
             return job.run_piece(plan, Path(output), on_progress=on_progress, cancel=cancel,
                                  preview_dir=Path(output).parent, checkpoint_dir=handover.checkpoint_dir,
-                                 resume=handover.checkpoint, limit=limit, finish=handover.finish)
+                                 resume=handover.checkpoint, limit=limit, finish=handover.finish,
+                                 stream_dir=handover.stream)
         finally:
             if environment.on_zero_gpu():
                 engines.clear_processors()  # the model lives only inside the GPU call
@@ -296,6 +304,39 @@ def finish_events(plan: Any, output: str, folder: str, saved: Any) -> Iterator[t
         yield ("progress", payload) if kind == "progress" else ("result", payload)
 
 
+class StreamFeed:
+    """The streamed result's chunks in ``folder`` as page updates, each chunk once, in order, with
+    what the stream is doing in words (``texts.stream_note``: how much is ready, and how fast the
+    upscaler is against real time). The folder is shared by every GPU call of the job."""
+
+    def __init__(self, folder: Path, plan: Any) -> None:
+        self.folder = folder
+        self.plan = plan
+        self.sent = 0  # frames of the chunks handed over
+        self.ready = 0.0  # seconds of video in them
+        self._note: str | None = None
+        self._speed: float | None = None
+
+    def updates(self, event: Any) -> Iterator[JobUpdate]:
+        """A ``JobUpdate`` per new chunk, then the note when it changed (``event``: the newest progress
+        event, for the speed; None: none)."""
+        if event is not None and event.stage == "upscaling" and event.fps:
+            self._speed = event.fps / float(self.plan.rate)
+        for chunk in list_chunks(self.folder):
+            if chunk.first < self.sent:
+                continue
+            if chunk.first > self.sent:
+                logger.warning("stream chunk %s leaves a gap after frame %d", chunk.path.name, self.sent)
+            self.sent, self.ready = chunk.end_index, chunk.start + chunk.duration
+            yield JobUpdate(chunk=str(chunk.path))
+        error = self.folder / ERROR_FILE
+        note = texts.stream_note(self.ready, float(self.plan.frames / self.plan.rate), self._speed,
+                                 error.read_text(encoding="utf-8") if error.exists() else None)
+        if note != self._note:
+            self._note = note
+            yield JobUpdate(stream_note=note)
+
+
 # ---------------------------------------------------------------------------------------------
 # What the page's handlers call.
 
@@ -310,6 +351,8 @@ class JobUpdate:
     report: str | None = None  # its verification report, for the page
     starting: bool = False  # clear the previous job's result
     notice: str | None = None  # the model notice to show, and switch the engine to bicubic
+    chunk: str | None = None  # the next chunk of the streamed result (a .ts file), for the page's player
+    stream_note: str | None = None  # what the stream is doing, in words (texts.stream_note)
 
 
 @dataclass(frozen=True)
@@ -419,10 +462,13 @@ class WebJobs:
         stopped without a cancel and a checkpoint is left (it can be resumed), else remove it."""
         flag = self.active.start(session, job_dir.name)
         keep = closed = False
+        if saved is not None:  # chunks made after the checkpoint are made again
+            clean_stale(job_dir / STREAM_FOLDER, saved.next_index)
         try:
             first = resume.started_text(job_dir.name) if saved is None else resume.resumed_text(saved, job_dir.name)
             yield JobUpdate(status=first, starting=True)
-            result = yield from self._follow(plan, output, session, flag, resume.checkpoint_dir(job_dir), saved)
+            result = yield from self._follow(plan, output, session, flag, resume.checkpoint_dir(job_dir), saved,
+                                             job_dir / STREAM_FOLDER)
             keep = True
             yield JobUpdate(status=texts.done_text(result, plan), result=result,
                             report=texts.report_markdown(result, plan))
@@ -448,27 +494,32 @@ class WebJobs:
                 logger.info("job %s stopped without a cancel; its checkpoint is kept for Resume", job_dir.name)
             elif not keep:
                 folders.remove_job_dir(job_dir)
+            else:  # the page holds the chunks it played; the verified file replaces them
+                shutil.rmtree(job_dir / STREAM_FOLDER, ignore_errors=True)
 
     def _follow(self, plan: Any, output: Path, session: str, flag: threading.Event, folder: Path,
-                saved: Any) -> Iterator[JobUpdate]:
+                saved: Any, stream: Path | None = None) -> Iterator[JobUpdate]:
         """The job's progress as updates, call after call; returns its result.
 
         Elsewhere one call runs the whole job. Under ZeroGPU each GPU call upscales at most
         ``plan.max_frames_per_call`` frames and hands its checkpoint (``"paused"``) to the next; the
         last one's checkpoint is joined and verified here, without the GPU. Closing the events stops
         the job (its thread, or ZeroGPU's worker process, which cannot see ``flag``) and waits for
-        it, before the job folder is cleaned up: on Cancel, and when the visitor leaves."""
+        it, before the job folder is cleaned up: on Cancel, and when the visitor leaves. The chunks of
+        the streamed result (``stream``) are handed to the page as they appear, call after call."""
         call = 0
+        feed = StreamFeed(stream, plan) if stream is not None else None
         while True:
             call += 1
             if flag.is_set():
                 break
             if saved is not None and saved.complete:
-                return (yield from self._updates(finish_events(plan, str(output), str(folder), saved), flag, None))
+                return (yield from self._updates(finish_events(plan, str(output), str(folder), saved), flag, None,
+                                                 feed))
             handover = Handover(str(folder), saved, plan.max_frames_per_call if self.zero_gpu else None,
-                                finish=not self.zero_gpu)
+                                finish=not self.zero_gpu, stream=str(stream) if stream is not None else None)
             calls = f"GPU call {call} of {max(call, plan.gpu_calls or 1)}" if self.zero_gpu else None
-            outcome = yield from self._updates(self.events(plan, str(output), session, handover), flag, calls)
+            outcome = yield from self._updates(self.events(plan, str(output), session, handover), flag, calls, feed)
             if outcome is None:
                 break
             if not isinstance(outcome, job.JobCheckpoint):
@@ -477,7 +528,7 @@ class WebJobs:
         raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")
 
     def _updates(self, events: Iterator[tuple[str, Any]], flag: threading.Event,
-                 calls: str | None) -> Iterator[JobUpdate]:
+                 calls: str | None, feed: StreamFeed | None = None) -> Iterator[JobUpdate]:
         """One call's events as updates; returns its result or checkpoint (None: cancelled)."""
         outcome = None
         with contextlib.closing(events):
@@ -492,4 +543,8 @@ class WebJobs:
                 status = status_text(event.stage, event.done, event.total, event.fps, event.eta_seconds,
                                      event.message)
                 yield JobUpdate(status=f"{calls} · {status}" if calls else status, pictures=pictures)
+                if feed is not None:
+                    yield from feed.updates(event)
+        if feed is not None and outcome is not None:
+            yield from feed.updates(None)  # the chunks the call wrote last
         return outcome

@@ -166,3 +166,21 @@ def model_error_text(error: ModelLoadError) -> str:
         fix = (f"On the server, set {variable} to {thing}, or put the file at {error.cache} (the torch hub "
                "cache) on a machine with internet access.")
     return f"{head} {fix}"
+
+
+def stream_note(ready: float, total: float, speed: float | None, error: str | None = None) -> str:
+    """What the streamed result is doing, honestly: how much of the video is ready to play and how
+    fast the upscaler goes against real time (``speed``: seconds of video made per second; None: not
+    measured yet). ``error``: why the stream stopped (the job goes on)."""
+    if error:
+        return (f"The live result stopped ({error}); the job goes on, and its verified file appears here when "
+                "it is done.")
+    made = f"{duration_text(ready)} of {duration_text(total)} ready"
+    if speed is None:
+        return f"The result plays here while it is made: {made}."
+    if speed >= 1:
+        return (f"The result plays here while it is made: {made}; the upscaler runs at {speed:.1f}x real time, "
+                "ahead of playback.")
+    return (f"Playing what is ready: {made}. The upscaler makes {speed:.2f} s of video per second "
+            f"({speed:.2g}x real time), slower than playback, so the player pauses to wait for it; the pieces "
+            "grow longer so that it pauses less often.")

@@ -49,20 +49,30 @@ def crf_view(codec: str) -> dict[str, Any]:
 
 def job_view(update: Any) -> dict[str, Any]:
     """The page for one ``sessions.JobUpdate`` of a running job. The status line is the job's only
-    progress display; the previous result is cleared when a job starts."""
+    progress display; the previous result is cleared when a job starts. While the job runs, its
+    result plays in the stream player (each chunk as it comes, and a note on the speed); the verified
+    file replaces it at the end."""
     view: dict[str, Any] = {}
     if update.notice is not None:
         view.update(notice={"value": update.notice, "visible": True}, engine="bicubic")
-    if update.starting:
-        view.update(slider=None, result=None, report="", download={"value": None, "visible": False})
+    if update.starting:  # the streamed result takes the result's place until the verified file is there
+        view.update(slider=None, result={"value": None, "visible": False}, report="",
+                    download={"value": None, "visible": False}, stream={"visible": True},
+                    stream_note={"value": "", "visible": True})
     if update.status is not None:
         view["status"] = update.status
     if update.pictures is not None:
         view["slider"] = update.pictures
+    if update.chunk is not None:
+        view["stream"] = update.chunk
+    if update.stream_note is not None:
+        view["stream_note"] = update.stream_note
     if update.result is not None:
         result = update.result
-        view.update(result=str(result.preview or result.output), report=update.report,
-                    download={"value": str(result.output), "visible": True, "label": f"Download {result.output.name}"})
+        view.update(result={"value": str(result.preview or result.output), "visible": True}, report=update.report,
+                    download={"value": str(result.output), "visible": True, "label": f"Download {result.output.name}"},
+                    stream={"visible": False}, stream_note={"value": "", "visible": False})
     elif update.status is not None and update.status.startswith("Cancelled"):
-        view["slider"] = None
+        view.update(slider=None, stream={"visible": False}, stream_note={"value": "", "visible": False},
+                    result={"visible": True})
     return view
