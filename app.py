@@ -26,7 +26,7 @@ from vsr import environment
 from vsr.job.errors import JobError
 from vsr.logs import configure_logging
 from vsr.model.errors import ModelLoadError
-from vsr.options import OptionsError, UpscaleOptions, build_options
+from vsr.options import OptionsError, UpscaleOptions, build_options, server_logins
 from vsr.web import controls as choices
 from vsr.web import examples, handlers, resume, sessions, texts, views
 from vsr.web.controls import SIZE_LABELS
@@ -246,9 +246,10 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
 
 
 def launch_arguments(settings: UpscaleOptions) -> dict[str, Any]:
-    """``demo.launch`` keyword arguments from the environment and the settings."""
+    """``demo.launch`` keyword arguments from the environment and the settings (``auth``: Gradio's own
+    login for the page and its API when STREAM_DIFFVSR_AUTH is set, ``vsr.options.server_logins``)."""
     env = environment.read()
-    return {"server_name": env.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+    return {"server_name": env.get("GRADIO_SERVER_NAME", "127.0.0.1"), "auth": server_logins(),
             "server_port": int(env.get("GRADIO_SERVER_PORT", "7860")), "max_file_size": f"{settings.max_upload_mb}mb",
             "allowed_paths": [str(settings.output_dir.resolve()), *(str(p) for p in examples.example_dirs())],
             "show_error": False, "ssr_mode": False, "footer_links": ["gradio"], "theme": THEME, "css": CSS}
@@ -256,8 +257,12 @@ def launch_arguments(settings: UpscaleOptions) -> dict[str, Any]:
 
 def main() -> None:
     configure_logging()
-    settings = build_options()
-    build_demo(settings).launch(**launch_arguments(settings))
+    try:
+        settings = build_options()
+        arguments = launch_arguments(settings)
+    except OptionsError as exc:  # a bad environment variable: one line naming it and the fix
+        raise SystemExit(f"app.py: error: {exc}") from None
+    build_demo(settings).launch(**arguments)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ The slim image has no curl, so the Dockerfile runs this with the image's Python:
 
 It asks Gradio's ``/config`` route (cheap: the app's layout as JSON, served as soon as the server
 accepts requests; it does not touch the model or the job queue) and accepts only a 200 answer
-whose body is a JSON object, so a different server on the port does not pass for the app.
+whose body is a JSON object, so a different server on the port does not pass for the app, or, when the
+app asks for a login (STREAM_DIFFVSR_AUTH), Gradio's own 401 ``Not authenticated`` JSON answer.
 Standard library only, so the probe works even when the app's own imports are broken.
 """
 
@@ -28,6 +29,8 @@ def probe(url: str, timeout: float) -> str | None:
             status = response.status
             body = response.read()
     except urllib.error.HTTPError as error:
+        if error.code == 401 and _behind_login(error.read()):
+            return None
         return f"{url} answered HTTP {error.code}"
     except (urllib.error.URLError, OSError) as error:
         return f"{url} did not answer: {getattr(error, 'reason', error)}"
@@ -40,6 +43,16 @@ def probe(url: str, timeout: float) -> str | None:
     if not isinstance(config, dict):
         return f"{url} answered 200 but not with a Gradio config object"
     return None
+
+
+def _behind_login(body: bytes) -> bool:
+    """True when a 401 answer is Gradio's own ``Not authenticated`` (the app runs behind the login that
+    STREAM_DIFFVSR_AUTH turns on): the app answers, only the probe has no login."""
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(detail, dict) and detail.get("error") == "Not authenticated"
 
 
 def main(argv: list[str] | None = None) -> int:

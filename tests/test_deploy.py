@@ -135,6 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
         "/config": (200, b'{"version": "6", "components": []}'),
         "/broken": (500, b"{}"),
         "/html": (200, b"<html>hello</html>"),
+        "/login": (401, b'{"detail": {"error": "Not authenticated", "auth_message": null}}'),  # STREAM_DIFFVSR_AUTH
+        "/denied": (401, b'{"detail": "Unauthorized"}'),
     }
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -162,7 +164,7 @@ def http_server() -> Iterator[str]:
 
 
 @pytest.mark.parametrize(("path", "healthy"), [("/config", True), ("/broken", False), ("/html", False),
-                                               ("/missing", False)])
+                                               ("/missing", False), ("/login", True), ("/denied", False)])
 def test_healthcheck_accepts_only_a_gradio_config(http_server: str, path: str, healthy: bool) -> None:
     result = subprocess.run([sys.executable, ROOT / "deploy" / "healthcheck.py", http_server + path, "--timeout", "5"],
                             capture_output=True, text=True, timeout=30)

@@ -63,6 +63,9 @@ VARIABLES: tuple[EnvVar, ...] = (
            "Memory a job may use on its device (`6GB`, `6000MB`, `8GiB`); the plan tiles frames to fit it "
            "and refuses a job that cannot."),
     EnvVar("STREAM_DIFFVSR_LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    EnvVar("STREAM_DIFFVSR_AUTH", "(none: no login)",
+           "The web app asks for a login, on the page and its API: `user:password`, or the path of a file with "
+           "one `user:password` per line. Use it (with TLS in front) for anything reachable from the internet."),
     EnvVar("GRADIO_SERVER_NAME", "127.0.0.1", "Address the web app listens on (`0.0.0.0` in Docker)."),
     EnvVar("GRADIO_SERVER_PORT", "7860", "Port the web app listens on (8000 in Docker)."),
 )

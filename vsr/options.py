@@ -428,3 +428,45 @@ def _check_combination(options: UpscaleOptions) -> None:
         if options.preset not in presets:
             raise OptionsError(f"preset={options.preset!r} is not a {options.codec} preset. Use one of: "
                                f"{', '.join(presets)}.")
+
+
+AUTH_VARIABLE = "STREAM_DIFFVSR_AUTH"
+_AUTH_FIX = "Set it to user:password, or to the path of a readable file with one user:password per line."
+
+
+def server_logins(env: Mapping[str, str] | None = None) -> list[tuple[str, str]] | None:
+    """The web app's logins from ``STREAM_DIFFVSR_AUTH`` (``user:password``, or the path of a file of
+    such lines; blank lines and lines starting with ``#`` are skipped), for Gradio's own login
+    (``launch(auth=...)``) on the page and its API. None when the variable is unset: no login.
+
+    The password is everything after the first ``:``. A bad value raises ``OptionsError`` naming the
+    variable and the fix, and never showing a password."""
+    value = environment.read(env).get(AUTH_VARIABLE)
+    if value is None:
+        return None
+    value = value.strip()
+    path = Path(value).expanduser()
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OptionsError(f"{AUTH_VARIABLE}: cannot read {path} ({exc.__class__.__name__}: "
+                               f"{getattr(exc, 'strerror', None) or exc}). Make it a UTF-8 file readable by "
+                               f"the user that runs the app, or set user:password instead.") from None
+        numbered = [(n, line.strip()) for n, line in enumerate(lines, 1)
+                    if line.strip() and not line.lstrip().startswith("#")]
+        if not numbered:
+            raise OptionsError(f"{AUTH_VARIABLE}: {path} holds no login. Write one user:password per line.")
+        return [_login(line, f"line {n} of {path}") for n, line in numbered]
+    if ":" not in value:
+        where = f"names no file ({path} does not exist)" if ("/" in value or "\\" in value) else "has no ':'"
+        raise OptionsError(f"{AUTH_VARIABLE} {where}. {_AUTH_FIX}")
+    return [_login(value, "its value")]
+
+
+def _login(text: str, where: str) -> tuple[str, str]:
+    user, colon, password = text.partition(":")
+    if not colon or not user.strip() or not password:
+        raise OptionsError(f"{AUTH_VARIABLE}: {where} is not user:password (a user name, ':', then a password "
+                           f"that is not empty). {_AUTH_FIX}")
+    return user.strip(), password
