@@ -7,8 +7,25 @@
 Configuration sits at this level: ``vsr.options`` (the one settings object), ``vsr.environment``
 (the only reader of environment variables), ``vsr.logs`` and ``vsr.formatting``. Importing
 ``vsr`` loads none of torch, PyAV or Gradio.
+
+The Python API (``vsr.api``, docs/python-api.md): ``vsr.Upscaler`` and ``vsr.upscale_file`` are loaded on
+first use (PEP 562), so ``import vsr`` stays light.
 """
+
+import importlib
+from typing import Any
 
 from vsr.options import OptionsError, UpscaleOptions, build_options
 
-__all__ = ["OptionsError", "UpscaleOptions", "build_options"]
+_LAZY = {"Upscaler": "vsr.api", "upscale_file": "vsr.api"}
+
+__all__ = ["OptionsError", "Upscaler", "UpscaleOptions", "build_options", "upscale_file"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vsr' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
