@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
             for code, text in EXIT_CODES.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{upscale,frames,probe}",
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{upscale,stream,frames,probe}",
                                      parser_class=_Parser)
 
     up = commands.add_parser("upscale", help="upscale a video into a new video (with its audio and subtitles)",
@@ -112,8 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cut frames into latent tiles of N (default auto: only when a frame does not fit)")
     up.add_argument("--max-memory", metavar="SIZE",
                     help="memory the job may use on its device, e.g. 6GB (default: free GPU memory / 70%% of RAM)")
+    _add_cluster_flags(up)
+    up.add_argument("--segment-seconds", metavar="S",
+                    help="with workers: seconds of video per part (default: from the length and the workers)")
     _add_log_level(up)
     up.set_defaults(handler=_upscale)
+
+    _add_stream_command(commands)
 
     fr = commands.add_parser("frames", help="upscale folders of frames into PNGs (the reference's interface)",
                              description="Upscale image sequences; each sub-folder of --in_path is one sequence.")
@@ -136,9 +141,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_stream_command(commands: Any) -> None:
+    """``vsr stream SOURCE -o DEST``: the engine and encoder flags of ``vsr upscale``, and the live ones."""
+    st = commands.add_parser("stream", help="upscale a live source into a live stream (HLS playlist or a URL)",
+                             description="Upscale SOURCE (udp://, srt://, rtmp://, rtsp://, an HLS URL, /dev/video0 "
+                             "or a file) frame by frame into DEST (an .m3u8 playlist, or udp://, srt://, rtmp://), "
+                             "latency bounded: frames the engine cannot take in time are dropped and counted.")
+    st.add_argument("source", metavar="SOURCE", help="anything FFmpeg opens as input")
+    st.add_argument("-o", "--output", required=True, metavar="DEST",
+                    help="a path ending in .m3u8 (HLS, segments beside it) or udp://, srt://, tcp:// (MPEG-TS), "
+                    "rtmp:// (FLV)")
+    st.add_argument("--overwrite", action="store_true", help="replace an existing playlist and its segments")
+    st.add_argument("--engine", metavar="|".join(ENGINES), help="upscaling engine (default stream-diffvsr)")
+    st.add_argument("--model-id", metavar="ID", help="Hugging Face model id or local folder")
+    st.add_argument("--flow-weights", metavar="FILE", help="local RAFT large weights (.pth/.safetensors)")
+    st.add_argument("--steps", metavar="N", help="denoising steps (default 4)")
+    st.add_argument("--seed", metavar="S", help="noise seed (default: random; the seed used is printed)")
+    st.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
+    st.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
+    st.add_argument("--attention", metavar="|".join(ATTENTIONS), help="attention implementation (default sdpa)")
+    _add_flow_scale(st)
+    st.add_argument("--optimisations", metavar="LIST", help="speed switches: auto (default), none, or a comma list")
+    st.add_argument("--tile", metavar="auto|off|N", help="cut frames into latent tiles of N (default auto)")
+    st.add_argument("--max-memory", metavar="SIZE", help="memory the engine may use on its device, e.g. 6GB")
+    st.add_argument("--codec", metavar="h264|hevc", help="video codec (default h264; rtmp:// takes only h264)")
+    st.add_argument("--crf", metavar="N", help="constant rate factor (default per codec; lower is better)")
+    st.add_argument("--preset", metavar="NAME", help="encoder speed preset (default veryfast for live)")
+    st.add_argument("--realtime", action="store_true",
+                    help="play a file source at its own rate (live sources always are); without it a file is "
+                    "read as fast as the engine goes, nothing dropped")
+    st.add_argument("--max-latency", metavar="SECONDS",
+                    help="bound from a frame's arrival to its output being written; later frames are dropped "
+                    "(default 1)")
+    st.add_argument("--reconnects", metavar="N", help="times a stalled or ended live source is opened again (default 3)")
+    st.add_argument("--reconnect-delay", metavar="SECONDS",
+                    help="wait before the first reconnect, doubled each time (default 1)")
+    st.add_argument("--timeout", metavar="SECONDS", help="seconds without data before the source counts as stalled "
+                    "(default 5)")
+    st.add_argument("--segment-seconds", metavar="S", help="HLS segment length (default 2)")
+    _add_log_level(st)
+    st.set_defaults(handler=_stream)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from vsr.cli_stream import stream_command
+
+    return stream_command(args, _CtrlC)
+
+
 def _add_flow_scale(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow-scale", metavar="|".join(f"{s:g}" for s in FLOW_SCALES),
                         help="optical flow on frames downscaled by this factor (default 1: exact; smaller is faster)")
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that spread work over Ray workers (the optional cluster extra, docs/cluster.md)."""
+    parser.add_argument("--workers", metavar="N", type=int,
+                        help="upscale on N workers of a local Ray (one per GPU; on a CPU a share of the cores each)")
+    parser.add_argument("--cluster", metavar="ADDRESS", nargs="?", const="auto",
+                        help="use a running Ray cluster: auto (default; RAY_ADDRESS), or ray://host:10001")
+    parser.add_argument("--shared-dir", metavar="DIR",
+                        help="a folder every worker can write: parts go there instead of through Ray's object store")
+    parser.add_argument("--warmup-frames", metavar="K", type=int,
+                        help="frames upscaled and thrown away before a part that does not start at a scene cut "
+                             "(default 8)")
 
 
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -228,6 +294,10 @@ def _upscale(args: argparse.Namespace) -> int:
         "scene_threshold": args.scene_threshold, "tile": args.tile, "max_memory": args.max_memory,
         "optimisations": args.optimisations,
     })
+    if args.workers is not None or args.cluster is not None:
+        from vsr.job.cluster import require_ray
+
+        require_ray("--cluster" if args.cluster else "--workers")
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise _UsageError(f"{output} already exists. Pass --overwrite to replace it, or choose another name.")
@@ -236,6 +306,8 @@ def _upscale(args: argparse.Namespace) -> int:
     zero_gpu = environment.on_zero_gpu()
     estimator = estimator_for(options, zero_gpu=zero_gpu, on_measure=_say_measuring)
     job = plan(Path(args.input), options, estimator=estimator, output=output, zero_gpu=zero_gpu)
+    if args.workers is not None or args.cluster is not None:
+        return _upscale_on_workers(args, job, output, folder)
     resume = None
     if args.resume and checkpoint.exists(folder):
         resume = checkpoint.load(folder)
@@ -255,6 +327,51 @@ def _upscale(args: argparse.Namespace) -> int:
     print(done_line(result, job), flush=True)
     print(result.report.to_text(), flush=True)
     return EXIT_OK
+
+
+def _upscale_on_workers(args: argparse.Namespace, job: Any, output: Path, folder: Path) -> int:
+    """``vsr upscale --workers/--cluster``: the video cut into parts on Ray workers (vsr.job.parallel)."""
+    from vsr.job import cluster as ray_cluster
+    from vsr.job import parallel
+    from vsr.job.parts import DEFAULT_WARMUP
+
+    seconds = _positive(args.segment_seconds, "--segment-seconds")
+    warmup = DEFAULT_WARMUP if args.warmup_frames is None else args.warmup_frames
+    if warmup < 0:
+        raise OptionsError(f"--warmup-frames must be 0 or more; got {warmup}.")
+    shared = Path(args.shared_dir) if args.shared_dir else None
+    if shared is not None and not shared.is_dir():
+        raise OptionsError(f"--shared-dir {shared}: no such folder. Create it (on a disk every worker mounts).")
+    connected = ray_cluster.connect(args.cluster, args.workers, verbose=logging.getLogger().level <= logging.INFO)
+    try:
+        with _CtrlC() as cancel:
+            parts = parallel.plan_parallel(job, connected.workers, segment_seconds=seconds, warmup=warmup,
+                                           shared_dir=shared, cancel=cancel)
+            print(parts.job.to_text(), flush=True)
+            print(parts.to_text(), flush=True)
+            with _progress(job.frames, scene_cuts=False) as bar:
+                try:
+                    result = parallel.run_parallel(parts, connected, output, folder, on_progress=bar.update,
+                                                   cancel=cancel, resume=args.resume)
+                except KeyboardInterrupt:
+                    raise _interrupted(folder) from None
+    finally:
+        connected.close()
+    print(done_line(result, parts.job), flush=True)
+    print(result.report.to_text(), flush=True)
+    return EXIT_OK
+
+
+def _positive(value: str | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise OptionsError(f"{flag} must be a positive number of seconds; got {value!r}.")
+    return number
 
 
 def _saved(folder: Path) -> JobCheckpoint | None:

@@ -46,7 +46,10 @@ FINGERPRINT_BYTES = 1 << 20
 OUTPUT_OPTIONS = ("engine", "model_id", "flow_weights", "steps", "device", "precision", "attention", "height",
                   "start", "end", "codec", "crf", "preset", "scene_cuts", "scene_threshold")
 """The options that change the output (the seed is checked on its own: a random seed is the one used)."""
-_OURS = re.compile(r"^(checkpoint\.pkl|segment-\d{5}\.mkv|\.segment-\d{5}\..*|\.checkpoint\.[0-9a-f]+\.partial\.pkl)$")
+_OURS = re.compile(r"^(checkpoint\.pkl|parts\.pkl|segment-\d{5}\.mkv|\.segment-\d{5}\..*|"
+                   r"\.(checkpoint|parts)\.[0-9a-f]+\.partial\.pkl)$")
+_PART = re.compile(r"^part-\d{5}$")
+"""A part's folder in a job spread over several workers (``vsr.job.parallel``): its pieces, its checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,8 @@ def remove(folder: Path) -> None:
     for path in folder.iterdir():
         if path.is_file() and _OURS.match(path.name):
             path.unlink()
+        elif path.is_dir() and _PART.match(path.name):
+            remove(path)
     try:
         folder.rmdir()
     except OSError:
