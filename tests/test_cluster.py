@@ -7,6 +7,7 @@ a part's frames can be compared with a single run's exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -62,6 +63,11 @@ def _frames(path: Path) -> list[np.ndarray]:
     return [f.rgb for f in decode(path)]
 
 
+def _plan(src: Path, options, output: Path, **overrides):
+    """The job of ``options`` planned without timing the model (the bicubic plan, the model's options)."""
+    return dataclasses.replace(plan(src, options(engine="bicubic"), output=output), options=options(**overrides))
+
+
 def _single(job, output: Path) -> list[np.ndarray]:
     run(job, output)
     return _frames(output)
@@ -89,15 +95,15 @@ class _FakeJob:
 
 
 def test_two_workers_at_a_hard_cut_give_exactly_the_single_runs_frames(tmp_path: Path, options, cluster) -> None:
-    src = make_video(tmp_path / "cut.mp4", 32, 24, RATE, 32, audio="aac", scene_cut_at=16)
-    job = plan(src, options(), output=tmp_path / "single.mkv")
+    src = make_video(tmp_path / "cut.mp4", 32, 24, RATE, 20, audio="aac", scene_cut_at=16)
+    job = _plan(src, options, tmp_path / "single.mkv")
     whole = _single(job, tmp_path / "single.mkv")
     parts = parallel.plan_parallel(job, 2, segment_seconds=16 / 25, warmup=4)
-    assert [(p.warm, p.first, p.end) for p in parts.parts] == [(0, 0, 16), (16, 16, 32)]  # the cut, no warm-up
+    assert [(p.warm, p.first, p.end) for p in parts.parts] == [(0, 0, 16), (16, 16, 20)]  # the cut, no warm-up
     result = parallel.run_parallel(parts, cluster, tmp_path / "two.mkv", tmp_path / "two.ckpt")
-    assert result.report.ok and result.frames == 32 and result.scene_cuts == (16,)
+    assert result.report.ok and result.frames == 20 and result.scene_cuts == (16,)
     two = _frames(tmp_path / "two.mkv")
-    assert len(two) == len(whole) == 32
+    assert len(two) == len(whole) == 20
     for index, (a, b) in enumerate(zip(whole, two)):
         np.testing.assert_array_equal(a, b, err_msg=f"frame {index}")
     assert not (tmp_path / "two.ckpt").exists(), "the job's folder is removed once the file is verified"
@@ -106,7 +112,7 @@ def test_two_workers_at_a_hard_cut_give_exactly_the_single_runs_frames(tmp_path:
 def test_without_a_cut_the_warm_up_keeps_the_deviation_small_and_the_file_verifies(tmp_path: Path, options,
                                                                                      cluster) -> None:
     src = make_video(tmp_path / "flat.mp4", 32, 24, RATE, 12, audio=None)
-    job = plan(src, options(), output=tmp_path / "single.mkv")
+    job = _plan(src, options, tmp_path / "single.mkv")
     whole = _single(job, tmp_path / "single.mkv")
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -125,8 +131,7 @@ def test_without_a_cut_the_warm_up_keeps_the_deviation_small_and_the_file_verifi
 def test_a_killed_worker_costs_only_its_part_and_the_file_equals_an_undisturbed_runs(tmp_path: Path, options,
                                                                                       cluster) -> None:
     src = make_video(tmp_path / "in.mp4", 32, 24, RATE, 16, audio="aac")
-    opts = options(checkpoint_seconds=0.001)  # a checkpoint after every frame
-    job = plan(src, opts, output=tmp_path / "calm.mkv")
+    job = _plan(src, options, tmp_path / "calm.mkv", checkpoint_seconds=0.001)  # a checkpoint after every frame
     parts = parallel.plan_parallel(job, 2, segment_seconds=8 / 25, warmup=2)
     calm = parallel.run_parallel(parts, cluster, tmp_path / "calm.mkv", tmp_path / "calm.ckpt")
     assert calm.report.ok
@@ -148,7 +153,7 @@ def test_a_killed_worker_costs_only_its_part_and_the_file_equals_an_undisturbed_
 
 def test_a_cancel_stops_every_worker_and_resume_finishes_the_same_file(tmp_path: Path, options, cluster) -> None:
     src = make_video(tmp_path / "in.mp4", 32, 24, RATE, 16, audio=None)
-    job = plan(src, options(engine="bicubic", checkpoint_seconds=0.001), output=tmp_path / "out.mkv")
+    job = _plan(src, options, tmp_path / "out.mkv", engine="bicubic", checkpoint_seconds=0.001)
     parts = parallel.plan_parallel(job, 2, segment_seconds=4 / 25, warmup=0)
     cancel = threading.Event()
     from vsr.job.errors import JobCancelled

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
             for code, text in EXIT_CODES.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{upscale,stream,frames,probe}",
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{upscale,batch,stream,frames,probe}",
                                      parser_class=_Parser)
 
     up = commands.add_parser("upscale", help="upscale a video into a new video (with its audio and subtitles)",
@@ -119,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(handler=_upscale)
 
     _add_stream_command(commands)
+
+    ba = commands.add_parser("batch", help="upscale many videos (files and folders) into a folder, with a report",
+                             description="Upscale every INPUT (files; folders: their videos) into OUT_DIR, each a "
+                             "job; an output there that verifies is skipped, so running again goes on. Ends with a "
+                             "table and OUT_DIR/batch-report.json. Exit 0 when every input is done or skipped, "
+                             "else the code of the worst failure.")
+    ba.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, or folders of videos")
+    ba.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="the folder to write into")
+    for action in up._actions:  # every job option of upscale, the same flags
+        if action.dest not in ("help", "input", "output", "overwrite", "resume"):
+            ba._add_action(action)
+    ba.set_defaults(handler=_batch)
 
     fr = commands.add_parser("frames", help="upscale folders of frames into PNGs (the reference's interface)",
                              description="Upscale image sequences; each sub-folder of --in_path is one sequence.")
@@ -286,14 +298,7 @@ def _upscale(args: argparse.Namespace) -> int:
     from vsr.job import checkpoint, estimator_for, plan, run
     from vsr.job.errors import JobError
 
-    options = build_options({
-        "engine": args.engine, "model_id": args.model_id, "flow_weights": args.flow_weights,
-        "steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
-        "attention": args.attention, "flow_scale": args.flow_scale, "height": args.height, "start": args.start,
-        "end": args.end, "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
-        "scene_threshold": args.scene_threshold, "tile": args.tile, "max_memory": args.max_memory,
-        "optimisations": args.optimisations,
-    })
+    options = _job_options(args)
     if args.workers is not None or args.cluster is not None:
         from vsr.job.cluster import require_ray
 
@@ -327,6 +332,107 @@ def _upscale(args: argparse.Namespace) -> int:
     print(done_line(result, job), flush=True)
     print(result.report.to_text(), flush=True)
     return EXIT_OK
+
+
+def _job_options(args: argparse.Namespace) -> Any:
+    """The job's options from ``upscale``'s (and ``batch``'s) flags."""
+    return build_options({
+        "engine": args.engine, "model_id": args.model_id, "flow_weights": args.flow_weights,
+        "steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
+        "attention": args.attention, "flow_scale": args.flow_scale, "height": args.height, "start": args.start,
+        "end": args.end, "codec": args.codec, "crf": args.crf, "preset": args.preset, "scene_cuts": args.scene_cuts,
+        "scene_threshold": args.scene_threshold, "tile": args.tile, "max_memory": args.max_memory,
+        "optimisations": args.optimisations,
+    })
+
+
+_SEVERITY = (EXIT_INTERNAL, EXIT_JOB, EXIT_MODEL, EXIT_INPUT, EXIT_USAGE)
+"""The worst first: the exit code of a batch with failures is its worst input's."""
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """``vsr batch``: every input a job (see ``vsr.job.batch``); one bad input never stops the others."""
+    from vsr.job import batch
+    from vsr.job.cluster import connect, require_ray
+
+    options = _job_options(args)
+    on_workers = args.workers is not None or args.cluster is not None
+    if on_workers:
+        require_ray("--cluster" if args.cluster else "--workers")
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = batch.find_inputs(args.inputs)
+    connected = (connect(args.cluster, args.workers, verbose=logging.getLogger().level <= logging.INFO)
+                 if on_workers else None)
+    entries: list[Any] = []
+    taken: set[Path] = set()
+    try:
+        for source in inputs:
+            entries.append(_batch_one(args, options, source, out_dir, taken, connected))
+            print(f"Batch:    {source.name}: {entries[-1].status} {entries[-1].reason}".rstrip(), flush=True)
+            if entries[-1].status == "cancelled":
+                break
+    finally:
+        if connected is not None:
+            connected.close()
+    print(batch.table(entries), flush=True)
+    print(f"Report:   {batch.write_report(out_dir, entries)}", flush=True)
+    if any(e.status == "cancelled" for e in entries):
+        return EXIT_CANCELLED
+    codes = {e.code for e in entries if e.code}
+    return next((code for code in _SEVERITY if code in codes), EXIT_OK)
+
+
+def _batch_one(args: argparse.Namespace, options: Any, source: Path, out_dir: Path, taken: set[Path],
+               connected: Any) -> Any:
+    """One input of a batch: planned, skipped when its output is already finished, else run (resumed
+    from its checkpoint when a previous batch stopped in it); its entry in the report."""
+    import time
+
+    from vsr.job import batch, checkpoint, estimator_for, plan, run
+
+    started = time.monotonic()
+    output: Path | None = None
+    ran = False
+    try:
+        job = plan(source, options, estimator=estimator_for(options, on_measure=_say_measuring))
+        output = batch.output_for(source, out_dir, job.container_suffix, taken)
+        job = plan(source, options, estimator=estimator_for(options), output=output)
+        if batch.finished(job, output):
+            return batch.BatchEntry(str(source), str(output), "skipped", "already done (verified)",
+                                    time.monotonic() - started)
+        folder = checkpoint.checkpoint_dir_for(output)
+        ran = True
+        with _progress(job.frames, scene_cuts=job.temporal) as bar, _CtrlC() as cancel:
+            if connected is not None:
+                result = _batch_on_workers(args, job, output, folder, connected, bar, cancel)
+            else:
+                resume = checkpoint.load(folder) if checkpoint.exists(folder) else None
+                result = run(job, output, on_progress=bar.update, cancel=cancel, checkpoint_dir=folder, resume=resume)
+        return batch.BatchEntry(str(source), str(output), "done", f"{result.frames} frames, verified",
+                                time.monotonic() - started)
+    except BaseException as exc:  # noqa: BLE001 - every input gets its line; the batch goes on
+        code, message = describe_error(exc)
+        if code == EXIT_INTERNAL:
+            logger.error("unexpected error on %s", source, exc_info=exc)
+        status = "cancelled" if code == EXIT_CANCELLED else ("failed" if ran or code in (EXIT_INTERNAL, EXIT_JOB)
+                                                             else "refused")
+        return batch.BatchEntry(str(source), str(output) if output else None, status, message,
+                                time.monotonic() - started, code)
+
+
+def _batch_on_workers(args: argparse.Namespace, job: Any, output: Path, folder: Path, connected: Any, bar: Any,
+                      cancel: threading.Event) -> Any:
+    """One batch video cut into parts on the batch's workers (resumed when a previous batch stopped in it)."""
+    from vsr.job import parallel
+    from vsr.job.parts import DEFAULT_WARMUP
+
+    parts = parallel.plan_parallel(job, connected.workers, segment_seconds=_positive(args.segment_seconds,
+                                   "--segment-seconds"), warmup=DEFAULT_WARMUP if args.warmup_frames is None
+                                   else args.warmup_frames,
+                                   shared_dir=Path(args.shared_dir) if args.shared_dir else None, cancel=cancel)
+    return parallel.run_parallel(parts, connected, output, folder, on_progress=bar.update, cancel=cancel,
+                                 resume=parallel.is_parallel(folder))
 
 
 def _upscale_on_workers(args: argparse.Namespace, job: Any, output: Path, folder: Path) -> int:
