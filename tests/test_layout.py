@@ -17,7 +17,7 @@ FLOORS = {  # a module may import only from its own floor or a lower one
     "vsr.options": 2, "vsr.logs": 2,
     "vsr.model": 3,
     "vsr.job": 4,
-    "vsr.web": 5, "vsr.cli": 5, "vsr.api": 5,
+    "vsr.web": 5, "vsr.cli": 5, "vsr.cli_stream": 5, "vsr.api": 5,
     "vsr.__main__": 6, "app": 6,
 }
 

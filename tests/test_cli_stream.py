@@ -1,0 +1,198 @@
+"""``vsr stream SOURCE -o DEST`` through the command line: a live MPEG-TS source over loopback UDP (H.264 +
+AAC at real time, ``tests.live_sender``) upscaled into a growing HLS playlist; Ctrl-C and a dead source
+finish the playlist; an unreachable source and a bad destination are one error line and exit 3."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.live_sender import Sender, free_udp_port
+from tests.media_factory import ROOT_DIR, make_video
+from vsr.cli import main
+
+STARTUP_S = 180.0  # the command's start (imports, the model) on a busy machine; a bound, not a timing
+SUMMARY = re.compile(r"Stream:\s+(\d+) frames in, (\d+) out, (\d+) dropped .*latency median ([0-9.]+) s, "
+                     r"p95 ([0-9.]+) s; first output after ([0-9.]+) s; (.*)")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT_DIR), "STREAM_DIFFVSR_CACHE_DIR": str(tmp_path / "cache"),
+            "STREAM_DIFFVSR_TMP_DIR": str(tmp_path / "tmp"), "HF_HUB_OFFLINE": "1"}
+
+
+def _start(args: list[str], tmp_path: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vsr", "stream", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env(tmp_path))
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float, segments: int = 1) -> float:
+    """Seconds until ``path`` (a playlist) lists ``segments`` segments; fails if the command ends first."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if path.exists() and path.read_text().count(".ts") >= segments:
+            return time.monotonic() - started
+        if proc.poll() is not None:
+            pytest.fail(f"vsr stream ended early ({proc.returncode}): {proc.communicate()[1][-3000:]}")
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"no playlist with {segments} segments at {path} after {seconds} s: {proc.communicate()[1][-3000:]}")
+
+
+def _segments(playlist: Path) -> list[Path]:
+    return [playlist.parent / line for line in playlist.read_text().splitlines() if line.endswith(".ts")]
+
+
+def _decode(segment: Path) -> tuple[list[tuple[int, int]], int, str | None]:
+    """(size of each video frame, audio frames, audio codec) of one segment."""
+    with av.open(str(segment)) as container:
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        sizes, sounds = [], 0
+        for frame in container.decode(*container.streams):
+            if isinstance(frame, av.VideoFrame):
+                sizes.append((frame.width, frame.height))
+            else:
+                sounds += 1
+    return sizes, sounds, audio
+
+
+def _summary(out: str) -> re.Match:
+    match = SUMMARY.search(out)
+    assert match, f"no summary line in: {out}"
+    return match
+
+
+LIVE = ["--engine", "bicubic", "--timeout", "1", "--reconnects", "1", "--reconnect-delay", "0.1",
+        "--segment-seconds", "1"]
+
+
+@pytest.mark.slow
+def test_a_live_udp_source_becomes_a_growing_hls_playlist_with_its_audio(tmp_path: Path) -> None:
+    """The sender stops after a few seconds of playlist: the source is dead, one reconnect fails, and the
+    stream ends cleanly with every frame accounted for."""
+    port = free_udp_port()
+    (tmp_path / "live").mkdir()
+    playlist = tmp_path / "live" / "out.m3u8"
+    proc = _start([f"udp://127.0.0.1:{port}", "-o", "live/out.m3u8", *LIVE], tmp_path)
+    sender = Sender(port, 600.0)
+    sender.start()
+    try:
+        _wait_for(playlist, proc, STARTUP_S, segments=1)
+        assert "#EXT-X-ENDLIST" not in playlist.read_text()  # growing: playable while it is written
+        first = _decode(_segments(playlist)[0])
+        assert first[0] and set(first[0]) == {(256, 192)}
+        _wait_for(playlist, proc, 60, segments=3)
+    finally:
+        sender.stop()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    frames_in, frames_out, dropped, median, p95, first_delay, ended = _summary(out).groups()
+    assert int(frames_in) == int(frames_out) + int(dropped) and int(frames_out) >= 50
+    assert 0 < float(median) <= float(p95) and float(first_delay) > 0
+    assert "gave up after 1 reconnect" in ended and "no data for 1 s" in ended
+    assert "latency" in err and "live: in" in err  # the status line (plain lines: stderr is a pipe)
+    text = playlist.read_text()
+    assert text.rstrip().endswith("#EXT-X-ENDLIST") and "#EXT-X-PLAYLIST-TYPE:EVENT" in text
+    decoded = [_decode(segment) for segment in _segments(playlist)]
+    assert {size for sizes, _, _ in decoded for size in sizes} == {(256, 192)}  # exactly 4x 64x48
+    assert sum(len(sizes) for sizes, _, _ in decoded) == int(frames_out)
+    assert all(codec == "aac" and sounds > 0 for _, sounds, codec in decoded)  # the source's audio, copied
+    assert not list(playlist.parent.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_the_playlist(tmp_path: Path) -> None:
+    port = free_udp_port()
+    playlist = tmp_path / "out.m3u8"
+    proc = _start([f"udp://127.0.0.1:{port}", "-o", "out.m3u8", *LIVE], tmp_path)
+    sender = Sender(port, 600.0)
+    sender.start()
+    try:
+        _wait_for(playlist, proc, STARTUP_S, segments=1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        sender.stop()
+    assert proc.returncode == 0, err
+    frames_in, frames_out, dropped, *_, ended = _summary(out).groups()
+    assert int(frames_in) == int(frames_out) + int(dropped) and ended == "cancelled"
+    assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    assert sum(len(_decode(s)[0]) for s in _segments(playlist)) == int(frames_out)
+
+
+@pytest.mark.slow
+def test_the_diffusion_model_streams_a_file_without_dropping(tmp_path: Path, fixture_dir: Path) -> None:
+    """A file without --realtime is read as fast as the engine goes: every frame out, at exactly 4x."""
+    clip = make_video(tmp_path / "clip.mp4", 48, 32, Fraction(25), 3, audio="aac")
+    proc = _start([str(clip), "-o", "out.m3u8", "--model-id", str(fixture_dir / "model"), "--flow-weights",
+                   str(fixture_dir / "raft_large.safetensors"), "--device", "cpu", "--precision", "fp32",
+                   "--seed", "7"], tmp_path)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    assert "Engine:   stream-diffvsr on cpu (fp32), seed 7" in out
+    frames_in, frames_out, dropped, *_, ended = _summary(out).groups()
+    assert (int(frames_in), int(frames_out), int(dropped), ended) == (3, 3, 0, "the source ended")
+    playlist = tmp_path / "out.m3u8"
+    assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    decoded = [_decode(segment) for segment in _segments(playlist)]
+    assert [size for sizes, _, _ in decoded for size in sizes] == [(192, 128)] * 3
+    assert all(codec == "aac" for _, _, codec in decoded)
+
+
+def _refused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again: nothing listens there
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "rtmp"])
+def test_an_unreachable_source_is_one_line_naming_it_and_exit_3(tmp_path: Path, capsys, scheme: str) -> None:
+    url = f"{scheme}://127.0.0.1:{_refused_port()}" + ("/live/cam" if scheme == "rtmp" else "")
+    code = main(["stream", url, "-o", str(tmp_path / "out.m3u8"), "--engine", "bicubic", "--timeout", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 3 and len(err.splitlines()) == 1
+    assert err.startswith(f"vsr: error: {url}: cannot open the source: Connection refused")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dest, words", [
+    ("missing/out.m3u8", "does not exist. Create it first"),
+    ("out.mp4", "Give a path ending in .m3u8"),
+    ("rtmp://127.0.0.1:{port}/live/up", "cannot publish there: Connection refused"),
+    ("srt://127.0.0.1:{port}", "has no srt protocol"),
+])
+def test_a_bad_destination_is_refused_before_any_work(tmp_path: Path, capsys, dest: str, words: str) -> None:
+    """The source would take seconds to give up (silent UDP); the destination is refused at once."""
+    dest = dest.format(port=_refused_port())
+    dest = dest if "://" in dest else str(tmp_path / dest)
+    started = time.monotonic()
+    code = main(["stream", f"udp://127.0.0.1:{free_udp_port()}", "-o", dest, "--engine", "bicubic", "--timeout", "30"])
+    err = capsys.readouterr().err.strip()
+    assert code == 3 and len(err.splitlines()) == 1 and words in err and dest in err, err
+    assert time.monotonic() - started < 20  # never waited for the source
+
+
+def test_an_existing_playlist_needs_overwrite(tmp_path: Path, capsys) -> None:
+    (tmp_path / "out.m3u8").write_text("#EXTM3U\n")
+    code = main(["stream", f"udp://127.0.0.1:{free_udp_port()}", "-o", str(tmp_path / "out.m3u8")])
+    assert code == 3 and "already exists. Pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--max-latency", "-1", "max_latency='-1' must be at least"),
+    ("--reconnects", "x", "reconnects='x' is not a whole number"),
+    ("--codec", "prores", "carries h264 or hevc video, not prores"),
+])
+def test_bad_live_flags_are_named(tmp_path: Path, capsys, flag: str, value: str, words: str) -> None:
+    code = main(["stream", f"udp://127.0.0.1:{free_udp_port()}", "-o", str(tmp_path / "out.m3u8"), flag, value])
+    assert code in (2, 3) and words in capsys.readouterr().err

@@ -1,0 +1,370 @@
+"""``vsr stream``'s job: a live source in, upscaled frame by frame, a live stream out, latency bounded.
+
+::
+
+    media.LiveSource (reader thread: demux, decode, pace, reconnect)
+        -> pending frames (dropped when they could not be written within ``max_latency``)
+        -> the upscaler (this thread; ``vsr.api.Upscaler`` on the process's shared engine)
+        -> EncodeThread -> media.LiveOutput (HLS playlist + segments, or a published URL)
+
+The source's audio goes straight from the reader to the output (copied, or re-encoded to AAC when the
+output cannot carry it) on the same clock as the video: output time = source time - the first item's
+time (after a reconnect, the gap the stall took is kept, so the audio stays with its pictures).
+
+Latency is bounded: a live source (network, device, a file with ``realtime``) never waits for the engine.
+Each frame waits in ``pending`` until the engine is free; the oldest frame that can still be written
+within ``max_latency`` (its age plus the engine's recent time per frame) is taken and older ones are
+dropped and counted; when one frame alone takes longer than ``max_latency``, only the newest frame is
+ever taken. A file read without ``realtime`` is read as fast as the engine goes, nothing dropped.
+
+A source that stalls or ends (a live one) is opened again up to ``reconnects`` times, waiting
+``reconnect_delay`` seconds, doubled each time; then the stream ends cleanly. Whatever stops it (the
+source, ``cancel``, an error, Ctrl-C) the output is finished (the playlist gets ``#EXT-X-ENDLIST``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+import media
+from media.live_output import LiveOutput, check_destination
+from media.live_source import LiveAudio, LiveFrame, LiveSource, is_live
+from vsr.job.encode_thread import EncodeThread
+from vsr.job.live_stats import LiveCounters, LiveStatus
+from vsr.job.resize import resize_rgb
+from vsr.options import AUTO_CODEC, OptionsError, UpscaleOptions
+
+logger = logging.getLogger(__name__)
+
+ENCODE_QUEUE = 2
+_POLL = 0.05
+
+
+class FrameUpscaler(Protocol):
+    """What the loop needs of an upscaler (``vsr.api.Upscaler``)."""
+
+    def upscale_frame(self, rgb: np.ndarray, *, wait: bool = True) -> np.ndarray | None: ...
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How ``vsr stream`` reads, drops and reconnects (the CLI's flags; see ``live_settings``)."""
+
+    realtime: bool = False  # a file source played at its own rate (a live source always is)
+    max_latency: float = 1.0  # seconds from a frame's arrival to its output being written
+    reconnects: int = 3  # times a stalled or ended live source is opened again
+    reconnect_delay: float = 1.0  # seconds before the first reconnect; doubled each time
+    timeout: float = 5.0  # seconds without data before the source counts as stalled
+    segment_seconds: float = 2.0  # HLS segment length
+    overwrite: bool = False  # replace an existing playlist and its segments
+
+
+def live_settings(**values: Any) -> LiveSettings:
+    """``LiveSettings`` from typed-in values (None: the default); ``OptionsError`` naming a bad one."""
+    given = {k: v for k, v in values.items() if v is not None}
+    checks = {"max_latency": (0.01, "seconds, e.g. 1.5"), "reconnect_delay": (0.0, "seconds, e.g. 1"),
+              "timeout": (0.1, "seconds, e.g. 5"), "segment_seconds": (0.5, "seconds, e.g. 2")}
+    for name, (low, what) in checks.items():
+        if name in given:
+            try:
+                given[name] = float(given[name])
+            except (TypeError, ValueError):
+                raise OptionsError(f"{name}={values[name]!r} is not a number; give {what}.") from None
+            if not low <= given[name] < float("inf"):
+                raise OptionsError(f"{name}={values[name]!r} must be at least {low:g} ({what}).")
+    if "reconnects" in given:
+        try:
+            given["reconnects"] = int(given["reconnects"])
+        except (TypeError, ValueError):
+            raise OptionsError(f"reconnects={values['reconnects']!r} is not a whole number.") from None
+        if given["reconnects"] < 0:
+            raise OptionsError(f"reconnects={values['reconnects']!r} must be 0 or more.")
+    return LiveSettings(**given)
+
+
+class LiveStream:
+    """One ``vsr stream`` run. The constructor checks the destination and opens the source (both before
+    any work: ``media.MediaError`` naming the one that cannot be used); ``run(upscaler)`` streams."""
+
+    def __init__(self, source: str, dest: str, options: UpscaleOptions, settings: LiveSettings) -> None:
+        self.url, self.dest, self.options, self.settings = source, dest, options, settings
+        self.codec = "h264" if options.codec == AUTO_CODEC else options.codec  # live: 8-bit H.264 unless asked
+        check_destination(dest, self.codec, overwrite=settings.overwrite, timeout=settings.timeout)
+        self.live = is_live(source) or settings.realtime
+        self.source = LiveSource(source, timeout=settings.timeout).open()
+        self.counters = LiveCounters()
+        self._pending: deque[LiveFrame] = deque()
+        self._cond = threading.Condition()
+        self._reading = True
+        self._ended: str | None = None
+        self._stop = threading.Event()
+        self._arrivals: dict[Fraction, float] = {}
+        self._step = 0.0  # recent seconds per frame of the engine
+        self._warned = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.source.width, self.source.height
+
+    def run(self, upscaler: FrameUpscaler, *, on_status: Callable[[LiveStatus], None] | None = None,
+            status_every: float = 1.0, cancel: threading.Event | None = None) -> LiveStatus:
+        """Stream until the source ends (after its reconnects), ``cancel`` is set, or an error; the output
+        is finished in every case. Returns the last ``LiveStatus`` (``ended`` says why it stopped)."""
+        cancel = cancel or threading.Event()
+        width, height = upscaler.output_size(*self.size)
+        if self.settings.overwrite:
+            _remove_playlist(self.dest)
+        output = LiveOutput(self.dest, width, height, self.source.rate, audio=self.source.audio,
+                            encode=media.EncodeSettings(self.codec, self.options.crf, self.options.preset),
+                            segment_seconds=self.settings.segment_seconds, timeout=self.settings.timeout)
+        self.source.decode_audio = output.needs_decoded_audio
+        reader = threading.Thread(target=self._read, args=(output, cancel), name="vsr-live-source", daemon=True)
+        encoder = EncodeThread(_Timed(output, self._arrivals, self.counters), width, height, ENCODE_QUEUE)
+        reader.start()
+        try:
+            self._upscale(upscaler, encoder, cancel, on_status, status_every)
+            encoder.finish()
+        except BaseException:
+            encoder.stop()
+            raise
+        finally:
+            self._stop.set()
+            with self._cond:
+                self.counters.drop(len(self._pending))  # taken in but never upscaled: counted, not lost
+                self._pending.clear()
+                self._cond.notify_all()
+            output.close()
+            reader.join(self.settings.timeout + 2.0)
+            self.source.close()
+            self.counters.drop(len(self._arrivals))  # queued for the encoder when it stopped
+            self._arrivals.clear()
+        ended = "cancelled" if cancel.is_set() else (self._ended or "the source ended")
+        status = self.counters.status(ended)
+        logger.info("live stream ended: %s", status.summary())
+        return status
+
+    # -- the engine side (this thread) ---------------------------------------------------------------
+
+    def _upscale(self, upscaler: FrameUpscaler, encoder: EncodeThread, cancel: threading.Event,
+                 on_status: Callable[[LiveStatus], None] | None, status_every: float) -> None:
+        width, height = self.size
+        last_status = time.monotonic()
+        while not cancel.is_set():
+            frame = self._next_frame(cancel)
+            if on_status is not None and time.monotonic() - last_status >= status_every:
+                on_status(self.counters.status())
+                last_status = time.monotonic()
+            if frame is None:
+                if self._finished():
+                    return
+                continue
+            rgb = frame.rgb()
+            if rgb.shape[:2] != (height, width):
+                rgb = resize_rgb(rgb, width, height)  # a source that changed size mid-stream
+            started = time.monotonic()
+            out = upscaler.upscale_frame(rgb)
+            took = time.monotonic() - started
+            self._step = took if self._step == 0 else 0.8 * self._step + 0.2 * took
+            self._arrivals[frame.time] = frame.arrival
+            encoder.put(out, frame.time)
+
+    def _next_frame(self, cancel: threading.Event) -> LiveFrame | None:
+        """The frame to upscale now (dropping those that can no longer meet ``max_latency``), or None
+        after a short wait."""
+        with self._cond:
+            if not self._pending:
+                self._cond.wait(_POLL)
+            if not self._pending or cancel.is_set():
+                return None
+            if self.live:
+                self._drop_late()
+            frame = self._pending.popleft()
+            self._cond.notify_all()
+            return frame
+
+    def _drop_late(self) -> None:
+        limit = self.settings.max_latency
+        if self._step >= limit:
+            if not self._warned:
+                logger.warning("the engine takes %.2f s a frame, more than --max-latency %.2f s: only the newest "
+                               "frame is upscaled each time", self._step, limit)
+                self._warned = True
+            late = len(self._pending) - 1
+        else:
+            now = time.monotonic()
+            late = 0
+            while late < len(self._pending) - 1 and now - self._pending[late].arrival + self._step > limit:
+                late += 1
+        for _ in range(late):
+            self._pending.popleft()
+        self.counters.drop(late)
+
+    def _finished(self) -> bool:
+        with self._cond:
+            return not self._reading and not self._pending
+
+    # -- the source side (the reader thread) ---------------------------------------------------------
+
+    def _read(self, output: LiveOutput, cancel: threading.Event) -> None:
+        try:
+            self._read_all(output, cancel)
+        except Exception as exc:  # noqa: BLE001 - the stream ends cleanly with the reason
+            logger.warning("reading %s failed: %s", self.url, exc, exc_info=True)
+            self._ended = f"the source failed: {exc}"
+        finally:
+            with self._cond:
+                self._reading = False
+                self._cond.notify_all()
+
+    def _read_all(self, output: LiveOutput, cancel: threading.Event) -> None:
+        clock = _Clock()
+        attempts = 0
+        first_reason: str | None = None
+        source = self.source
+        while True:
+            for item in source.read():
+                if cancel.is_set() or self._stop.is_set():
+                    return
+                attempts = 0
+                shift = clock.shift(item.time)
+                if self.settings.realtime and not is_live(self.url):
+                    clock.pace(item.time, self._stop)
+                if isinstance(item, LiveAudio):
+                    output.put_audio(item, shift)
+                else:
+                    self._put(LiveFrame(item.frame, item.time + shift, item.arrival, item.index, item.tags))
+            if cancel.is_set() or self._stop.is_set():
+                return
+            reason = source.error or "end of stream"
+            if not is_live(self.url):
+                self._ended = "the source ended" if source.error is None else f"the source failed: {reason}"
+                return
+            first_reason = first_reason if attempts else reason
+            if attempts >= self.settings.reconnects:
+                self._ended = (f"the source stopped ({first_reason}); gave up after {attempts} reconnect"
+                               f"{'' if attempts == 1 else 's'}")
+                return
+            delay = self.settings.reconnect_delay * 2 ** attempts
+            attempts += 1
+            logger.warning("%s: %s; reconnecting in %.1f s (attempt %d of %d)", self.url, reason, delay, attempts,
+                           self.settings.reconnects)
+            if self._stop.wait(delay) or cancel.is_set():
+                return
+            source = self._reopen(source)
+            clock.reconnected()
+
+    def _reopen(self, old: LiveSource) -> LiveSource:
+        """The source opened again (the same object when that fails: its next ``read`` ends at once)."""
+        old.close()
+        fresh = LiveSource(self.url, timeout=self.settings.timeout, decode_audio=old.decode_audio)
+        try:
+            fresh.open()
+        except media.MediaError as exc:
+            logger.warning("%s", exc)
+            return _Failed(self.url, str(exc))  # type: ignore[return-value]
+        self.counters.reconnected()
+        self.source = fresh
+        return fresh
+
+    def _put(self, frame: LiveFrame) -> None:
+        with self._cond:
+            if not self.live:  # a file as fast as possible: wait for the engine, drop nothing
+                while len(self._pending) >= 2 and not self._stop.is_set():
+                    self._cond.wait(_POLL)
+            if self._stop.is_set():
+                return
+            self.counters.arrived(frame.arrival)
+            self._pending.append(frame)
+            cap = max(2, int(float(self.source.rate) * self.settings.max_latency) + 2)
+            while len(self._pending) > cap:  # never piles up, whatever the engine does
+                self._pending.popleft()
+                self.counters.drop()
+            self._cond.notify_all()
+
+
+class _Clock:
+    """Source time -> output time: the first item is 0; after a reconnect the new source's first item
+    goes on from the last one plus the wall time the gap took. ``pace`` sleeps a file to real time."""
+
+    def __init__(self) -> None:
+        self._offset: Fraction | None = None
+        self._last: tuple[Fraction, float] | None = None  # (output time, monotonic) of the newest item
+        self._resync = False
+        self._wall0: float | None = None
+
+    def shift(self, time_: Fraction) -> Fraction:
+        now = time.monotonic()
+        if self._offset is None:
+            self._offset = -time_
+        elif self._resync and self._last is not None:
+            self._offset = self._last[0] + Fraction(max(now - self._last[1], 0.001)).limit_denominator(1000) - time_
+            self._resync = False
+        out = time_ + self._offset
+        if self._last is None or out > self._last[0]:
+            self._last = (out, now)
+        return self._offset
+
+    def reconnected(self) -> None:
+        self._resync = True
+
+    def pace(self, time_: Fraction, stop: threading.Event) -> None:
+        assert self._offset is not None
+        at = float(time_ + self._offset)
+        if self._wall0 is None:
+            self._wall0 = time.monotonic() - at
+        delay = self._wall0 + at - time.monotonic()
+        if delay > 0:
+            stop.wait(delay)
+
+
+class _Failed:
+    """A source that could not be opened again: reading it ends at once, with the reason."""
+
+    def __init__(self, url: str, error: str) -> None:
+        self.url, self.error, self.stalled, self.decode_audio = url, error, True, False
+
+    def read(self) -> Any:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+class _Timed:
+    """The encode thread's writer: ``LiveOutput.write``, then the frame's latency counted."""
+
+    def __init__(self, output: LiveOutput, arrivals: dict[Fraction, float], counters: LiveCounters) -> None:
+        self._output, self._arrivals, self._counters = output, arrivals, counters
+
+    def write(self, rgb: np.ndarray, pts: Fraction, duration: Fraction | None = None) -> None:
+        written = self._output.write(rgb, pts, duration)
+        arrival = self._arrivals.pop(pts, None)
+        if arrival is not None:
+            if written:
+                self._counters.written(arrival)
+            else:
+                self._counters.drop()
+
+
+def _remove_playlist(dest: str) -> None:
+    """``--overwrite``: the old playlist and its segments go before the new ones are written."""
+    from pathlib import Path
+
+    from media.live_output import output_format, segment_pattern
+
+    if output_format(dest) != "hls":
+        return
+    playlist = Path(dest)
+    playlist.unlink(missing_ok=True)
+    for old in playlist.parent.glob(segment_pattern(playlist).name.replace("%05d", "*")):
+        old.unlink(missing_ok=True)
