@@ -66,6 +66,10 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("STREAM_DIFFVSR_AUTH", "(none: no login)",
            "The web app asks for a login, on the page and its API: `user:password`, or the path of a file with "
            "one `user:password` per line. Use it (with TLS in front) for anything reachable from the internet."),
+    EnvVar("STREAM_DIFFVSR_CLUSTER", "(none: jobs run in the app's process)",
+           "The web app runs each job on a Ray cluster's workers: `auto` (the cluster this machine belongs to, or "
+           "`RAY_ADDRESS`), `ray://host:10001`, or `local` (a Ray started on this machine); as many jobs at once as "
+           "workers. Needs the cluster extra (requirements-cluster.txt); see docs/cluster.md."),
     EnvVar("GRADIO_SERVER_NAME", "127.0.0.1", "Address the web app listens on (`0.0.0.0` in Docker)."),
     EnvVar("GRADIO_SERVER_PORT", "7860", "Port the web app listens on (8000 in Docker)."),
 )

@@ -95,6 +95,7 @@ class UpscaleOptions:
     checkpoint_seconds: float = 30.0  # a running job's checkpoint every this many seconds of work; 0: none
     tile: int | str = "auto"  # "auto", "off" or a latent tile side (vsr.model.tiling, chosen by vsr.job.memory)
     max_memory: int | None = None  # bytes the job may use on its device; None: free GPU memory / 70 % of RAM
+    cluster: str | None = None  # the web app's Ray cluster (auto, ray://host:10001, local); None: in its own process
 
     @property
     def effective_crf(self) -> int | None:
@@ -134,6 +135,7 @@ _ENV_TO_OPTION = {
     "STREAM_DIFFVSR_CHECKPOINT_SECONDS": "checkpoint_seconds",
     "STREAM_DIFFVSR_TILE": "tile",
     "STREAM_DIFFVSR_MAX_MEMORY": "max_memory",
+    "STREAM_DIFFVSR_CLUSTER": "cluster",
 }
 _FIELDS = {f.name for f in dataclasses.fields(UpscaleOptions)}
 
@@ -408,6 +410,7 @@ _PARSERS = {
     "checkpoint_seconds": _non_negative_float("seconds of work between checkpoints, 30 by default; 0 for none"),
     "tile": _tile,
     "max_memory": parse_bytes,
+    "cluster": _optional_text,
 }
 
 

@@ -140,6 +140,9 @@ class PartOutcome:
     stopped: bool = False
     model_seconds: float = 0.0
     frames: int = 0
+    offset: Any = None  # the pieces' time line (``JobCheckpoint.offset``)
+    seed: int | None = None
+    scene_cuts: tuple[int, ...] = ()
 
 
 class PartWorker:
@@ -190,17 +193,21 @@ class PartWorker:
         with self._lock:
             self._status = {"part": part.number, "done": max(0, start - part.first), "frames": part.frames,
                             "warming": start < part.first, "fps": None, "since": time.monotonic()}
-        if resume is None or not (resume.complete or resume.next_index >= part.end):
+        if resume is None or not (resume.complete or (not part.is_whole and resume.next_index >= part.end)):
+            limit = None if part.is_whole else CallLimit(frames=part.end - start)  # a whole video: to its end
             try:
                 outcome = run_piece(job, Path(output), processor=self._processor, checkpoint_dir=where, resume=resume,
-                                    limit=CallLimit(frames=part.end - start), finish=False, part=part,
+                                    limit=limit, finish=False, part=part,
                                     cancel=self._cancel, on_progress=lambda event: self._seen(event, part))
             except JobCancelled:
+                if part.is_whole:  # the web app's job: a cancel keeps nothing
+                    shutil.rmtree(where, ignore_errors=True)
                 return PartOutcome(part.number, stopped=True)
             resume = outcome.checkpoint
         files = {r.name: (where / r.name).read_bytes() for r in resume.segments} if ship else None
         result = PartOutcome(part.number, tuple(resume.segments), files, model_seconds=resume.model_seconds,
-                             frames=sum(r.frames for r in resume.segments))
+                             frames=sum(r.frames for r in resume.segments), offset=resume.offset, seed=resume.seed,
+                             scene_cuts=tuple(resume.scene_cuts))
         if ship:
             shutil.rmtree(where, ignore_errors=True)
         return result

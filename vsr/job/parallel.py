@@ -92,7 +92,7 @@ def run_parallel(plan: ParallelPlan, cluster: Cluster, output: str | Path, check
                  resume: bool = False, pictures: bool = False) -> Any:
     """Upscale ``plan`` on ``cluster``'s workers into ``output`` (verified); see the module doc.
     Returns a ``vsr.job.runner.JobResult``. ``pictures``: progress events carry the newest frames."""
-    from vsr.job.runner import JobResult, _check_output, _expected, _failed_checks
+    from vsr.job.runner import JobResult, _check_output
 
     ray = require_ray("a cluster")
     job, output, folder = plan.job, Path(output), Path(checkpoint_dir)
@@ -104,25 +104,34 @@ def run_parallel(plan: ParallelPlan, cluster: Cluster, output: str | Path, check
     emit(ProgressEvent("loading", _kept(manifest), job.frames, message=f"starting {cluster.workers} worker(s)"))
     actors = start_workers(cluster, job.options)
     manifest = _dispatch(plan, manifest, actors, folder, output, emit, cancel, pictures, ray)
-    done = _kept(manifest)
-    emit(ProgressEvent("finishing", done, done, message="joining the parts, adding the audio and subtitles"))
     pieces = [media.Segment(_part_folder(plan, folder, number) / r.name, r.time_base, r.packets)
               for number in sorted(manifest.done) for r in manifest.done[number]]
+    write = join(job, output, pieces, plan.parts[0].offset, emit)
+    remove(folder, plan)
+    seconds = time.perf_counter() - started
+    done = write.frames
+    emit(ProgressEvent("done", done, done, message=f"done in {seconds:.1f} s"))
+    cuts = tuple(sorted({c for p in plan.parts for c in p.cuts or () if c >= p.first}))
+    return JobResult(output, None, write.verification, write, done, seconds, manifest.model_seconds,
+                     int(job.options.seed), cuts)
+
+
+def join(job: JobPlan, output: Path, pieces: list[media.Segment], offset: Fraction, emit: ProgressCallback) -> Any:
+    """Join the parts' pieces by stream copy with the audio and subtitles, verified before it is renamed."""
+    from vsr.job.runner import _expected, _failed_checks
+
+    done = sum(p.frames for p in pieces)
+    emit(ProgressEvent("finishing", done, done, message="joining the parts, adding the audio and subtitles"))
     joining = time.perf_counter()
     try:
-        write = media.join_segments(output, job.info, pieces, encode_settings(job.options), plan.parts[0].offset,
-                                    job.trim_start, job.trim_end, expected=_expected(job, done),
+        write = media.join_segments(output, job.info, pieces, encode_settings(job.options), offset, job.trim_start,
+                                    job.trim_end, expected=_expected(job, done),
                                     on_verify=lambda: emit(ProgressEvent("verifying", done, done)))
     except media.VerificationFailed as exc:
         raise VerificationFailed(f"{output}: the joined video failed verification ({_failed_checks(exc.report)}), "
                                  "so it was not saved.", exc.report) from exc
     logger.info("joined %d pieces in %.2f s", len(pieces), time.perf_counter() - joining)
-    remove(folder, plan)
-    seconds = time.perf_counter() - started
-    emit(ProgressEvent("done", done, done, message=f"done in {seconds:.1f} s"))
-    cuts = tuple(sorted({c for p in plan.parts for c in p.cuts if c >= p.first}))
-    return JobResult(output, None, write.verification, write, done, seconds, manifest.model_seconds,
-                     int(job.options.seed), cuts)
+    return write
 
 
 def _manifest(plan: ParallelPlan, folder: Path, resume: bool) -> Manifest:
@@ -271,3 +280,119 @@ def is_parallel(folder: Path) -> bool:
 
 def frame_seconds(job: JobPlan) -> Fraction:
     return Fraction(1) / job.rate
+
+
+class WorkerPool:
+    """The web app's cluster (``STREAM_DIFFVSR_CLUSTER``): its workers, each lent to one job at a time,
+    a whole video per job (exactly a single run's frames). Connected on first use; a worker keeps its
+    model for the next job of the same engine (another engine: the free worker is replaced)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._cluster: Cluster | None = None
+        self._lock = threading.Condition()
+        self._free: list[tuple[tuple, Any]] = []  # (engine key, actor) not lent now
+
+    @property
+    def workers(self) -> int:
+        return self.cluster.workers
+
+    @property
+    def cluster(self) -> Cluster:
+        from vsr.job.cluster import connect
+
+        with self._lock:
+            if self._cluster is None:
+                self._cluster = connect(None if self.address == "local" else self.address, None)
+                self._free = [((), None)] * self._cluster.workers
+            return self._cluster
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.actors = [actor for _, actor in self._free if actor is not None]
+                self._cluster.close()
+                self._cluster = None
+
+    def _borrow(self, options: Any, cancel: threading.Event | None) -> tuple[tuple, Any]:
+        from vsr.model.engines import processor_key
+
+        cluster, key = self.cluster, processor_key(options)
+        with self._lock:
+            while not self._free:
+                if cancel is not None and cancel.is_set():
+                    raise JobCancelled("The job was cancelled before a worker was free; nothing was kept.")
+                self._lock.wait(POLL_SECONDS)
+            same = next((i for i, (k, _) in enumerate(self._free) if k == key), None)
+            held, actor = self._free.pop(same if same is not None else 0)
+        if held != key:
+            if actor is not None:
+                require_ray("a cluster").kill(actor, no_restart=True)
+            fresh = Cluster(cluster.address, 1, cluster.gpus, cluster.cpus, owned=False)
+            actor = start_workers(fresh, options)[0]
+        return key, actor
+
+    def _give_back(self, key: tuple, actor: Any) -> None:
+        with self._lock:
+            self._free.append((key, actor))
+            self._lock.notify()
+
+    def run(self, job: JobPlan, output: Path, folder: Path, *, on_progress: ProgressCallback | None = None,
+            cancel: threading.Event | None = None) -> Any:
+        """Upscale ``job`` on one worker, with pictures in the progress; join and verify here."""
+        from vsr.job.runner import JobResult, _check_output
+
+        ray = require_ray("STREAM_DIFFVSR_CLUSTER")
+        emit = on_progress or (lambda event: None)
+        started = time.perf_counter()
+        _check_output(job, output)
+        emit(ProgressEvent("loading", 0, job.frames, message="waiting for a worker of the cluster"))
+        key, actor = self._borrow(job.options, cancel)
+        try:
+            outcome = self._follow(job, output, actor, emit, cancel, ray)
+        except ray.exceptions.RayActorError:
+            key = ()  # the worker is gone: a new one is started for the next job
+            actor = None
+            raise JobFailed(f"{job.input}: the cluster's worker was lost; run the job again.") from None
+        finally:
+            self._give_back(key, actor)
+        if outcome.stopped:
+            raise JobCancelled("The job was cancelled; its partial output and temporary files were removed.")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in (outcome.files or {}).items():
+            media.write_durably(folder / name, lambda fh, data=data: fh.write(data))
+        pieces = [media.Segment(folder / r.name, r.time_base, r.packets) for r in outcome.records]
+        try:
+            write = join(job, output, pieces, outcome.offset or Fraction(0), emit)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        seconds = time.perf_counter() - started
+        emit(ProgressEvent("done", write.frames, write.frames, message=f"done in {seconds:.1f} s"))
+        return JobResult(output, None, write.verification, write, write.frames, seconds, outcome.model_seconds,
+                         int(outcome.seed if outcome.seed is not None else job.options.seed or 0), outcome.scene_cuts)
+
+    def _follow(self, job: JobPlan, output: Path, actor: Any, emit: ProgressCallback,
+                cancel: threading.Event | None, ray: Any) -> PartOutcome:
+        """Run the whole video on ``actor``, passing its progress (and pictures) on; a cancel reaches it."""
+        import uuid
+
+        where = str(job.options.tmp_dir / "parts" / f"web-{uuid.uuid4().hex}")
+        ref = actor.run.remote(job, Part.whole(job.frames), where, True, str(output))
+        stopped = False
+        while True:
+            ready, _ = ray.wait([ref], timeout=POLL_SECONDS)
+            if ready:
+                return ray.get(ref)
+            if cancel is not None and cancel.is_set() and not stopped:
+                actor.stop.remote()
+                stopped = True
+            progress = actor.progress.remote(True)
+            got, _ = ray.wait([progress], timeout=POLL_SECONDS)
+            if got:
+                status = ray.get(got[0])
+                if status.get("part") == 0 and "done" in status:
+                    done = status["done"]
+                    fps = status.get("fps")
+                    eta = (job.frames - done) / fps if fps else None
+                    emit(ProgressEvent("upscaling", done, max(done, job.frames), fps, eta, status.get("input"),
+                                       status.get("output"), message="on the cluster"))

@@ -44,15 +44,25 @@ class Part:
     """Frames ``[first, end)`` of the job (indices in its range), upscaled from ``warm`` on (``warm <
     first``: warm-up frames thrown away; ``warm == first``: the part starts at frame 0 or at a cut).
     ``warm_pts``: the source time of frame ``warm`` (where its reader seeks); ``cuts``: the scene
-    cuts inside ``[warm, end)``; ``offset``: the whole job's time line (``VideoWriter(timeline=)``)."""
+    cuts inside ``[warm, end)``; ``offset``: the whole job's time line (``VideoWriter(timeline=)``).
+    ``whole``: the whole video as one part (the web app on a cluster): ``warm_pts``, ``cuts`` and
+    ``offset`` None, the worker's own detector finds the cuts, exactly as a single run."""
 
     number: int
     warm: int
     first: int
     end: int
-    warm_pts: Fraction
-    cuts: tuple[int, ...]
-    offset: Fraction
+    warm_pts: Fraction | None
+    cuts: tuple[int, ...] | None
+    offset: Fraction | None
+
+    @classmethod
+    def whole(cls, frames: int) -> "Part":
+        return cls(0, 0, 0, frames, None, None, None)
+
+    @property
+    def is_whole(self) -> bool:
+        return self.cuts is None
 
     @property
     def frames(self) -> int:

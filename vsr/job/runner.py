@@ -258,7 +258,7 @@ def _locked_stream(job: JobPlan, processor: FrameProcessor, work: Path, persist:
         else:
             checkpoint.clean_strays(work, None)
         base = resume if resume is not None else checkpoint.new(job, description, seed)
-        if part is not None and resume is None:  # a part starts at its warm-up frame, on the job's time line
+        if part is not None and resume is None and part.warm_pts is not None:  # from its warm-up frame
             base = checkpoint.changed(base, next_index=part.warm, next_pts=part.warm_pts, offset=part.offset)
         logger.info("job %s: seed %d, %s%s", job.input, seed, description,
                     f", resuming at {base.where()}" if resume is not None else "")
@@ -295,7 +295,7 @@ def _stream(job: JobPlan, processor: FrameProcessor, work: Path, base: JobCheckp
     the steady-state frame times of this piece. A cancel request (or the piece's limit) stops at the
     next frame with a checkpoint; any error keeps only the checkpoints already committed."""
     detector: Any = SceneCutDetector(job.options.scene_threshold, job.rate) if job.options.scene_cuts else None
-    if part is not None and detector is not None:  # the whole video's cuts, found by the driver
+    if part is not None and part.cuts is not None and detector is not None:  # the cuts the driver found
         detector = KnownCuts(part.cuts, base.next_index)
     if detector is not None and base.scenes is not None:
         detector.load_state(base.scenes)
