@@ -196,3 +196,24 @@ def test_an_existing_playlist_needs_overwrite(tmp_path: Path, capsys) -> None:
 def test_bad_live_flags_are_named(tmp_path: Path, capsys, flag: str, value: str, words: str) -> None:
     code = main(["stream", f"udp://127.0.0.1:{free_udp_port()}", "-o", str(tmp_path / "out.m3u8"), flag, value])
     assert code in (2, 3) and words in capsys.readouterr().err
+
+
+def test_audio_the_playlist_cannot_carry_is_encoded_to_aac_in_sync(tmp_path: Path, capsys) -> None:
+    """A file read as fast as the engine goes (nothing dropped) with Opus audio, which HLS segments do not
+    carry: the audio comes out as AAC, as long as the video, starting with it."""
+    clip = make_video(tmp_path / "clip.mkv", 64, 48, Fraction(25), 25, audio="opus")
+    code = main(["stream", str(clip), "-o", str(tmp_path / "out.m3u8"), "--engine", "bicubic"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    frames_in, frames_out, dropped, *_, ended = _summary(out).groups()
+    assert (int(frames_in), int(frames_out), int(dropped), ended) == (25, 25, 0, "the source ended")
+    playlist = tmp_path / "out.m3u8"
+    video_times, audio_times = [], []
+    for segment in _segments(playlist):
+        with av.open(str(segment)) as container:
+            assert container.streams.audio[0].codec_context.name == "aac"
+            for frame in container.decode(*container.streams):
+                (video_times if isinstance(frame, av.VideoFrame) else audio_times).append(float(frame.time))
+    assert len(video_times) == 25
+    assert abs(min(audio_times) - min(video_times)) < 0.05  # starts with the pictures
+    assert abs(max(audio_times) - max(video_times)) < 0.1  # and lasts as long (within a frame or two)
