@@ -167,8 +167,6 @@ class LiveOutput:
             return {"hls_time": f"{segment_seconds:g}", "hls_list_size": "0", "hls_playlist_type": "event",
                     "hls_flags": "temp_file+independent_segments",
                     "hls_segment_filename": str(segment_pattern(playlist))}
-        if scheme(self.dest) == "udp":
-            return {"pkt_size": "1316"}
         return {}
 
     def _add_video(self, rate: Fraction) -> Any:

@@ -217,3 +217,38 @@ def test_audio_the_playlist_cannot_carry_is_encoded_to_aac_in_sync(tmp_path: Pat
     assert len(video_times) == 25
     assert abs(min(audio_times) - min(video_times)) < 0.05  # starts with the pictures
     assert abs(max(audio_times) - max(video_times)) < 0.1  # and lasts as long (within a frame or two)
+
+
+def test_a_stream_published_to_udp_is_mpeg_ts_at_4x_with_audio(tmp_path: Path, capsys) -> None:
+    """DEST a URL: a receiver on loopback UDP reads MPEG-TS with the 4x pictures and the AAC audio."""
+    import threading
+
+    port = free_udp_port()
+    got: dict[str, object] = {}
+
+    def receive() -> None:
+        with av.open(f"udp://127.0.0.1:{port}", options={"timeout": "3000000", "overrun_nonfatal": "1",
+                                                         "fifo_size": "100000"}, timeout=(120, 3)) as container:
+            got["format"] = container.format.name
+            got["audio"] = [s.codec_context.name for s in container.streams.audio]
+            sizes = []
+            try:
+                for frame in container.decode(video=0):
+                    sizes.append((frame.width, frame.height))
+            except (av.FFmpegError, OSError):
+                pass  # the sender is gone: silence ends the read
+            got["sizes"] = sizes
+
+    receiver = threading.Thread(target=receive, daemon=True)
+    receiver.start()
+    time.sleep(0.5)
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(25), 50, audio="aac")
+    code = main(["stream", str(clip), "-o", f"udp://127.0.0.1:{port}", "--engine", "bicubic", "--realtime"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    frames_out = int(_summary(out).group(2))
+    receiver.join(60)
+    assert got.get("format") == "mpegts" and got.get("audio") == ["aac"]
+    sizes = got.get("sizes")
+    assert isinstance(sizes, list) and set(sizes) == {(256, 192)}
+    assert frames_out - 2 <= len(sizes) <= frames_out  # what was written came through (loopback UDP)
