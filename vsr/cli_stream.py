@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from vsr.options import build_options
 
+EXIT_CANCELLED = 130  # vsr.cli.EXIT_CANCELLED (this module cannot import vsr.cli, which imports it)
 STATUS_EVERY_TTY = 1.0  # seconds between redraws of the status line on a terminal
 STATUS_EVERY_LOG = 5.0  # seconds between plain status lines when stderr is a file or a pipe
 
@@ -51,6 +52,10 @@ def stream_command(args: argparse.Namespace, ctrl_c: Callable[[], AbstractContex
               "(Ctrl-C ends the stream cleanly)", flush=True)
         with ctrl_c() as cancel, _StatusLine() as status:
             final = stream.run(upscaler, on_status=status.show, status_every=status.every, cancel=cancel)
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the output still finished by run()
+        print(f"vsr: interrupted at once; what was written to {args.output} is finished.", file=sys.stderr,
+              flush=True)
+        return EXIT_CANCELLED
     finally:
         stream.source.close()
     print(final.summary(), flush=True)
