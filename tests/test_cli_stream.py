@@ -199,25 +199,26 @@ def test_bad_live_flags_are_named(tmp_path: Path, capsys, flag: str, value: str,
     assert code in (2, 3) and words in capsys.readouterr().err
 
 
-def test_audio_the_playlist_cannot_carry_is_encoded_to_aac_in_sync(tmp_path: Path, capsys) -> None:
-    """A file read as fast as the engine goes (nothing dropped) with Opus audio, which HLS segments do not
-    carry: the audio comes out as AAC, as long as the video, starting with it."""
-    clip = make_video(tmp_path / "clip.mkv", 64, 48, Fraction(25), 25, audio="opus")
+@pytest.mark.parametrize("codec, suffix", [("aac", ".mp4"), ("opus", ".mkv")])
+def test_the_audio_is_copied_or_encoded_to_aac_in_sync(tmp_path: Path, capsys, codec: str, suffix: str) -> None:
+    """A file read as fast as the engine goes (nothing dropped), its audio starting 0.2 s after the video:
+    AAC is copied, Opus (which HLS segments do not carry) becomes AAC; either way it keeps its offset and
+    lasts as long as the source's."""
+    clip = make_video(tmp_path / f"clip{suffix}", 64, 48, Fraction(25), 25, audio=codec, audio_offset=Fraction(1, 5))
     code = main(["stream", str(clip), "-o", str(tmp_path / "out.m3u8"), "--engine", "bicubic"])
     out = capsys.readouterr().out
     assert code == 0, out
     frames_in, frames_out, dropped, *_, ended = _summary(out).groups()
     assert (int(frames_in), int(frames_out), int(dropped), ended) == (25, 25, 0, "the source ended")
-    playlist = tmp_path / "out.m3u8"
     video_times, audio_times = [], []
-    for segment in _segments(playlist):
+    for segment in _segments(tmp_path / "out.m3u8"):
         with av.open(str(segment)) as container:
             assert container.streams.audio[0].codec_context.name == "aac"
             for frame in container.decode(*container.streams):
                 (video_times if isinstance(frame, av.VideoFrame) else audio_times).append(float(frame.time))
     assert len(video_times) == 25
-    assert abs(min(audio_times) - min(video_times)) < 0.05  # starts with the pictures
-    assert abs(max(audio_times) - max(video_times)) < 0.1  # and lasts as long (within a frame or two)
+    assert abs(min(audio_times) - min(video_times) - 0.2) < 0.03  # the source's offset, kept
+    assert abs(max(audio_times) - max(video_times) - 0.2) < 0.1  # and as long (AAC frames are 21 ms)
 
 
 def test_a_stream_published_to_udp_is_mpeg_ts_at_4x_with_audio(tmp_path: Path, capsys) -> None:
