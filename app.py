@@ -35,7 +35,7 @@ logger = logging.getLogger("app")
 
 QUEUE_SIZE = 16
 """How many jobs may wait in line behind the running one; the next visitor is told to come back."""
-JOB_CONCURRENCY = "upscale"  # one job at a time on this process's device
+JOB_CONCURRENCY = "upscale"  # one job at a time on this process's device, or one per worker of a cluster
 EXPECTED_ERRORS = (JobError, MediaError, OptionsError, ModelLoadError)
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CSS = """
@@ -228,11 +228,12 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
             # The status line is the one progress display; Gradio's overlay there shows only the queue.
             coded = button.click(lambda: (jobs.new_code(),) * 2, None, [code, kept], queue=False,
                                  api_visibility="private")  # the browser keeps the code before the job starts
-            started = coded.then(job_handler(is_sample), [video, *controls, code], job_outputs, concurrency_limit=1,
-                                 concurrency_id=JOB_CONCURRENCY, show_progress_on=[status],
+            started = coded.then(job_handler(is_sample), [video, *controls, code], job_outputs,
+                                 concurrency_limit=jobs.concurrency, concurrency_id=JOB_CONCURRENCY,
+                                 show_progress_on=[status],
                                  api_name="sample" if is_sample else "upscale")
             started.failure(lambda: texts.JOB_FAILED, None, status, queue=False, api_visibility="private")
-        resumed = resume_btn.click(resume_job, [video, kept], job_outputs, concurrency_limit=1,
+        resumed = resume_btn.click(resume_job, [video, kept], job_outputs, concurrency_limit=jobs.concurrency,
                                    concurrency_id=JOB_CONCURRENCY, show_progress_on=[status], api_name="resume")
         resumed.failure(lambda: texts.JOB_FAILED, None, status, queue=False, api_visibility="private")
         resume_btn.click(lambda: (gr.update(visible=False),) * 2, None, [resume_note, resume_btn], queue=False,

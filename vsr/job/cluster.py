@@ -34,6 +34,8 @@ EXTRA = ("pip install -r requirements-cluster.txt (the pin ray==2.60.0), or pip 
          "'stream-diffvsr-upscaler[cluster]'")
 MAX_RESTARTS = 3
 """Times Ray restarts a worker whose process died; the part it was upscaling goes on from its checkpoint."""
+CPU_CORES_PER_WORKER = 2
+"""On a cluster without GPUs: a worker for every this many CPU cores (unless --workers says how many)."""
 CALL_SECONDS = 30.0
 """The longest wait for a small call to a worker (its pid, its progress, a stop)."""
 
@@ -92,11 +94,12 @@ def connect(address: str | None, workers: int | None, *, gpus_here: int | None =
         per_gpu = 1.0 if gpus >= count else 0.0
         share = 0.0 if per_gpu else float(max(1, max(cpus, count) // count))
         return Cluster("local", count, per_gpu, share, owned=True)
-    ray.init(address=address, **quiet)
+    if not ray.is_initialized():  # else this process is already connected (or runs the cluster's driver)
+        ray.init(address=address, **quiet)
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = int(resources.get("CPU", 1))
-    count = workers or max(1, gpus or len([n for n in ray.nodes() if n.get("Alive")]))
+    count = workers or max(1, gpus or cpus // CPU_CORES_PER_WORKER)
     if gpus:
         return Cluster(address, count, 1.0, 0.0, owned=False)
     return Cluster(address, count, 0.0, float(max(1, cpus // count)), owned=False)

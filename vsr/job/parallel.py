@@ -304,6 +304,9 @@ class WorkerPool:
         with self._lock:
             if self._cluster is None:
                 self._cluster = connect(None if self.address == "local" else self.address, None)
+                logger.info("jobs run on the Ray cluster at %s: %d worker(s), %s each", self.address,
+                            self._cluster.workers, f"{self._cluster.gpus:g} GPU" if self._cluster.gpus
+                            else f"{self._cluster.cpus:g} CPU core(s)")
                 self._free = [((), None)] * self._cluster.workers
             return self._cluster
 
@@ -338,8 +341,9 @@ class WorkerPool:
             self._lock.notify()
 
     def run(self, job: JobPlan, output: Path, folder: Path, *, on_progress: ProgressCallback | None = None,
-            cancel: threading.Event | None = None) -> Any:
-        """Upscale ``job`` on one worker, with pictures in the progress; join and verify here."""
+            cancel: threading.Event | None = None, preview_dir: Path | None = None) -> Any:
+        """Upscale ``job`` on one worker, with pictures in the progress; join and verify here (and make a
+        browser-playable copy in ``preview_dir`` when the file does not play in browsers)."""
         from vsr.job.runner import JobResult, _check_output
 
         ray = require_ray("STREAM_DIFFVSR_CLUSTER")
@@ -366,9 +370,10 @@ class WorkerPool:
             write = join(job, output, pieces, outcome.offset or Fraction(0), emit)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        preview = media.make_browser_preview(output, preview_dir) if preview_dir is not None else None
         seconds = time.perf_counter() - started
         emit(ProgressEvent("done", write.frames, write.frames, message=f"done in {seconds:.1f} s"))
-        return JobResult(output, None, write.verification, write, write.frames, seconds, outcome.model_seconds,
+        return JobResult(output, preview, write.verification, write, write.frames, seconds, outcome.model_seconds,
                          int(outcome.seed if outcome.seed is not None else job.options.seed or 0), outcome.scene_cuts)
 
     def _follow(self, job: JobPlan, output: Path, actor: Any, emit: ProgressCallback,

@@ -277,6 +277,24 @@ def job_events(plan: Any, output: str, session: str, handover: Handover | None =
             yield "result", payload
 
 
+def cluster_events(pool: Any) -> Callable:
+    """``job_events`` for a Ray cluster (``STREAM_DIFFVSR_CLUSTER``): the job runs on one of ``pool``'s
+    workers (``vsr.job.parallel.WorkerPool``), its progress and pictures come back, closing the events
+    (Cancel, the visitor left) stops it on the worker; the result is joined and verified here."""
+
+    def events(plan: Any, output: str, session: str, handover: Handover | None = None) -> Iterator[tuple[str, Any]]:
+        out = Path(output)
+        pieces = Path(handover.checkpoint_dir) if handover is not None else out.parent / "pieces"
+
+        def work(on_progress: Callable, cancel: threading.Event) -> Any:
+            return pool.run(plan, out, pieces, on_progress=on_progress, cancel=cancel, preview_dir=out.parent)
+
+        for kind, payload in threaded(work, "cluster-job"):
+            yield ("progress", payload) if kind == "progress" else ("result", payload)
+
+    return events
+
+
 def gpu_duration(plan: Any, output: str, session: str, handover: Handover | None = None) -> int:
     """ZeroGPU reservation (seconds) of one GPU call: for the frames ``handover`` gives it (at most
     ``plan.max_frames_per_call``), its time estimate with a margin and loading time; for the whole
@@ -376,6 +394,14 @@ class WebJobs:
         self.zero_gpu = environment.on_zero_gpu() if zero_gpu is None else zero_gpu
         self.model = ModelStatus()
         self.active = ActiveJobs()
+        self.pool: Any = None
+        self.concurrency = 1  # jobs at once: one on this process's device, or one per worker of the cluster
+        if settings.cluster and not self.zero_gpu:
+            from vsr.job.parallel import WorkerPool
+
+            self.pool = WorkerPool(settings.cluster)
+            self.concurrency = self.pool.workers  # connects now: a wrong address stops the app at start
+            self.events = cluster_events(self.pool)
 
     def plan(self, video: str, values: tuple, sample: bool = False) -> Planned:
         """Plan the job; when the diffusion model cannot load, record why and plan with bicubic instead.
