@@ -12,10 +12,12 @@ output cannot carry it) on the same clock as the video: output time = source tim
 time (after a reconnect, the gap the stall took is kept, so the audio stays with its pictures).
 
 Latency is bounded: a live source (network, device, a file with ``realtime``) never waits for the engine.
-Each frame waits in ``pending`` until the engine is free; the oldest frame that can still be written
-within ``max_latency`` (its age plus the engine's recent time per frame) is taken and older ones are
-dropped and counted; when one frame alone takes longer than ``max_latency``, only the newest frame is
-ever taken. A file read without ``realtime`` is read as fast as the engine goes, nothing dropped.
+Each frame waits in ``pending`` until the engine is free. While the engine keeps up with the source, the
+oldest frame that can still be written within ``max_latency`` (its age plus the engine's recent time per
+frame) is taken and older ones are dropped and counted, so a hiccup costs delay rather than frames; when
+the engine is slower than the source (or one frame alone takes longer than ``max_latency``), only the
+newest frame is taken, so the delay stays the engine's own. A file read without ``realtime`` is read as
+fast as the engine goes, nothing dropped.
 
 A source that stalls or ends (a live one) is opened again up to ``reconnects`` times, waiting
 ``reconnect_delay`` seconds, doubled each time; then the stream ends cleanly. Whatever stops it (the
@@ -109,7 +111,9 @@ class LiveStream:
         self._ended: str | None = None
         self._stop = threading.Event()
         self._arrivals: dict[Fraction, float] = {}
-        self._step = 0.0  # recent seconds per frame of the engine
+        self._step = 0.0  # recent seconds per frame of the engine (and the encoder, when it is behind)
+        self._interval = 0.0  # recent seconds between the source's frames
+        self._last_arrival: float | None = None
         self._warned = False
 
     @property
@@ -168,15 +172,15 @@ class LiveStream:
                 if self._finished():
                     return
                 continue
+            started = time.monotonic()
             rgb = frame.rgb()
             if rgb.shape[:2] != (height, width):
                 rgb = resize_rgb(rgb, width, height)  # a source that changed size mid-stream
-            started = time.monotonic()
             out = upscaler.upscale_frame(rgb)
+            self._arrivals[frame.time] = frame.arrival
+            encoder.put(out, frame.time)  # waits while the encoder is behind: that counts as the frame's time
             took = time.monotonic() - started
             self._step = took if self._step == 0 else 0.8 * self._step + 0.2 * took
-            self._arrivals[frame.time] = frame.arrival
-            encoder.put(out, frame.time)
 
     def _next_frame(self, cancel: threading.Event) -> LiveFrame | None:
         """The frame to upscale now (dropping those that can no longer meet ``max_latency``), or None
@@ -193,12 +197,16 @@ class LiveStream:
             return frame
 
     def _drop_late(self) -> None:
+        """Drop the frames that would be late. When the engine is slower than the source (its recent time per
+        frame above the source's frame interval) or one frame alone exceeds the bound, waiting frames can only
+        get later: only the newest is kept, so the delay stays the engine's own. Otherwise the oldest frame
+        that can still be written within the bound is taken: a short hiccup costs delay, not frames."""
         limit = self.settings.max_latency
-        if self._step >= limit:
-            if not self._warned:
-                logger.warning("the engine takes %.2f s a frame, more than --max-latency %.2f s: only the newest "
-                               "frame is upscaled each time", self._step, limit)
-                self._warned = True
+        if self._step >= limit and not self._warned:
+            logger.warning("the engine takes %.2f s a frame, more than --max-latency %.2f s: only the newest "
+                           "frame is upscaled each time", self._step, limit)
+            self._warned = True
+        if self._step >= limit or self._step > self._interval > 0:
             late = len(self._pending) - 1
         else:
             now = time.monotonic()
@@ -284,6 +292,10 @@ class LiveStream:
             if self._stop.is_set():
                 return
             self.counters.arrived(frame.arrival)
+            if self._last_arrival is not None:
+                gap = frame.arrival - self._last_arrival
+                self._interval = gap if self._interval == 0 else 0.9 * self._interval + 0.1 * gap
+            self._last_arrival = frame.arrival
             self._pending.append(frame)
             cap = max(2, int(float(self.source.rate) * self.settings.max_latency) + 2)
             while len(self._pending) > cap:  # never piles up, whatever the engine does
