@@ -28,6 +28,10 @@ WORKDIR /src
 # Runtime dependencies from requirements-app.txt only (its own layer: code changes do not reinstall torch).
 COPY requirements-app.txt ./
 RUN pip install --no-cache-dir -r requirements-app.txt
+# The cluster extra (Ray, requirements-cluster.txt): the same image is a Ray head or a Ray GPU worker
+# (`ray start --head` / `ray start --address`), and the app in front of them (docs/cluster.md).
+COPY requirements-cluster.txt ./
+RUN pip install --no-cache-dir -r requirements-cluster.txt
 
 # The project itself (packages vsr and media, the `vsr` command), built with a pinned setuptools.
 COPY deploy/build-constraints.txt deploy/
