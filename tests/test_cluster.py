@@ -169,20 +169,6 @@ def test_a_cancel_stops_every_worker_and_resume_finishes_the_same_file(tmp_path:
         np.testing.assert_array_equal(a, b)
 
 
-def test_the_cli_without_ray_names_the_extra_and_its_install_command(tmp_path: Path) -> None:
-    src = make_video(tmp_path / "in.mp4", 32, 24, RATE, 4, audio=None)
-    blocker = tmp_path / "blocker"
-    blocker.mkdir()
-    (blocker / "ray.py").write_text("raise ImportError('No module named ray')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-m", "vsr", "upscale", str(src), "-o", str(tmp_path / "out.mkv"),
-                           "--engine", "bicubic", "--workers", "2"], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert "requirements-cluster.txt" in done.stderr and "--workers" in done.stderr
-    assert not (tmp_path / "out.mkv").exists()
-
-
 def test_the_cli_upscales_on_two_workers(tmp_path: Path) -> None:
     src = make_video(tmp_path / "in.mp4", 32, 24, RATE, 12, audio="aac")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "STREAM_DIFFVSR_TMP_DIR": str(tmp_path / "tmp"),
