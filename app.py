@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import gradio as gr
 
 from media import MediaError
+from media.ts_chunks import chunk_of, continue_counters
 from vsr import environment
 from vsr.job.errors import JobError
 from vsr.logs import configure_logging
@@ -84,6 +86,57 @@ JOB_EVENTS = sessions.gpu_function(spaces) if spaces is not None else sessions.j
 requires); elsewhere ``spaces.GPU`` changes nothing, or ``spaces`` is not installed."""
 
 
+class StreamedResult(gr.Video):
+    """``gr.Video(streaming=True)`` for chunks that are already playable MPEG-TS (H.264 + AAC, made in
+    process by ``media.ts_chunks``): each chunk goes into Gradio's HLS playlist as it is, its
+    continuity counters following on. ``gr.Video``'s own streaming path probes and remuxes every chunk
+    with the ``ffprobe`` and ``ffmpeg`` executables, which this project does not need (docs/streaming.md)."""
+
+    is_template = True  # the browser side is gr.Video's (built with streaming=True)
+
+    @property
+    def skip_api(self) -> bool:  # for the page only: /upscale's outputs stay as they were
+        return True
+
+    @property
+    def _counters(self) -> dict[str, dict[int, int]]:
+        """Per stream (its playlist id), the continuity counters its next chunk follows on from."""
+        return self.__dict__.setdefault("_stream_counters", {})
+
+    async def stream_output(self, value: Any, output_id: str, first_chunk: bool) -> tuple[Any, dict]:
+        playlist = {"path": output_id, "is_stream": True, "orig_name": "result.ts", "meta": {"_type": "gradio.FileData"}}
+        if first_chunk:
+            self._counters[output_id] = {}
+        chunk = chunk_of(Path(value)) if value else None
+        if chunk is None:
+            return None, playlist
+        data = await anyio.to_thread.run_sync(chunk.path.read_bytes)
+        counters = self._counters.setdefault(output_id, {})
+        return {"data": continue_counters(data, counters), "duration": chunk.duration, "extension": ".ts"}, playlist
+
+    def end_stream_output(self, output_id: str) -> None:
+        self._counters.pop(output_id, None)
+
+    async def combine_stream(self, stream: list[bytes], desired_output_format: str | None = None,
+                             only_file: bool = False) -> Any:
+        """The chunks as one ``.ts`` (one MPEG-TS stream; no download button asks for it)."""
+        from gradio import processing_utils
+        from gradio.data_classes import FileData
+
+        path = processing_utils.save_bytes_to_cache(b"".join(stream), "result.ts", cache_dir=self.GRADIO_CACHE)
+        return FileData(path=path, orig_name="result.ts")
+
+
+class PageNote(gr.Markdown):
+    """A ``gr.Markdown`` for the page only, left out of the API's outputs (the stream's note)."""
+
+    is_template = True
+
+    @property
+    def skip_api(self) -> bool:
+        return True
+
+
 def _updates(ui: dict, view: dict[str, Any]) -> dict:
     """A ``vsr.web.views`` view as component updates."""
     return {ui[name]: gr.update(**value) if isinstance(value, dict) else value for name, value in view.items()}
@@ -136,7 +189,11 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
             video = gr.Video(label="Your video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="input-video")
             slider = gr.ImageSlider(label="Before (bicubic) / after (upscaled)", type="numpy", height=VIDEO_HEIGHT,
                                     interactive=False, elem_id="compare")
-            result = gr.Video(label="Result", interactive=False, height=VIDEO_HEIGHT, elem_id="result")
+            with gr.Column(min_width=160):  # while the job runs its result streams here; then the verified file
+                stream = StreamedResult(label="Result (playing while it is made)", height=VIDEO_HEIGHT, streaming=True,
+                                        autoplay=True, interactive=False, buttons=[], visible=False, elem_id="stream")
+                result = gr.Video(label="Result", interactive=False, height=VIDEO_HEIGHT, elem_id="result")
+                stream_note = PageNote("", visible=False, elem_id="stream-note")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 found = examples.example_videos()
@@ -164,7 +221,8 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
 
         controls = [c[name] for name in choices.CONTROLS]
         ui = {"status": status, "slider": slider, "result": result, "download": download, "report": report,
-              "notice": notice, "engine": c["engine"], "plan": plan, "size": c["size"], "device": device}
+              "notice": notice, "engine": c["engine"], "plan": plan, "size": c["size"], "device": device,
+              "stream": stream, "stream_note": stream_note}
 
         @_user_errors
         def show_plan(video: str | None, engine: str, size: str, start: str, end: str, steps: float, seed: str,
@@ -208,7 +266,7 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
                 logger.info("a visitor left during their job: it is cancelled")
 
         plan_outputs = [plan, c["size"], notice, c["engine"]]
-        job_outputs = [status, slider, result, download, report, notice, c["engine"]]
+        job_outputs = [status, slider, result, download, report, notice, c["engine"], stream, stream_note]
         # When a handler fails, its message pops up (gr.Error); the panel it would have filled says so.
         planned = video.change(show_plan, [video, *controls], plan_outputs, concurrency_limit=4,
                                concurrency_id="plan", show_progress_on=[plan], api_name="plan")

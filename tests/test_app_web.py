@@ -406,9 +406,9 @@ def test_views_of_a_job_clear_the_old_result_and_then_show_the_new_one(tmp_path)
     assert chunk == {"stream": "/jobs/job-x/stream/chunk-00000000-000025-0-1000000.ts"}  # the player's next piece
     output = tmp_path / "clip_4x.mkv"
     result = SimpleNamespace(output=output, preview=tmp_path / "clip_4x.preview.mp4")
+    ended = views.job_view(sessions.JobUpdate(stream_ended=True))  # the verified file replaces the stream
+    assert ended["stream"] == {"visible": False} and ended["result"] == {"visible": True}
     done = views.job_view(sessions.JobUpdate(status="Done in 3.0 s", result=result, report="### Verification passed"))
-    assert done["result"] == {"value": str(result.preview), "visible": True}  # the verified file replaces the stream
-    assert done["stream"] == {"visible": False} and done["report"] == "### Verification passed"
+    assert done["result"] == str(result.preview) and done["report"] == "### Verification passed"
     assert done["download"] == {"value": str(output), "visible": True, "label": "Download clip_4x.mkv"}
-    cancelled = views.job_view(sessions.JobUpdate(status="Cancelled. Nothing was kept."))
-    assert cancelled["slider"] is None and cancelled["stream"] == {"visible": False}
+    assert views.job_view(sessions.JobUpdate(status="Cancelled. Nothing was kept."))["slider"] is None

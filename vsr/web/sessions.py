@@ -371,6 +371,7 @@ class JobUpdate:
     notice: str | None = None  # the model notice to show, and switch the engine to bicubic
     chunk: str | None = None  # the next chunk of the streamed result (a .ts file), for the page's player
     stream_note: str | None = None  # what the stream is doing, in words (texts.stream_note)
+    stream_ended: bool = False  # the job ended: the stream player gives way to the result's
 
 
 @dataclass(frozen=True)
@@ -496,10 +497,12 @@ class WebJobs:
             result = yield from self._follow(plan, output, session, flag, resume.checkpoint_dir(job_dir), saved,
                                              job_dir / STREAM_FOLDER)
             keep = True
+            yield JobUpdate(stream_ended=True)
             yield JobUpdate(status=texts.done_text(result, plan), result=result,
                             report=texts.report_markdown(result, plan))
         except JobCancelled:
             logger.info("job on %s cancelled; removing %s", plan.input.name, job_dir)
+            yield JobUpdate(stream_ended=True)
             yield JobUpdate(status="Cancelled. Nothing was kept.")
         except VerificationFailed:
             keep = True  # its message tells the operator where the file is, for inspection

@@ -67,12 +67,12 @@ def job_view(update: Any) -> dict[str, Any]:
         view["stream"] = update.chunk
     if update.stream_note is not None:
         view["stream_note"] = update.stream_note
+    if update.stream_ended:  # (its own update: the result's last value stays a plain path for API callers)
+        view.update(stream={"visible": False}, stream_note={"value": "", "visible": False}, result={"visible": True})
     if update.result is not None:
         result = update.result
-        view.update(result={"value": str(result.preview or result.output), "visible": True}, report=update.report,
-                    download={"value": str(result.output), "visible": True, "label": f"Download {result.output.name}"},
-                    stream={"visible": False}, stream_note={"value": "", "visible": False})
+        view.update(result=str(result.preview or result.output), report=update.report,
+                    download={"value": str(result.output), "visible": True, "label": f"Download {result.output.name}"})
     elif update.status is not None and update.status.startswith("Cancelled"):
-        view.update(slider=None, stream={"visible": False}, stream_note={"value": "", "visible": False},
-                    result={"visible": True})
+        view["slider"] = None
     return view
