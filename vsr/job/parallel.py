@@ -184,6 +184,7 @@ def _dispatch(plan: ParallelPlan, manifest: Manifest, actors: list[Any], folder:
     speeds: dict[int, float] = {}
     started, kept_before = time.monotonic(), _kept(manifest)
     stopping = False
+    alive = len(actors)
     while waiting or running:
         if cancel is not None and cancel.is_set() and not stopping:
             stopping = True
@@ -204,12 +205,16 @@ def _dispatch(plan: ParallelPlan, manifest: Manifest, actors: list[Any], folder:
                 outcome: PartOutcome = ray.get(ref)
             except ray.exceptions.RayActorError as exc:  # restarts used up: another worker takes the part
                 logger.warning("worker for part %d is gone (%s); another takes the part", part.number, exc)
+                alive -= 1
                 if not stopping:
                     waiting.insert(0, part)
-                if not idle and not running and len(actors) == 1:
-                    raise JobFailed(f"{plan.job.input}: every worker is gone; the work so far is kept.") from exc
+                if alive == 0:
+                    raise JobFailed(f"{plan.job.input}: every worker of the cluster is gone; the finished parts are "
+                                    f"kept in {folder}: run again with --resume.") from exc
                 continue
-            except ray.exceptions.RayTaskError as exc:
+            except ray.exceptions.RayTaskError as exc:  # the part failed: stop the others, keep what is done
+                for other, _ in running.values():
+                    other.stop.remote()
                 cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
                 raise cause from None
             idle.append(actor)
