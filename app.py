@@ -30,7 +30,7 @@ from vsr.logs import configure_logging
 from vsr.model.errors import ModelLoadError
 from vsr.options import OptionsError, UpscaleOptions, build_options, server_logins
 from vsr.web import controls as choices
-from vsr.web import examples, handlers, resume, sessions, texts, views
+from vsr.web import examples, handlers, live, resume, sessions, texts, views
 from vsr.web.controls import SIZE_LABELS
 
 logger = logging.getLogger("app")
@@ -300,8 +300,45 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
         cancel_btn.click(cancel, None, status, queue=False, api_name="cancel")
         demo.load(on_load, None, [notice, c["engine"], device], queue=False, api_visibility="private")
         demo.unload(on_unload)
+    with demo.route("Live", "/live"):
+        _live_page(settings, jobs)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     return demo
+
+
+def _live_page(settings: UpscaleOptions, jobs: sessions.WebJobs) -> None:
+    """The Live page: the camera in, the upscaled picture out (``vsr.web.live``). It shares the file
+    jobs' concurrency group: one live visitor or job per device at a time, the others wait in line."""
+    gr.Markdown(f"## Live\nYour camera in, the picture upscaled 4x out, frame by frame (each visitor up to "
+                f"{live.LIVE_SECONDS} s; others wait and see their place). Frames that arrive while the engine is "
+                "busy are dropped, so what you see stays current.")
+    if jobs.zero_gpu:
+        gr.Markdown(live.ZERO_GPU_TEXT, elem_id="live-figures")
+        return
+    desk = live.desk_for(settings)
+    engine = gr.Radio(list(choices.ENGINE_CHOICES), value=settings.engine, label="Engine", elem_id="live-engine")
+    with gr.Row():
+        camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera", elem_id="live-camera")
+        upscaled = gr.Image(label="Upscaled", type="numpy", interactive=False, elem_id="live-output")
+    figures = gr.Markdown("", elem_id="live-figures")
+
+    @_user_errors
+    def live_frame(frame: Any, engine: str, request: gr.Request) -> tuple:
+        picture, text = desk.frame(_session(request), engine, frame)
+        return (gr.skip() if picture is None else picture), text
+
+    @_user_errors
+    def one_frame(frame: Any, engine: str, request: gr.Request) -> tuple:
+        """The API's equivalent (gradio_client has no streaming inputs): one frame in, its picture out."""
+        picture, text = desk.frame(_session(request), engine, frame, wait=True)
+        return (gr.skip() if picture is None else picture), text
+
+    camera.stream(live_frame, [camera, engine], [upscaled, figures], stream_every=0.1, time_limit=live.LIVE_SECONDS,
+                  concurrency_limit=jobs.concurrency, concurrency_id=JOB_CONCURRENCY, api_visibility="private",
+                  show_progress="hidden")
+    gr.Button("Upscale one frame", visible=False).click(
+        one_frame, [camera, engine], [upscaled, figures], concurrency_limit=jobs.concurrency,
+        concurrency_id=JOB_CONCURRENCY, api_name="live")
 
 
 def launch_arguments(settings: UpscaleOptions) -> dict[str, Any]:
