@@ -619,7 +619,8 @@ class _ProgressBar:
         if event.total != self._bar.total:
             self._bar.total = event.total
         if event.stage == "upscaling":
-            self._bar.counter = counter_text(event.done, event.total, event.fps, event.eta_seconds)
+            self._bar.counter = counter_text(event.done, event.total, event.fps, event.eta_seconds) + (
+                f" · {event.workers}" if event.workers else "")
         elif event.stage != "loading":
             self._bar.counter = status_text(event.stage, event.done, event.total, event.fps, event.eta_seconds)
         if event.done > self._bar.n:
@@ -658,7 +659,8 @@ class _ProgressLog:
     def update(self, event: Any) -> None:
         percent = f"{100 * event.done / event.total:.0f}%" if event.total else ""
         if event.stage == "upscaling":
-            line = f"upscaling: {percent} {counter_text(event.done, event.total, event.fps, event.eta_seconds)}"
+            line = f"upscaling: {percent} {counter_text(event.done, event.total, event.fps, event.eta_seconds)}" + (
+                f" · {event.workers}" if event.workers else "")
             now, (shown_at, shown_done) = time.monotonic(), self._shown
             if (event.done >= event.total or now - shown_at >= self.EVERY_SECONDS
                     or event.done - shown_done >= self.EVERY_FRACTION * event.total or self._stage != "upscaling"):

@@ -260,10 +260,11 @@ def _report(plan: ParallelPlan, manifest: Manifest, running: dict[Any, tuple[Any
     elapsed = time.monotonic() - started
     fps = (done - kept_before) / elapsed if elapsed > 0 and done > kept_before else None
     eta = (plan.job.frames - done) / fps if fps else None
-    each = ", ".join(f"{s['fps']:.2f}" for s in statuses if s.get("fps")) or "measuring"
+    each = " ".join(f"{s['fps']:.2f}" for s in sorted(statuses, key=lambda s: s.get("part", 0)) if s.get("fps"))
     newest = next((s for s in statuses if s.get("output") is not None), {})
     emit(ProgressEvent("upscaling", min(done, plan.job.frames), plan.job.frames, fps, eta, newest.get("input"),
-                       newest.get("output"), message=f"{len(running)} worker(s) busy; frames/s each: {each}"))
+                       newest.get("output"), workers=f"{len(running)} worker(s) busy"
+                       + (f", frames/s each: {each}" if each else "")))
 
 
 def remove(folder: Path, plan: ParallelPlan | None = None) -> None:

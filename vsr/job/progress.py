@@ -27,7 +27,8 @@ class ProgressEvent:
     second and ``eta_seconds`` the time left at that rate (``None`` until measurable).
     ``input_frame`` / ``output_frame`` are the newest low-resolution and upscaled frames, HWC uint8 RGB
     (values 0..255), or ``None``. ``scene_cut`` is the index of the frame where the temporal context
-    was just reset, on the one event that reports it.
+    was just reset, on the one event that reports it. ``workers``: on a job spread over several
+    workers, each one's speed in words (shown after the counter).
     """
 
     stage: Stage
@@ -39,6 +40,7 @@ class ProgressEvent:
     output_frame: np.ndarray | None = None
     message: str = ""
     scene_cut: int | None = None
+    workers: str = ""
 
     @property
     def fraction(self) -> float:
