@@ -452,7 +452,8 @@ def _upscale_on_workers(args: argparse.Namespace, job: Any, output: Path, folder
     try:
         with _CtrlC() as cancel:
             parts = parallel.plan_parallel(job, connected.workers, segment_seconds=seconds, warmup=warmup,
-                                           shared_dir=shared, cancel=cancel)
+                                           shared_dir=shared, cancel=cancel,
+                                           seed=parallel.saved_seed(folder) if args.resume else None)
             print(parts.job.to_text(), flush=True)
             print(parts.to_text(), flush=True)
             with _progress(job.frames, scene_cuts=False) as bar:

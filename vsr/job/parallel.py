@@ -279,6 +279,17 @@ def remove(folder: Path, plan: ParallelPlan | None = None) -> None:
     checkpoint.remove(folder)
 
 
+def saved_seed(folder: Path) -> int | None:
+    """The seed of the parallel job kept in ``folder`` (a job started with a random seed resumes with it)."""
+    if not is_parallel(folder):
+        return None
+    try:
+        with (folder / MANIFEST).open("rb") as fh:
+            return int(pickle.load(fh).base.seed)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError):
+        return None
+
+
 def is_parallel(folder: Path) -> bool:
     """Whether ``folder`` is a parallel job's (it holds a parts manifest)."""
     return (folder / MANIFEST).is_file()
