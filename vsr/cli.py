@@ -430,7 +430,8 @@ def _batch_on_workers(args: argparse.Namespace, job: Any, output: Path, folder: 
     parts = parallel.plan_parallel(job, connected.workers, segment_seconds=_positive(args.segment_seconds,
                                    "--segment-seconds"), warmup=DEFAULT_WARMUP if args.warmup_frames is None
                                    else args.warmup_frames,
-                                   shared_dir=Path(args.shared_dir) if args.shared_dir else None, cancel=cancel)
+                                   shared_dir=Path(args.shared_dir) if args.shared_dir else None, cancel=cancel,
+                                   seed=parallel.saved_seed(folder))
     return parallel.run_parallel(parts, connected, output, folder, on_progress=bar.update, cancel=cancel,
                                  resume=parallel.is_parallel(folder))
 
