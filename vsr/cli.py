@@ -449,6 +449,9 @@ def _upscale_on_workers(args: argparse.Namespace, job: Any, output: Path, folder
     shared = Path(args.shared_dir) if args.shared_dir else None
     if shared is not None and not shared.is_dir():
         raise OptionsError(f"--shared-dir {shared}: no such folder. Create it (on a disk every worker mounts).")
+    from vsr.model.engines import clear_processors
+
+    clear_processors()  # the plan's timing run may have loaded the model here: the workers need the GPU memory
     connected = ray_cluster.connect(args.cluster, args.workers, verbose=logging.getLogger().level <= logging.INFO)
     try:
         with _CtrlC() as cancel:
