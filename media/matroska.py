@@ -116,7 +116,8 @@ def write_header(path: Path, display: tuple[int, int, int | None] | None, colour
     except _Layout as exc:
         raise MediaError(
             f"{path}: the display aspect ratio could not be written into the Matroska header"
-            f"{' (nor the HDR metadata)' if colour else ''} ({exc}). Write an .mp4 or .mov file instead, or report this.",
+            f"{' (nor the HDR metadata)' if colour else ''} ({exc}). Write an .mp4 or .mov file instead, or report "
+            "this.",
             path,
         ) from None
     log.debug("%s: video header written (display %s, %d colour bytes)", path, display, len(colour))

@@ -93,3 +93,17 @@ def test_fixture_model_keeps_more_than_256_levels(fixture_dir: Path, torch_two_t
     outputs = [engine.process(gradient(48, 32, i)) for i in range(2)]
     assert all(o.dtype == np.uint16 and o.shape == (128, 192, 3) for o in outputs)
     assert distinct_levels(outputs[-1]) > 256
+
+
+def test_the_page_report_says_the_browser_preview_cannot_show_hdr(hdr10: Path) -> None:
+    from types import SimpleNamespace
+
+    from vsr.web import texts
+
+    report = SimpleNamespace(ok=True, path=Path("/x/clip_4x.mp4"), checks=())
+    info = media.probe(hdr10)
+    with_preview = SimpleNamespace(report=report, scene_cuts=(), preview=Path("/x/clip_4x.preview.mp4"))
+    text = texts.report_markdown(with_preview, SimpleNamespace(temporal=False, info=info))
+    assert "cannot show this HDR10 (PQ, BT.2020, 10-bit) video as HDR" in text
+    plays = SimpleNamespace(report=report, scene_cuts=(), preview=None)  # no preview: nothing to say
+    assert "HDR" not in texts.report_markdown(plays, SimpleNamespace(temporal=False, info=info))

@@ -37,8 +37,8 @@ _POLL = 0.05  # seconds between checks of the cancel flag while the queue is ful
 class EncodeThread:
     """Feed ``writer.write(rgb, pts)`` from a bounded queue in a background thread.
 
-    Frames put here are HWC uint8 RGB at the model's size; they are resized with Lanczos to
-    ``width`` x ``height`` when that differs. Use ``put`` per frame, then ``finish`` (waits for the
+    Frames put here are HWC uint8 RGB (uint16 from a deep source) at the model's size; they are
+    resized with Lanczos to ``width`` x ``height`` when that differs. Use ``put`` per frame, then ``finish`` (waits for the
     queue to drain and re-raises any error) or, on any failure, ``stop`` (drops what is queued and
     joins the thread).
     """

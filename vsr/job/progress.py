@@ -26,7 +26,8 @@ class ProgressEvent:
     by a frame or two on variable-rate sources). ``fps`` is the recent upscaling rate in frames per
     second and ``eta_seconds`` the time left at that rate (``None`` until measurable).
     ``input_frame`` / ``output_frame`` are the newest low-resolution and upscaled frames, HWC uint8 RGB
-    (values 0..255), or ``None``. ``scene_cut`` is the index of the frame where the temporal context
+    (values 0..255; uint16, 0..65535, from a source deeper than 8 bits: ``media.colour.to_8bit`` shows
+    them), or ``None``. ``scene_cut`` is the index of the frame where the temporal context
     was just reset, on the one event that reports it. ``workers``: on a job spread over several
     workers, each one's speed in words (shown after the counter).
     """

@@ -3,7 +3,8 @@
 A ``FrameProcessor`` turns a stream of low-resolution frames into frames exactly ``scale`` times
 larger, one call per frame, in presentation order. Frames are HWC ``uint8`` RGB numpy arrays
 (values 0..255) both ways, or, for a source deeper than 8 bits, ``uint16`` (0..65535) both ways: an
-engine gives back the dtype it was given and never rounds a deep frame to 8 bits on the way. See docs/architecture.md for the contract the job builds on.
+engine gives back the dtype it was given and never rounds a deep frame to 8 bits on the way.
+See docs/architecture.md for the contract the job builds on.
 """
 
 from __future__ import annotations
