@@ -254,3 +254,48 @@ def test_the_result_plays_while_the_job_runs(page, server, tmp_path):
     page.locator("#cancel").click()
     wait_for_text(page, "#status", "Cancelled. Nothing was kept.", timeout_ms=60_000)
     assert stream_player(page) is None or not stream_player(page)["visible"]
+
+
+def fake_camera_clip(path: Path, frames: int = 30) -> Path:
+    """A small y4m clip for Chromium's fake camera (--use-file-for-fake-video-capture)."""
+    from media_factory import pattern
+
+    with av.open(str(path), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(pattern(64, 48, index), format="rgb24").reformat(format="yuv420p")
+            frame.pts = index
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_the_live_page_upscales_the_camera(browser, server, tmp_path):
+    """Issue 19 item 2: Chromium's fake camera into the Live page; the upscaled picture (4x) comes out
+    and the figures (frame rates, dropped frames, latency, the input size) are on the page."""
+    clip = fake_camera_clip(tmp_path / "camera.y4m")
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}"]
+    camera_browser = browser.browser_type.launch(executable_path=str(CHROMIUM), args=args)  # a camera of its own
+    try:
+        page = camera_browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.set_default_timeout(120_000)
+        page.goto(server.url + "live")
+        page.get_by_label("Bicubic", exact=True).check()
+        page.get_by_role("button", name="Click to Access Webcam").click()
+        page.get_by_role("button", name="capture photo").click()  # Record: the stream starts
+        page.wait_for_function("() => /out [1-9][0-9.]* frames\\/s/.test("
+                               "document.querySelector('#live-figures')?.innerText || '')", timeout=90_000)
+        page.wait_for_function("() => document.querySelector('#live-output img')?.naturalWidth > 0")
+        figures = text_of(page, "#live-figures")
+        page.screenshot(path=str(tmp_path / "live.png"))
+        size = page.evaluate("() => { const i = document.querySelector('#live-output img');"
+                             " return i ? [i.naturalWidth, i.naturalHeight] : null; }")
+    finally:
+        camera_browser.close()
+    assert size == [256, 192], size  # the 64x48 camera, 4x
+    rates = re.search(r"In ([\d.]+) frames/s · out ([\d.]+) frames/s · dropped (\d+) of (\d+) · latency (\d+) ms",
+                      figures)
+    assert rates and float(rates[1]) > 0 and float(rates[2]) > 0 and int(rates[4]) > 0, figures
+    assert "input scaled to 64x48" in figures and "-> 256x192" in figures
