@@ -28,7 +28,6 @@ __all__ = ["ContentLight", "HdrInfo", "MasteringDisplay", "PQ", "HLG", "hdr_from
 
 PQ, HLG = 16, 18  # AVColorTransferCharacteristic: smpte2084, arib-std-b67
 _BT2020 = 9
-_DEEP_CODECS = ("hevc", "av1", "prores", "ffv1")
 _MDCV = struct.Struct("<20i2i")  # AVMasteringDisplayMetadata: 10 AVRationals (R, G, B, white, min, max), 2 flags
 _CLL = struct.Struct("<2I")  # AVContentLightMetadata: MaxCLL, MaxFALL
 
@@ -174,7 +173,3 @@ def svtav1_params(hdr: HdrInfo) -> list[str]:
         params.insert(0, "enable-hdr=1")
     return params
 
-
-def keeps_depth(codec: str) -> bool:
-    """Whether ``codec`` keeps more than 8 bits by default for a deep source."""
-    return codec in _DEEP_CODECS
