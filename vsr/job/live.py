@@ -125,6 +125,7 @@ class LiveStream:
         """Stream until the source ends (after its reconnects), ``cancel`` is set, or an error; the output
         is finished in every case. Returns the last ``LiveStatus`` (``ended`` says why it stopped)."""
         cancel = cancel or threading.Event()
+        self.counters = LiveCounters()  # the stream's time starts now, after the model loaded
         width, height = upscaler.output_size(*self.size)
         if self.settings.overwrite:
             _remove_playlist(self.dest)
