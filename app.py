@@ -37,6 +37,12 @@ logger = logging.getLogger("app")
 
 QUEUE_SIZE = 16
 """How many jobs may wait in line behind the running one; the next visitor is told to come back."""
+SESSION_CAPACITY = 256
+"""How many visitors' sessions Gradio keeps in memory (``launch(state_session_capacity=...)``), the least
+recently used beyond are dropped. Each is a copy of the page's layout and its values (about 0.3 MB);
+Gradio's default, 10,000, let a long-running server grow by that much per new visitor until 3 GB
+(bench/soak.py, docs/performance.md). A dropped session only loses what the page shows; a running job
+and its resume code are kept elsewhere."""
 JOB_CONCURRENCY = "upscale"  # one job at a time on this process's device, or one per worker of a cluster
 EXPECTED_ERRORS = (JobError, MediaError, OptionsError, ModelLoadError)
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -346,6 +352,7 @@ def launch_arguments(settings: UpscaleOptions) -> dict[str, Any]:
     login for the page and its API when STREAM_DIFFVSR_AUTH is set, ``vsr.options.server_logins``)."""
     env = environment.read()
     return {"server_name": env.get("GRADIO_SERVER_NAME", "127.0.0.1"), "auth": server_logins(),
+            "state_session_capacity": SESSION_CAPACITY,
             "server_port": int(env.get("GRADIO_SERVER_PORT", "7860")), "max_file_size": f"{settings.max_upload_mb}mb",
             "allowed_paths": [str(settings.output_dir.resolve()), *(str(p) for p in examples.example_dirs())],
             "show_error": False, "ssr_mode": False, "footer_links": ["gradio"], "theme": THEME, "css": CSS}
