@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from media import DecodeError, FrameReader, InvalidTrim, TruncatedVideo, ZeroFrames, probe
+from media.colour import to_8bit
 from media_factory import make_video, pattern
 
 
@@ -36,8 +37,9 @@ def test_variable_rate_timestamps(tmp_path: Path) -> None:
 
 
 def _frame_error(path: Path) -> np.ndarray:
+    """Per-pixel error against the 8-bit pattern (a deep source's uint16 frames rounded to 8 bits first)."""
     with FrameReader(path) as frames:
-        return np.stack([np.abs(f.rgb.astype(int) - pattern(64, 48, f.index)) for f in frames])
+        return np.stack([np.abs(to_8bit(f.rgb).astype(int) - pattern(64, 48, f.index)) for f in frames])
 
 
 @pytest.mark.parametrize(("colour_range", "sws_range"), [("tv", 1), ("pc", 2)])
@@ -57,6 +59,8 @@ def test_bt709_round_trip_colour_error_is_measured(tmp_path: Path, colour_range:
 def test_ten_bit_input(tmp_path: Path) -> None:
     path = make_video(tmp_path / "ten.mkv", 64, 48, frames=3, codec="ffv1", pix_fmt="yuv444p10le", audio=None)
     assert probe(path).video.bit_depth == 10
+    with FrameReader(path) as frames:
+        assert next(iter(frames)).rgb.dtype == np.uint16  # more than 8 bits reach the caller (docs/hdr.md)
     assert _frame_error(path).max() <= 1  # 10-bit keeps the 8-bit picture to within rounding
 
 
