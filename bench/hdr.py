@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import fixture_files  # noqa: E402
+from bench import machine  # noqa: E402  (the CPU and the date beside every figure)
 import media  # noqa: E402
 from hdr_factory import make_hdr_video  # noqa: E402
 from media.colour import to_8bit  # noqa: E402
@@ -104,9 +105,10 @@ def measure(work: Path) -> dict:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-hdr-") as folder:
-        result = measure(Path(folder))
+        result = {"machine": machine.describe(), **measure(Path(folder))}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"Measured on {machine.label(result['machine'])}.")
     print(f"source: {result['source']}; output: {result['output']}")
     print("| step | distinct green levels |")
     print("|---|---|")
