@@ -175,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--start", type=int, default=16, help="the segment's first kept frame")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (as one worker of a 2-core machine)")
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
     models = [args.model_id] if args.model_id else args.models.split(",")
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

@@ -46,6 +46,18 @@ def cluster():
         connected.close()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Single runs here use one torch thread, as each worker of the two-core cluster does: on a CPU, float
+    sums over another number of threads can round a value differently (1 level of 255 at most)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def options(tmp_path: Path, fixture_dir: Path):
     def make(**overrides):
