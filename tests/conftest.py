@@ -1,17 +1,68 @@
-"""Shared test fixtures and the gpu marker's skip rule."""
+"""Shared test fixtures, the gpu marker's skip rule and the plan for parallel runs (pytest-xdist)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import fixture_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Hypothesis keeps no example database: nothing is written into the checkout (.hypothesis/), and parallel
+# workers share no files. Every run draws its examples afresh, as CI's fresh clone does anyway.
+settings.register_profile("no-database", database=None)
+settings.load_profile("no-database")
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker gets one core: one torch thread per worker, and the same for the
+    programs a test starts that do not set their own (``make test`` runs ``-n 2`` on 2 cores)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        _one_worker_per_shared_fixture(items)
+    _slow_modules_first(items)
+    _skip_gpu_tests_without_cuda(items)
+
+
+def _one_worker_per_shared_fixture(items: list[pytest.Item]) -> None:
+    """A module whose tests share a module- or class-scoped fixture of its own (an app server, a browser,
+    a loaded engine, a benchmark run) goes to one xdist worker as a whole (``--dist loadgroup``), so the
+    fixture is made once; the other tests are spread one by one."""
+    shared = set()
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        info = getattr(item, "_fixtureinfo", None)  # None for items that are not test functions
+        for defs in (info.name2fixturedefs.values() if info else ()):
+            if defs and defs[-1].scope in ("module", "class") and defs[-1].baseid.startswith(module):
+                shared.add(module)
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if module in shared:
+            item.add_marker(pytest.mark.xdist_group(module))
+
+
+def _slow_modules_first(items: list[pytest.Item]) -> None:
+    """Modules with slow or browser tests run first (``--no-loadscope-reorder`` keeps this order), so the
+    last minutes of a parallel run are many short tests that spread evenly over the workers, not one long one.
+    The sort is stable: each module stays together and in its own order."""
+    heavy = {item.nodeid.split("::")[0] for item in items
+             if item.get_closest_marker("slow") or item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in heavy)
+
+
+def _skip_gpu_tests_without_cuda(items: list[pytest.Item]) -> None:
     if not any(item.get_closest_marker("gpu") for item in items):
         return
     import torch
