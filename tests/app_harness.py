@@ -29,6 +29,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    """The free port was taken by another process before the app bound it."""
+
+
 @dataclass
 class AppServer:
     """One running app. ``dirs`` holds the folders it writes to (outputs, tmp, gradio cache)."""
@@ -83,6 +87,17 @@ class AppServer:
         return env
 
     def start(self) -> "AppServer":
+        """Start on a free port; if another process (a parallel test worker) took the port between
+        ``free_port`` and the app's bind, start again on a new one (three tries)."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except PortTaken:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> "AppServer":
         self.base.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         log = self.log_path.open("wb")
@@ -94,6 +109,8 @@ class AppServer:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "Cannot find empty port" in self.log():
+                    raise PortTaken(f"port {self.port} was taken before the app could bind it:\n{self.log()}")
                 raise RuntimeError(f"the app exited with {self.process.returncode} while starting:\n{self.log()}")
             try:
                 with urllib.request.urlopen(self.url, timeout=2) as response:
