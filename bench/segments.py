@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
-    models = [args.model_id] if args.model_id else args.models.split(",")
+    models = [args.model_id] if args.model_id else [m for m in args.models.split(",") if m]
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["machine"] = {**machine.describe(), "note": "other agents shared the 2 CPU cores during the measurement"}
     for model in models:
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     if not args.skip_speed:
         results["speed"] = {engine: speed(engine, frames, (32, 24) if engine != "bicubic" else (64, 48), 8)
-                            for engine, frames in (("bicubic", 120), ("stream-diffvsr", 24))}
+                            for engine, frames in (("bicubic", 120), ("stream-diffvsr", 16))}
         for engine, row in results["speed"].items():
             per_frame = row["workers_1"]["seconds"] / row["frames"]
             join = row["workers_2"]["join_seconds"] / row["frames"]
