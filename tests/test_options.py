@@ -161,8 +161,9 @@ def test_every_environment_variable_maps_to_something() -> None:
     from vsr import options as options_module
 
     mapped = options_module._ENV_TO_OPTION
-    # Variables outside the options object: logging and Gradio's own listen address.
-    others = {"STREAM_DIFFVSR_LOG_LEVEL", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"}
+    # Variables outside the options object: logging, Gradio's own listen address and the server's logins
+    # (vsr.options.server_logins: never in a job's options, which are logged and kept in job records).
+    others = {"STREAM_DIFFVSR_LOG_LEVEL", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "STREAM_DIFFVSR_AUTH"}
     assert set(mapped) | others == environment.NAMES
     assert all(name in {f.name for f in dataclasses.fields(UpscaleOptions)} for name in mapped.values())
 
