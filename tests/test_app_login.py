@@ -62,6 +62,7 @@ def test_a_bad_file_names_the_variable_the_file_and_the_fix(tmp_path: Path) -> N
         logins(str(binary))
 
 
+@pytest.mark.slow  # imports the app in a fresh process
 def test_the_app_refuses_to_start_with_a_bad_value(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "STREAM_DIFFVSR_AUTH": "s3cret",
            "GRADIO_SERVER_PORT": "1", "STREAM_DIFFVSR_OUTPUT_DIR": str(tmp_path / "out")}

@@ -15,6 +15,8 @@ import pytest
 import media
 from media_factory import ROOT_DIR, make_video
 
+pytestmark = pytest.mark.slow  # each test starts vsr in a fresh process
+
 NTSC = Fraction(30000, 1001)
 MAIN = "import sys; from vsr.cli import main; sys.exit(main(sys.argv[1:]))"
 

@@ -27,6 +27,7 @@ PIXEL_ASPECTS = st.tuples(st.integers(1, 100), st.integers(1, 100)).map(lambda t
     lambda sar: Fraction(1, 4) <= sar <= 4)
 
 
+@pytest.mark.slow  # five encoders, five sizes each
 @pytest.mark.parametrize("codec", list(CODEC_SPECS))
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sar=PIXEL_ASPECTS, width=st.sampled_from([8, 11, 32, 40, 64, 96]), height=st.sampled_from([8, 24, 48, 64]),
