@@ -35,6 +35,7 @@ from media.live_source import LiveAudio, scheme
 log = logging.getLogger(__name__)
 
 FORMATS = {"udp": "mpegts", "srt": "mpegts", "tcp": "mpegts", "rtmp": "flv", "rtmps": "flv"}
+OPTIONAL_PROTOCOLS = ("srt", "rtmps")
 COPYABLE_AUDIO = {"hls": {"aac", "mp3", "ac3", "eac3", "mp2"}, "mpegts": {"aac", "mp3", "ac3", "eac3", "mp2"},
                   "flv": {"aac", "mp3"}}
 LIVE_CODECS = {"hls": ("h264", "hevc"), "mpegts": ("h264", "hevc"), "flv": ("h264",)}
@@ -92,13 +93,14 @@ def _check_playlist(playlist: Path, overwrite: bool) -> None:
 
 def _check_url(url: str, timeout: float) -> None:
     kind = scheme(url)
-    try:
-        av.open(f"{kind}://127.0.0.1:9", "r", timeout=(0.01, 0.01)).close()
-    except av.error.ProtocolNotFoundError:
-        raise DestinationUnusable(f"{url}: this FFmpeg build (PyAV {av.__version__}) has no {kind} protocol. "
-                                  "Publish over udp:// or rtmp://, or write an .m3u8 playlist.") from None
-    except (av.FFmpegError, OSError):
-        pass  # the protocol exists; nothing listens on that probe address
+    if kind in OPTIONAL_PROTOCOLS:  # udp, tcp and rtmp are in every FFmpeg build; these may be missing
+        try:
+            av.open(f"{kind}://127.0.0.1:9", "r", timeout=(0.01, 0.01)).close()
+        except av.error.ProtocolNotFoundError:
+            raise DestinationUnusable(f"{url}: this FFmpeg build (PyAV {av.__version__}) has no {kind} protocol. "
+                                      "Publish over udp:// or rtmp://, or write an .m3u8 playlist.") from None
+        except (av.FFmpegError, OSError):
+            pass  # the protocol exists; nothing listens on that probe address
     host, port = _host_port(url)
     if kind in ("rtmp", "rtmps", "tcp"):
         try:

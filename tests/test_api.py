@@ -100,6 +100,7 @@ def test_bad_options_are_refused_by_name() -> None:
         vsr.Upscaler.from_pretrained(engine="bicubic", precision="fp8")
 
 
+@pytest.mark.slow
 def test_the_fixture_model_through_the_api_gives_the_golden_frames_and_reset_starts_over(fixture_dir: Path,
                                                                                        model: dict) -> None:
     frames = lr_frames(fixture_dir)[:3]
@@ -116,6 +117,7 @@ def test_the_fixture_model_through_the_api_gives_the_golden_frames_and_reset_sta
     np.testing.assert_array_equal(up(frames[0]), streamed[0])
 
 
+@pytest.mark.slow
 def test_another_stream_on_the_shared_engine_makes_the_next_frame_start_over(fixture_dir: Path,
                                                                              model: dict) -> None:
     frames = lr_frames(fixture_dir)
@@ -156,6 +158,7 @@ def _decoded(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
+@pytest.mark.slow
 def test_frames_through_the_api_equal_the_frames_of_a_file_job(tmp_path: Path, model: dict) -> None:
     """Same clip, same seed: ``upscale_file`` (the file job, lossless FFV1) and ``Upscaler`` frame by frame agree
     exactly, and the file job reports its progress and returns its verification report."""
@@ -176,6 +179,7 @@ def test_frames_through_the_api_equal_the_frames_of_a_file_job(tmp_path: Path, m
         vsr.upscale_file(clip, tmp_path / "up.mkv", codec="ffv1", **model)
 
 
+@pytest.mark.slow
 def test_the_documented_example_runs(tmp_path: Path) -> None:
     """docs/python-api.md includes docs/examples/python_api.py verbatim; it runs as written."""
     page = (ROOT_DIR / "docs" / "python-api.md").read_text(encoding="utf-8")
