@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent))  # after the project: bench/media.py is not the media package
 
 import machine  # noqa: E402  bench/machine.py
 from model import clip  # noqa: E402  bench/model.py: a smooth texture panning 1-2 px per frame

@@ -52,3 +52,20 @@ def test_a_broken_file_among_good_ones_is_reported_and_a_second_run_skips_the_do
     assert [e["status"] for e in again["inputs"]] == ["skipped"] * 3
     assert (out / "a_4x.mkv").stat().st_mtime_ns == made, "a finished output is not made again"
     assert sorted(p.name for p in out.iterdir()) == ["a_4x.mkv", "b_4x.mkv", "batch-report.json", "c_4x.mkv"]
+
+
+def test_a_batch_on_two_workers_makes_every_video(tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("ray", reason="the cluster extra (requirements-cluster.txt) is not installed")
+    make_video(tmp_path / "one.mp4", 32, 24, Fraction(25), 10, audio="aac")
+    make_video(tmp_path / "two.mp4", 32, 24, Fraction(25), 6, audio=None)
+    out = tmp_path / "out"
+    done = _batch(tmp_path, str(tmp_path / "one.mp4"), str(tmp_path / "two.mp4"), "-o", str(out), "--engine",
+                  "bicubic", "--codec", "ffv1", "--workers", "2", "--segment-seconds", "0.2")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "batch-report.json").read_text())
+    assert [e["status"] for e in report["inputs"]] == ["done", "done"]
+    assert media.probe(out / "one_4x.mkv").video.frame_count == 10
+    assert media.probe(out / "two_4x.mkv").video.frame_count == 6
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], "no job folder is left"
