@@ -295,9 +295,6 @@ def is_parallel(folder: Path) -> bool:
     return (folder / MANIFEST).is_file()
 
 
-def frame_seconds(job: JobPlan) -> Fraction:
-    return Fraction(1) / job.rate
-
 
 class WorkerPool:
     """The web app's cluster (``STREAM_DIFFVSR_CLUSTER``): its workers, each lent to one job at a time,
