@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from job_support import decode, job_threads
+from media.ts_chunks import chunk_of
 from media_factory import make_video
 from vsr.model import engines
 from vsr.model.bicubic import BicubicUpscaler
@@ -105,3 +106,28 @@ def test_two_pages_keep_their_own_state(tmp_path):
     assert first.model.notice() and second.model.notice() == ""
     flag = first.active.start("visitor")
     assert isinstance(flag, threading.Event) and second.active.flag("visitor") is None
+
+
+def test_the_streamed_result_goes_on_after_a_restart_from_the_first_chunk(tmp_path, monkeypatch):
+    """Issue 19: the page that resumes an interrupted job plays the stream from its start (the chunks
+    kept with the checkpoint), then the rest, with no frame twice; the verified file replaces it."""
+    monkeypatch.setattr(engines, "get_processor", lambda options: SlowBicubic())
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 60)
+    settings = _settings(tmp_path).replace(checkpoint_seconds=0.5)
+    updates = sessions.WebJobs(settings, zero_gpu=False).run(str(clip), BICUBIC, False, "visitor")
+    before = []
+    for update in updates:
+        before.append(update)
+        if re.search(r"frame (3\d|4\d) of", update.status or ""):
+            break
+    updates.close()  # the server stops in the middle of the job (not a cancel)
+    code = re.search(r"`(job-[^`]+)`", next(u.status for u in before if "Resume code" in (u.status or "")))[1]
+    after = list(sessions.WebJobs(settings, zero_gpu=False).resume(str(clip), code, "visitor"))
+    resumed_at = int(re.search(r"Resuming at frame (\d+) of", after[0].status or after[1].status)[1])
+    assert 0 < resumed_at < 60
+    chunks = [chunk_of(Path(u.chunk)) for u in after if u.chunk is not None]
+    assert chunks[0].first == 0 and resumed_at in {c.first for c in chunks}  # the chunks from before the restart first
+    assert [c.first for c in chunks] == [0, *(c.end_index for c in chunks[:-1])] and chunks[-1].end_index == 60
+    ended = next(i for i, u in enumerate(after) if u.stream_ended)
+    assert after[ended + 1].result.report.ok and after[-1].result.frames == 60
+    assert not (tmp_path / "out" / code / "stream").exists()  # the page holds what it played
