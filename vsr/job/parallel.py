@@ -84,6 +84,7 @@ def plan_parallel(job: JobPlan, workers: int, *, segment_seconds: float | None =
     found = survey(job, cancel=cancel)
     frames = (max(1, round(segment_seconds * float(job.rate))) if segment_seconds
               else default_part_frames(len(found.pts), workers))
+    warmup = warmup if job.temporal else 0  # an engine without temporal state (bicubic) needs no warm-up
     return ParallelPlan(job, plan_parts(job, found, frames, warmup), workers, warmup, shared_dir)
 
 
