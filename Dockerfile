@@ -93,7 +93,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     TORCH_HOME=/cache/torch \
     STREAM_DIFFVSR_CACHE_DIR=/cache/stream-diffvsr \
     STREAM_DIFFVSR_MODEL_ID=${MODEL_ID} \
-    STREAM_DIFFVSR_OUTPUT_DIR=/data/outputs
+    STREAM_DIFFVSR_OUTPUT_DIR=/data/outputs \
+    MALLOC_ARENA_MAX=2
+# MALLOC_ARENA_MAX=2: glibc's per-thread malloc arenas made a long-running server's RSS grow about
+# 1 MB per job; with two arenas it stays flat (bench/soak.py, docs/performance.md).
 
 # The weights cache: mount a named volume here so the weights download once (a named volume starts
 # as a copy of the image's /cache, baked weights included; a bind mount hides them).

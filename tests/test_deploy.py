@@ -82,6 +82,7 @@ def test_dockerfile_is_multi_stage_with_the_conda_python_and_the_app_requirement
 def test_runtime_stage_serves_port_8000_as_non_root_with_a_cache_volume() -> None:
     env = final_env()
     assert env["GRADIO_SERVER_NAME"] == "0.0.0.0" and env["GRADIO_SERVER_PORT"] == "8000"
+    assert env["MALLOC_ARENA_MAX"] == "2"  # a long-running server's RSS stays flat (bench/soak.py)
     assert [i.args for i in final("EXPOSE")] == ["8000"]
     users = final("USER")
     assert users, "the runtime stage must switch to a non-root USER"
