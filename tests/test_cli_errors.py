@@ -49,7 +49,7 @@ def _one_line(capsys, *argv: str) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        ([], 2, r"vsr: error: the following arguments are required: \{upscale,frames,probe\}\. Run `vsr --help`"),
+        ([], 2, r"vsr: error: the following arguments are required: \{upscale,batch,stream,frames,probe\}\. Run `vsr --help`"),
         (["upscale", "in.mp4", "-o", "o.mp4", "--bogus"], 2, r"unrecognized arguments: --bogus"),
         (["upscale", "in.mp4"], 2, r"vsr upscale: error: the following arguments are required: -o/--output"),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--steps", "0"], 2,
@@ -59,7 +59,7 @@ def _one_line(capsys, *argv: str) -> tuple[int, str]:
         (["upscale", "{clip}", "-o", "{tmp}/o.mov", "--codec", "prores", "--crf", "20"], 2,
          r"crf=20 does not apply to prores .* Leave crf unset\."),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--preset", "warp"], 2,
-         r"preset='warp' is not a h264 preset\. Use one of: ultrafast"),
+         r"preset='warp' is not the default codec's \(h264, or hevc for a deep or HDR source\) preset\. Use one of: ultrafast"),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--start", "1:75"], 2, r"minutes and seconds must be below 60"),
         (["upscale", "{clip}", "-o", "{tmp}/o.mp4", "--flow-scale", "0.3"], 2,
          r"flow_scale='0\.3' is not a flow scale\. Use one of: 1, 0\.5, 0\.25"),

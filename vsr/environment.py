@@ -95,6 +95,12 @@ def use_inductor_cache(folder: Path) -> Path:
     return folder
 
 
+def pythonpath_with(folder: Path) -> str:
+    """``PYTHONPATH`` for a child process (a local Ray worker) that must import the package in ``folder``
+    first, followed by this process's own ``PYTHONPATH``."""
+    return os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)
+
+
 SVT_LOG_ERRORS = "1"
 """SVT-AV1's own log level (its ``SVT_LOG`` variable: 0 fatal, 1 error, 2 warning, 3 info, 4 debug)
 outside DEBUG logging: its errors only, not its banner."""

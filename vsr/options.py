@@ -429,7 +429,9 @@ def _check_combination(options: UpscaleOptions) -> None:
         if presets is None:
             raise OptionsError(f"preset={options.preset!r} does not apply to {options.codec}. Leave preset unset.")
         if options.preset not in presets:
-            raise OptionsError(f"preset={options.preset!r} is not a {options.codec} preset. Use one of: "
+            codec = "the default codec's (h264, or hevc for a deep or HDR source)" if options.codec == AUTO_CODEC \
+                else f"a {options.codec}"
+            raise OptionsError(f"preset={options.preset!r} is not {codec} preset. Use one of: "
                                f"{', '.join(presets)}.")
 
 

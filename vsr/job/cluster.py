@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vsr import environment
 from vsr.options import OptionsError, UpscaleOptions
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def connect(address: str | None, workers: int | None, *, gpus_here: int | None =
         cpus = cpus_here or os.cpu_count() or 1
         count = workers or max(1, gpus)
         package_root = str(Path(__file__).resolve().parents[2])  # local workers import this very checkout
-        env = {"PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
+        env = {"PYTHONPATH": environment.pythonpath_with(Path(package_root))}
         ray.init(address="local", num_cpus=max(cpus, count), num_gpus=gpus, include_dashboard=False,
                  _node_ip_address="127.0.0.1", runtime_env={"env_vars": env}, **quiet)
         per_gpu = 1.0 if gpus >= count else 0.0
