@@ -188,18 +188,17 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
     settings = settings or build_options()
     jobs = jobs or sessions.WebJobs(settings, events=JOB_EVENTS)
     with gr.Blocks(title=texts.TITLE, analytics_enabled=False, delete_cache=(3600, sessions.KEEP_SECONDS)) as demo:
-        gr.Markdown(texts.INTRO)
+        gr.Markdown(texts.INTRO + ("" if jobs.zero_gpu else texts.LIVE_LINK))
         gr.Markdown(texts.limits_text(settings, QUEUE_SIZE, zero_gpu=jobs.zero_gpu), elem_id="limits")
         notice = gr.Markdown(visible=False, elem_id="model-notice")
         with gr.Row():  # what goes in, the newest frame before/after, what comes out: side by side
             video = gr.Video(label="Your video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="input-video")
             slider = gr.ImageSlider(label="Before (bicubic) / after (upscaled)", type="numpy", height=VIDEO_HEIGHT,
                                     interactive=False, elem_id="compare")
-            with gr.Column(min_width=160):  # while the job runs its result streams here; then the verified file
-                stream = StreamedResult(label="Result (playing while it is made)", height=VIDEO_HEIGHT, streaming=True,
-                                        autoplay=True, interactive=False, buttons=[], visible=False, elem_id="stream")
-                result = gr.Video(label="Result", interactive=False, height=VIDEO_HEIGHT, elem_id="result")
-                stream_note = PageNote("", visible=False, elem_id="stream-note")
+            # While the job runs its result streams in the first; then the verified file is in the second.
+            stream = StreamedResult(label="Result (playing while it is made)", height=VIDEO_HEIGHT, streaming=True,
+                                    autoplay=True, interactive=False, buttons=[], visible=False, elem_id="stream")
+            result = gr.Video(label="Result", interactive=False, height=VIDEO_HEIGHT, elem_id="result")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 found = examples.example_videos()
@@ -217,6 +216,7 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
                 kept = gr.BrowserState(None, storage_key=resume.STORAGE_KEY,
                                        secret=resume.browser_secret(settings.cache_dir))
                 status = gr.Markdown("", elem_id="status")
+                stream_note = PageNote("", visible=False, elem_id="stream-note")
             with gr.Column(scale=1):
                 c.update(_settings(settings))
                 device = gr.Markdown("", elem_id="device")

@@ -30,7 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 RATE = Fraction(30000, 1001)
 LAPTOP = {"width": 1366, "height": 768}
 """A common laptop screen: the whole page, results included, should fit in about 1.7 of its heights."""
-MAX_PAGE_HEIGHT = 1300
+MAX_PAGE_HEIGHT = 1350  # (with Gradio's navbar of the Home and Live pages, about 48 px)
 GRADIO_PROGRESS = ".progress-text, .meta-text, .meta-text-center, .progress-level, .eta-bar, .progress-bar"
 """Gradio's own progress overlay (gr.Progress and the queue's timer): the page shows its own status line instead."""
 
@@ -294,8 +294,9 @@ def test_the_live_page_upscales_the_camera(browser, server, tmp_path):
                              " return i ? [i.naturalWidth, i.naturalHeight] : null; }")
     finally:
         camera_browser.close()
-    assert size == [256, 192], size  # the 64x48 camera, 4x
     rates = re.search(r"In ([\d.]+) frames/s · out ([\d.]+) frames/s · dropped (\d+) of (\d+) · latency (\d+) ms",
                       figures)
     assert rates and float(rates[1]) > 0 and float(rates[2]) > 0 and int(rates[4]) > 0, figures
-    assert "input scaled to 64x48" in figures and "-> 256x192" in figures
+    sizes = re.search(r"input scaled to (\d+)x(\d+) .* -> (\d+)x(\d+)", figures)  # 64x48 unless this device is slow
+    assert sizes and int(sizes[1]) <= 64 and [int(sizes[3]), int(sizes[4])] == [4 * int(sizes[1]), 4 * int(sizes[2])]
+    assert size == [int(sizes[3]), int(sizes[4])], (size, figures)  # the picture shown is 4x its input

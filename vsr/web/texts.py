@@ -17,6 +17,7 @@ from vsr.web.controls import display_size
 TITLE = "Stream-DiffVSR video upscaler"
 INTRO = (f"# {TITLE}\nMake a small or blurry video **4x sharper** with a diffusion model, frame by frame. "
          "Sound, subtitles and timing are kept exactly.")
+LIVE_LINK = " Or upscale your camera, live: [the Live page](live)."
 PLAN_HINT = "Upload a video (or pick an example) to see what will happen."
 PLAN_FAILED = "**This video cannot be processed as asked.** The message that popped up says why and what to do."
 JOB_FAILED = "**The job stopped.** The message that popped up says why and what to do."
