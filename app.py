@@ -360,6 +360,7 @@ def launch_arguments(settings: UpscaleOptions) -> dict[str, Any]:
 
 def main() -> None:
     configure_logging()
+    environment.limit_malloc_arenas()  # a long-running server's RSS stays flat (docs/performance.md)
     try:
         settings = build_options()
         arguments = launch_arguments(settings)

@@ -115,6 +115,31 @@ def quiet_encoder_logs(debug: bool) -> None:
         os.environ["SVT_LOG"] = SVT_LOG_ERRORS
 
 
+MALLOC_ARENAS = 2
+"""glibc malloc arenas for a long-running server: with one per worker thread (glibc's default) freed
+frame buffers stay spread over them and the RSS of the web app rose ~0.9 MB per job; with two it stays
+flat (bench/soak.py, docs/performance.md)."""
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
+    """Limit glibc's malloc arenas to ``count`` in this process (``mallopt(M_ARENA_MAX)``, what the
+    ``MALLOC_ARENA_MAX`` variable does at start-up, for ``make app``, ``python app.py`` and the Space,
+    where nothing sets the variable). A ``MALLOC_ARENA_MAX`` already set wins. False where the C
+    library is not glibc (nothing is changed there)."""
+    if os.environ.get("MALLOC_ARENA_MAX", "").strip():
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_arena_max = -8  # glibc's malloc.h
+    return bool(mallopt(m_arena_max, count))
+
+
 def on_zero_gpu() -> bool:
     """True on a Hugging Face ZeroGPU Space: exactly when ``spaces.GPU`` runs functions on a GPU
     attached per call (``spaces.config.Config.zero_gpu``; the package reads the Space's
