@@ -34,6 +34,7 @@ from vsr.job.parts import DEFAULT_WARMUP, Part, default_part_frames, plan_parts,
 from vsr.job.planning import JobPlan, encode_settings
 from vsr.job.progress import ProgressCallback, ProgressEvent
 from vsr.model.protocol import new_seed
+from vsr.options import TEMPORAL_ENGINES
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ def plan_parallel(job: JobPlan, workers: int, *, segment_seconds: float | None =
     found = survey(job, cancel=cancel)
     frames = (max(1, round(segment_seconds * float(job.rate))) if segment_seconds
               else default_part_frames(len(found.pts), workers))
-    warmup = warmup if job.temporal else 0  # an engine without temporal state (bicubic) needs no warm-up
+    # An engine without temporal state (bicubic) needs no warm-up; the workers run the options' engine.
+    warmup = warmup if job.options.engine in TEMPORAL_ENGINES else 0
     return ParallelPlan(job, plan_parts(job, found, frames, warmup), workers, warmup, shared_dir)
 
 
