@@ -287,11 +287,12 @@ def test_the_live_page_upscales_the_camera(browser, server, tmp_path):
         page.get_by_role("button", name="capture photo").click()  # Record: the stream starts
         page.wait_for_function("() => /out [1-9][0-9.]* frames\\/s/.test("
                                "document.querySelector('#live-figures')?.innerText || '')", timeout=90_000)
-        page.wait_for_function("() => document.querySelector('#live-output img')?.naturalWidth > 0")
+        # The picture is replaced by every frame: its size is read in the same step that finds it loaded.
+        size = page.wait_for_function("() => { const i = document.querySelector('#live-output img');"
+                                      " return i && i.naturalWidth > 0 ? [i.naturalWidth, i.naturalHeight] : null; }"
+                                      ).json_value()
         figures = text_of(page, "#live-figures")
         page.screenshot(path=str(tmp_path / "live.png"))
-        size = page.evaluate("() => { const i = document.querySelector('#live-output img');"
-                             " return i ? [i.naturalWidth, i.naturalHeight] : null; }")
     finally:
         camera_browser.close()
     rates = re.search(r"In ([\d.]+) frames/s · out ([\d.]+) frames/s · dropped (\d+) of (\d+) · latency (\d+) ms",

@@ -141,7 +141,9 @@ def test_chunking_does_not_change_the_features(rows: int, cols: int, budget: int
     coords = coords + spread * torch.randn(1, 2, rows, cols, generator=gen)
     whole = _features(LookupCorrBlock(budget_bytes=2**40), fmap1, fmap2, coords)
     chunked = _features(LookupCorrBlock(budget_bytes=budget), fmap1, fmap2, coords)
-    assert float((whole - chunked).abs().max()) <= 1e-6
+    # Chunks sum in another order: float32 rounding only (16 ulps of the largest feature; hypothesis found
+    # 1.07e-6 with features near 1 where the bound was an absolute 1e-6).
+    assert float((whole - chunked).abs().max()) <= 16 * torch.finfo(torch.float32).eps * max(1.0, float(whole.abs().max()))
     assert float((whole - _features(CorrBlock(), fmap1, fmap2, coords)).abs().max()) < 5e-5
 
 
