@@ -52,6 +52,11 @@ STREAM_FOLDER = "stream"
 """The job folder's subfolder of the streamed result's chunks (``vsr.job.result_stream``)."""
 
 
+UNLOAD_GRACE_S = 3.0
+"""How long a job whose connection closed waits for the page's unload event before it counts as dropped
+(kept for Resume) rather than left by its visitor (cancelled): Gradio may close the job's generator just
+before the closed tab's unload event arrives."""
+
 class ActiveJobs:
     """One cancel flag per browser session: the Cancel button sets the flag of its own session's job.
 
@@ -517,6 +522,8 @@ class WebJobs:
             closed = True  # the server is stopping or the connection dropped: not the visitor's cancel
             raise
         finally:
+            if closed and not flag.is_set():  # a closed tab's unload event (a cancel) may come just after
+                flag.wait(UNLOAD_GRACE_S)
             self.active.finish(session, flag)
             resumable = closed and not flag.is_set() and checkpoint.exists(resume.checkpoint_dir(job_dir))
             if resumable:
