@@ -87,15 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace OUTPUT if it exists, and start over instead of resuming a previous run")
     up.add_argument("--resume", action="store_true",
                     help="go on from the checkpoint a stopped run of the same command left (Ctrl-C, a crash)")
-    up.add_argument("--engine", metavar="|".join(ENGINES), help="upscaling engine (default stream-diffvsr)")
-    up.add_argument("--model-id", metavar="ID", help="Hugging Face model id or local folder")
-    up.add_argument("--flow-weights", metavar="FILE", help="local RAFT large weights (.pth/.safetensors)")
-    up.add_argument("--steps", metavar="N", help="denoising steps (default 4)")
-    up.add_argument("--seed", metavar="S", help="noise seed (default: random; the seed used is printed)")
-    up.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
-    up.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
-    up.add_argument("--attention", metavar="|".join(ATTENTIONS), help="attention implementation (default sdpa)")
-    _add_flow_scale(up)
+    _add_engine_flags(up)
     up.add_argument("--optimisations", metavar="LIST",
                     help="speed switches: auto (default), none, or a comma list like auto,compile,-flow-prefetch")
     up.add_argument("--height", metavar="4x|" + "|".join(str(h) for h in HEIGHT_PRESETS),
@@ -164,15 +156,7 @@ def _add_stream_command(commands: Any) -> None:
                     help="a path ending in .m3u8 (HLS, segments beside it) or udp://, srt://, tcp:// (MPEG-TS), "
                     "rtmp:// (FLV)")
     st.add_argument("--overwrite", action="store_true", help="replace an existing playlist and its segments")
-    st.add_argument("--engine", metavar="|".join(ENGINES), help="upscaling engine (default stream-diffvsr)")
-    st.add_argument("--model-id", metavar="ID", help="Hugging Face model id or local folder")
-    st.add_argument("--flow-weights", metavar="FILE", help="local RAFT large weights (.pth/.safetensors)")
-    st.add_argument("--steps", metavar="N", help="denoising steps (default 4)")
-    st.add_argument("--seed", metavar="S", help="noise seed (default: random; the seed used is printed)")
-    st.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
-    st.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
-    st.add_argument("--attention", metavar="|".join(ATTENTIONS), help="attention implementation (default sdpa)")
-    _add_flow_scale(st)
+    _add_engine_flags(st)
     st.add_argument("--optimisations", metavar="LIST", help="speed switches: auto (default), none, or a comma list")
     st.add_argument("--tile", metavar="auto|off|N", help="cut frames into latent tiles of N (default auto)")
     st.add_argument("--max-memory", metavar="SIZE", help="memory the engine may use on its device, e.g. 6GB")
@@ -199,6 +183,19 @@ def _stream(args: argparse.Namespace) -> int:
     from vsr.cli_stream import stream_command
 
     return stream_command(args, _CtrlC)
+
+
+def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    """The engine's flags, the same for `vsr upscale` and `vsr stream`."""
+    parser.add_argument("--engine", metavar="|".join(ENGINES), help="upscaling engine (default stream-diffvsr)")
+    parser.add_argument("--model-id", metavar="ID", help="Hugging Face model id or local folder")
+    parser.add_argument("--flow-weights", metavar="FILE", help="local RAFT large weights (.pth/.safetensors)")
+    parser.add_argument("--steps", metavar="N", help="denoising steps (default 4)")
+    parser.add_argument("--seed", metavar="S", help="noise seed (default: random; the seed used is printed)")
+    parser.add_argument("--device", metavar="|".join(DEVICES), help="where the model runs (default auto)")
+    parser.add_argument("--precision", metavar="|".join(PRECISIONS), help="model precision (default auto)")
+    parser.add_argument("--attention", metavar="|".join(ATTENTIONS), help="attention implementation (default sdpa)")
+    _add_flow_scale(parser)
 
 
 def _add_flow_scale(parser: argparse.ArgumentParser) -> None:
