@@ -268,7 +268,7 @@ def build_demo(settings: UpscaleOptions | None = None, *, jobs: sessions.WebJobs
             return _updates(ui, views.load_view(jobs, settings))
 
         def on_unload(request: gr.Request) -> None:
-            if jobs.cancel(_session(request)):  # the visitor closed the tab: stop their job
+            if jobs.left(_session(request)):  # the visitor closed the tab: stop their job, keep nothing
                 logger.info("a visitor left during their job: it is cancelled")
 
         plan_outputs = [plan, c["size"], notice, c["engine"]]

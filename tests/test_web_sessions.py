@@ -131,3 +131,54 @@ def test_the_streamed_result_goes_on_after_a_restart_from_the_first_chunk(tmp_pa
     ended = next(i for i, u in enumerate(after) if u.stream_ended)
     assert after[ended + 1].result.report.ok and after[-1].result.frames == 60
     assert not (tmp_path / "out" / code / "stream").exists()  # the page holds what it played
+
+
+def _stop_mid_job(jobs: sessions.WebJobs, clip: Path) -> str:
+    """Run a job for "visitor" until it has a checkpoint, then close its generator as Gradio does when
+    the connection closes; the job's resume code."""
+    updates = jobs.run(str(clip), BICUBIC, False, "visitor")
+    seen = []
+    for update in updates:
+        seen.append(update)
+        if re.search(r"frame (3\d|4\d) of", update.status or ""):
+            break
+    updates.close()
+    return re.search(r"`(job-[^`]+)`", next(u.status for u in seen if "Resume code" in (u.status or "")))[1]
+
+
+@pytest.mark.parametrize("unload_first", [True, False], ids=["unload-then-close", "close-then-unload"])
+def test_a_visitor_who_closes_the_tab_leaves_nothing_whichever_event_comes_first(tmp_path, monkeypatch, unload_first):
+    """The closed tab's unload event and the closed connection reach the server in either order (CI saw
+    the unload come seconds after the job had been kept for Resume): either way the job stops and its
+    folder goes; only a connection closed with no unload (a server restart) keeps it for Resume."""
+    monkeypatch.setattr(engines, "get_processor", lambda options: SlowBicubic())
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 60, audio=None)
+    jobs = sessions.WebJobs(_settings(tmp_path).replace(checkpoint_seconds=0.5), zero_gpu=False)
+    if unload_first:
+        original = jobs._follow
+
+        def follow_then_unload(*args, **kwargs):
+            try:
+                return (yield from original(*args, **kwargs))
+            except GeneratorExit:
+                assert jobs.left("visitor")  # the unload arrives while the job is still stopping
+                raise
+
+        monkeypatch.setattr(jobs, "_follow", follow_then_unload)
+    code = _stop_mid_job(jobs, clip)
+    if not unload_first:
+        assert (tmp_path / "out" / code).is_dir()  # kept for Resume until the unload comes
+        assert jobs.left("visitor")
+    assert not (tmp_path / "out" / code).exists() and jobs.interrupted(code) == ""
+    assert not jobs.left("visitor") and jobs.active.running() == 0 and not job_threads()
+
+
+def test_a_dropped_connection_with_no_unload_keeps_the_job_for_resume(tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "get_processor", lambda options: SlowBicubic())
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 60, audio=None)
+    jobs = sessions.WebJobs(_settings(tmp_path).replace(checkpoint_seconds=0.5), zero_gpu=False)
+    code = _stop_mid_job(jobs, clip)
+    assert (tmp_path / "out" / code).is_dir() and jobs.interrupted(code)
+    assert not jobs.left("someone else") and (tmp_path / "out" / code).is_dir()
+    monkeypatch.setattr(sessions.time, "monotonic", lambda: time.perf_counter() + sessions.DROPPED_MEMORY_S + 1)
+    assert not jobs.left("visitor") and (tmp_path / "out" / code).is_dir()  # too late to be the same visit

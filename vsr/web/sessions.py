@@ -52,10 +52,11 @@ STREAM_FOLDER = "stream"
 """The job folder's subfolder of the streamed result's chunks (``vsr.job.result_stream``)."""
 
 
-UNLOAD_GRACE_S = 3.0
-"""How long a job whose connection closed waits for the page's unload event before it counts as dropped
-(kept for Resume) rather than left by its visitor (cancelled): Gradio may close the job's generator just
-before the closed tab's unload event arrives."""
+DROPPED_MEMORY_S = 300.0
+"""How long a job whose connection closed without a cancel (kept for Resume) stays linked to its page's
+session: the closed tab's unload event can come after the job's generator was closed (Gradio notices a
+closed heartbeat up to its heartbeat interval later), and then it removes that job as a cancel would."""
+
 
 class ActiveJobs:
     """One cancel flag per browser session: the Cancel button sets the flag of its own session's job.
@@ -67,6 +68,7 @@ class ActiveJobs:
         self._lock = threading.Lock()
         self._flags: dict[str, threading.Event] = {}
         self._codes: dict[str, str] = {}  # session -> the resume code of its running job
+        self._dropped: dict[str, tuple[Path, float]] = {}  # session -> (kept job folder, when it was kept)
 
     def start(self, session: str, code: str = "") -> threading.Event:
         """Register a new job for ``session`` (its resume ``code``) and return its (clear) cancel flag."""
@@ -90,12 +92,34 @@ class ActiveJobs:
         flag.set()
         return True
 
-    def finish(self, session: str, flag: threading.Event) -> None:
-        """Forget ``session``'s job if ``flag`` is still the registered one."""
+    def finish(self, session: str, flag: threading.Event, dropped: Path | None = None) -> bool:
+        """Forget ``session``'s job if ``flag`` is still the registered one. ``dropped`` is its folder when
+        its connection closed with a checkpoint left: unless a cancel came, the folder is kept for Resume
+        (True) and remembered, so that the page's unload event, if it comes later, still removes it."""
         with self._lock:
             if self._flags.get(session) is flag:
                 del self._flags[session]
                 self._codes.pop(session, None)
+            now = time.monotonic()
+            self._dropped = {s: kept for s, kept in self._dropped.items() if now - kept[1] < DROPPED_MEMORY_S}
+            if dropped is None or flag.is_set():
+                return False
+            self._dropped[session] = (dropped, now)
+            return True
+
+    def left(self, session: str) -> tuple[bool, Path | None]:
+        """``session``'s page was closed: cancel its running job (``(True, None)``), or hand back the
+        folder of its job that was kept after its connection closed moments ago (``(False, folder)``),
+        for the caller to remove; ``(False, None)`` when there is neither."""
+        with self._lock:
+            flag = self._flags.get(session)
+            if flag is not None:
+                flag.set()
+                return True, None
+            folder, since = self._dropped.pop(session, (None, 0.0))
+            if folder is None or time.monotonic() - since >= DROPPED_MEMORY_S or folder.name in self._codes.values():
+                return False, None
+            return False, folder
 
     def flag(self, session: str) -> threading.Event | None:
         """The cancel flag of ``session``'s running job, or None."""
@@ -436,6 +460,15 @@ class WebJobs:
     def cancel(self, session: str) -> bool:
         return self.active.cancel(session)
 
+    def left(self, session: str) -> bool:
+        """The visitor of ``session`` closed the page: stop their job, or remove the job that was kept for
+        Resume when its connection closed just before (a left visitor's job is not resumable)."""
+        cancelled, dropped = self.active.left(session)
+        if dropped is not None:
+            logger.info("the visitor of job %s left: its checkpoint is removed", dropped.name)
+            folders.remove_job_dir(dropped)
+        return cancelled or dropped is not None
+
     def run(self, video: str | None, values: tuple, sample: bool, session: str,
             code: str | None = None) -> Iterator[JobUpdate]:
         """Run one job for the visitor, yielding what the page should show; errors propagate.
@@ -522,10 +555,8 @@ class WebJobs:
             closed = True  # the server is stopping or the connection dropped: not the visitor's cancel
             raise
         finally:
-            if closed and not flag.is_set():  # a closed tab's unload event (a cancel) may come just after
-                flag.wait(UNLOAD_GRACE_S)
-            self.active.finish(session, flag)
-            resumable = closed and not flag.is_set() and checkpoint.exists(resume.checkpoint_dir(job_dir))
+            dropped = job_dir if closed and checkpoint.exists(resume.checkpoint_dir(job_dir)) else None
+            resumable = self.active.finish(session, flag, dropped)
             if resumable:
                 logger.info("job %s stopped without a cancel; its checkpoint is kept for Resume", job_dir.name)
             elif not keep:
