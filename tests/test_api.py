@@ -25,7 +25,7 @@ from tests.model_helpers import FIXTURE_SEED, expected_frames, lr_frames
 from vsr.model.bicubic import BicubicUpscaler
 from vsr.model.engines import engine_lock
 
-pytestmark = pytest.mark.usefixtures("torch_two_threads")
+pytestmark = pytest.mark.usefixtures("model_threads")
 
 
 @pytest.fixture(scope="module")

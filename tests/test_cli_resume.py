@@ -184,7 +184,7 @@ def _cache_a_speed(cache_dir: Path, fixture_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_diffusion_model_resumes_after_kill_9(tmp_path: Path, fixture_dir: Path, torch_two_threads) -> None:
+def test_the_diffusion_model_resumes_after_kill_9(tmp_path: Path, fixture_dir: Path, model_threads) -> None:
     _cache_a_speed(tmp_path / "cache", fixture_dir)
     src = make_video(tmp_path / "in.mp4", 48, 32, Fraction(25), 5, audio="aac")
     env = _env(tmp_path, STREAM_DIFFVSR_ENGINE="stream-diffvsr", STREAM_DIFFVSR_DEVICE="cpu",

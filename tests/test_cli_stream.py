@@ -132,7 +132,7 @@ def test_ctrl_c_finishes_the_playlist(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_diffusion_model_streams_a_file_without_dropping(tmp_path: Path, fixture_dir: Path, capsys,
-                                                             torch_two_threads) -> None:
+                                                             model_threads) -> None:
     """A file without --realtime is read as fast as the engine goes: every frame out, at exactly 4x."""
     clip = make_video(tmp_path / "clip.mp4", 32, 24, Fraction(25), 2, audio="aac")
     code = main(["stream", str(clip), "-o", str(tmp_path / "out.m3u8"), "--model-id", str(fixture_dir / "model"),

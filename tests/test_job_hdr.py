@@ -84,7 +84,7 @@ def test_bicubic_engine_keeps_16_bit_frames() -> None:
                   - BicubicUpscaler().process(eight).astype(np.int64) * 257).max() <= 257
 
 
-def test_fixture_model_keeps_more_than_256_levels(fixture_dir: Path, torch_two_threads) -> None:
+def test_fixture_model_keeps_more_than_256_levels(fixture_dir: Path, model_threads) -> None:
     from vsr.model.engines import load_engine
 
     engine = load_engine("stream-diffvsr", model_id=str(fixture_dir / "model"),

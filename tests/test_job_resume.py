@@ -165,7 +165,7 @@ def test_h264_with_many_segments_is_a_verified_file(tmp_path: Path, options) -> 
 
 @pytest.mark.slow
 def test_the_diffusion_model_resumes_to_the_same_frames(tmp_path: Path, options, fixture_dir: Path,
-                                                        torch_two_threads) -> None:
+                                                        model_threads) -> None:
     from vsr.model import load_engine
 
     def engine():

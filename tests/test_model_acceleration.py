@@ -20,7 +20,7 @@ from vsr.model.stream import StreamDiffVSRUpscaler, postprocess, preprocess
 from vsr.model.transfers import Uploader, to_uint8
 from vsr.options import OptionsError, build_options
 
-pytestmark = [pytest.mark.usefixtures("torch_two_threads"), pytest.mark.slow]
+pytestmark = [pytest.mark.usefixtures("model_threads"), pytest.mark.slow]
 CPU_FORMS = "none,device-postprocess,pinned-uploads,flow-prefetch,cuda-graphs,tf32,cudnn-benchmark"
 
 

@@ -72,8 +72,7 @@ def test_xformers_without_the_package_is_refused(fixture_dir: Path) -> None:
         pytest.skip("xformers is installed here")
 
 
-def test_sliced_attention_gives_the_same_pixels(fixture_dir: Path) -> None:
-    torch.set_num_threads(2)
+def test_sliced_attention_gives_the_same_pixels(fixture_dir: Path, model_threads) -> None:
     frames = lr_frames(fixture_dir)[:2]
     sliced = _engine(fixture_dir, device="cpu", precision="fp32", attention="sliced")
     assert sliced.describe()["attention"] == "sliced"
@@ -82,9 +81,8 @@ def test_sliced_attention_gives_the_same_pixels(fixture_dir: Path) -> None:
         assert np.abs(out.astype(int) - exp).max() <= 1
 
 
-def test_bf16_stays_close_to_fp32(fixture_dir: Path) -> None:
+def test_bf16_stays_close_to_fp32(fixture_dir: Path, model_threads) -> None:
     """bf16 on the CPU (measured on AMD EPYC: decoded max 0.027, mean 0.0035; PNG mean 0.40 steps)."""
-    torch.set_num_threads(2)
     engine = _engine(fixture_dir, device="cpu", precision="bf16")
     assert engine.describe()["precision"] == "bf16"
     decoded = np.load(fixture_dir / "expected" / "decoded.npy")

@@ -22,7 +22,7 @@ from vsr.model import raft_lookup
 from vsr.model.flow import all_pairs_bytes, choose_correlation, compute_flow, load_raft
 from vsr.model.raft_lookup import TILE, LookupCorrBlock, LookupRAFT, lookup_raft
 
-pytestmark = pytest.mark.usefixtures("torch_two_threads")
+pytestmark = pytest.mark.usefixtures("model_threads")
 
 
 def moving_pair(height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ from vsr.model.loading import load_checkpoint
 from vsr.model.stream import StreamDiffVSRUpscaler, postprocess, preprocess
 from vsr.model.text import empty_prompt_ids, encode_empty_prompt
 
-pytestmark = pytest.mark.usefixtures("torch_two_threads")
+pytestmark = pytest.mark.usefixtures("model_threads")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from vsr.model import FrameProcessor, load_engine
 from vsr.model.flow import compute_flow
 from vsr.model.stream import StreamDiffVSRUpscaler, postprocess, preprocess
 
-pytestmark = pytest.mark.usefixtures("torch_two_threads")
+pytestmark = pytest.mark.usefixtures("model_threads")
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from vsr.model.tiling import (
     spans,
 )
 
-pytestmark = pytest.mark.usefixtures("torch_two_threads")
+pytestmark = pytest.mark.usefixtures("model_threads")
 
 
 @pytest.fixture(scope="module")
