@@ -72,8 +72,10 @@ class AppServer:
             "GRADIO_ANALYTICS_ENABLED": "False",
             "GRADIO_TEMP_DIR": str(self.gradio_dir),
             "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "2",
-            "MKL_NUM_THREADS": "2",
+            # One thread per pytest-xdist worker (tests/conftest.py), else 2: more threads than the server's
+            # share of the cores wait on each other.
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+            "MKL_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
             "STREAM_DIFFVSR_MODEL_ID": str(self.fixture_dir / "model"),
             "STREAM_DIFFVSR_FLOW_WEIGHTS": str(self.fixture_dir / "raft_large.safetensors"),
             "STREAM_DIFFVSR_DEVICE": "cpu",
