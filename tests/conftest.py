@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -26,31 +27,47 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    elif config.pluginmanager.hasplugin("xdist") and config.getvalue("dist") == "loadgroup":  # the controller
+        config.pluginmanager.register(ModuleGroups(), "module-groups")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.pluginmanager.hasplugin("xdist"):
-        _one_worker_per_shared_fixture(items)
     _slow_modules_first(items)
     _skip_gpu_tests_without_cuda(items)
 
 
-def _one_worker_per_shared_fixture(items: list[pytest.Item]) -> None:
-    """A module whose tests share a module- or class-scoped fixture of its own (an app server, a browser,
-    a loaded engine, a benchmark run) goes to one xdist worker as a whole (``--dist loadgroup``), so the
-    fixture is made once; the other tests are spread one by one."""
-    shared = set()
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        info = getattr(item, "_fixtureinfo", None)  # None for items that are not test functions
-        for defs in (info.name2fixturedefs.values() if info else ()):
-            if defs and defs[-1].scope in ("module", "class") and defs[-1].baseid.startswith(module):
-                shared.add(module)
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        if module in shared:
-            item.add_marker(pytest.mark.xdist_group(module))
+SHARED_FIXTURE = re.compile(r"""scope\s*=\s*["'](module|class)["']""")
+
+
+def shared_fixture_modules(folder: Path = ROOT / "tests") -> set[str]:
+    """The test modules (as node ids: ``tests/test_x.py``) that define a module- or class-scoped fixture of
+    their own: an app server, a browser, a loaded engine, a benchmark run."""
+    return {f"{folder.name}/{path.name}" for path in folder.glob("test_*.py")
+            if SHARED_FIXTURE.search(path.read_text(encoding="utf-8"))}
+
+
+class ModuleGroups:
+    """pytest-xdist's ``--dist loadgroup`` with our groups: a module with a shared fixture of its own goes to
+    one worker as a whole, so the fixture is made once; the other tests are spread one by one.
+
+    The ``xdist_group`` mark cannot do this with pytest 9.2: pytest-xdist 3.8 puts the group into
+    ``item._nodeid``, which pytest 9.2 no longer reads, so every group was silently split (the GPU
+    benchmark's 90-second smoke run was made on both workers)."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: object) -> object | None:
+        if config.getvalue("dist") != "loadgroup":
+            return None
+        from xdist.scheduler import LoadGroupScheduling
+
+        shared = shared_fixture_modules()
+
+        class ByModule(LoadGroupScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                module = nodeid.split("::")[0]
+                return module if module in shared else nodeid
+
+        return ByModule(config, log)
 
 
 def _slow_modules_first(items: list[pytest.Item]) -> None:
