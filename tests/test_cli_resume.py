@@ -35,7 +35,8 @@ WAIT_S = 900.0  # the tiny model on a shared 2-core machine: minutes
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_DIFFVSR_")}
     env.update(STREAM_DIFFVSR_TMP_DIR=str(tmp_path / "tmp"), STREAM_DIFFVSR_CACHE_DIR=str(tmp_path / "cache"),
-               STREAM_DIFFVSR_CHECKPOINT_SECONDS="0.05", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2", **extra)
+               STREAM_DIFFVSR_CHECKPOINT_SECONDS="0.05", PYTHONPATH=str(ROOT),
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), **extra)  # 1 per pytest-xdist worker
     return env
 
 
@@ -173,7 +174,7 @@ def test_overwrite_starts_over_and_resume_without_a_checkpoint_starts_fresh(tmp_
 
 def _cache_a_speed(cache_dir: Path, fixture_dir: Path) -> None:
     """Record a speed for the fixture model on this machine, so the command line's plan does not
-    spend a dozen frames measuring it (the subprocesses run with 2 threads, as this one does here)."""
+    spend a dozen frames measuring it (the subprocesses run with as many threads as this one does here)."""
     from vsr.job import estimate
     from vsr.model import load_engine
 
