@@ -254,3 +254,36 @@ def test_a_stream_published_to_udp_is_mpeg_ts_at_4x_with_audio(tmp_path: Path, c
     sizes = got.get("sizes")
     assert isinstance(sizes, list) and set(sizes) == {(256, 192)}
     assert frames_out - 2 <= len(sizes) <= frames_out  # what was written came through (loopback UDP)
+
+
+def test_a_stream_published_to_rtmp_is_flv_at_4x_with_audio(tmp_path: Path, capsys) -> None:
+    """DEST an rtmp:// URL: FFmpeg's RTMP listener (tests/rtmp_receiver.py, another process) gets FLV with
+    the 4x pictures and the AAC audio, every frame the command wrote."""
+    import json
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    receiver = subprocess.Popen([sys.executable, str(ROOT_DIR / "tests" / "rtmp_receiver.py"), str(port)],
+                                stdout=subprocess.PIPE, text=True, env=_env(tmp_path))
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while not _listens(port):  # a probe, as the command makes one too
+            assert receiver.poll() is None and time.monotonic() < deadline, "the RTMP receiver did not listen"
+            time.sleep(0.1)
+        clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(25), 50, audio="aac")
+        code = main(["stream", str(clip), "-o", f"rtmp://127.0.0.1:{port}/live/up", "--engine", "bicubic",
+                     "--realtime"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        got = json.loads(receiver.communicate(timeout=120)[0])
+    finally:
+        receiver.kill()
+        receiver.wait(timeout=30)
+    assert got["format"] == "flv" and got["audio"] == ["aac"], got
+    assert got["sizes"] == [[256, 192]] and got["frames"] == int(_summary(out).group(2)) == 50, got
+
+
+def _listens(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
