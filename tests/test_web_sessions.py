@@ -182,3 +182,29 @@ def test_a_dropped_connection_with_no_unload_keeps_the_job_for_resume(tmp_path, 
     assert not jobs.left("someone else") and (tmp_path / "out" / code).is_dir()
     monkeypatch.setattr(sessions.time, "monotonic", lambda: time.perf_counter() + sessions.DROPPED_MEMORY_S + 1)
     assert not jobs.left("visitor") and (tmp_path / "out" / code).is_dir()  # too late to be the same visit
+
+
+def test_a_long_jobs_stream_stops_at_the_memory_bound_and_the_file_still_comes(tmp_path, monkeypatch):
+    """Gradio holds every streamed chunk in the server's memory: past STREAM_PAGE_BYTES no more chunks go
+    to the page, the note says where and why, and the verified file still ends the job."""
+    monkeypatch.setattr(engines, "get_processor", lambda options: SlowBicubic())
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(30), 90, audio=None)
+    handed: list[int] = []
+    original = sessions.StreamFeed.updates
+
+    def measuring(self, event):  # the chunk files go with the finished job: measure them as they are handed
+        for update in original(self, event):
+            if update.chunk is not None:
+                handed.append(Path(update.chunk).stat().st_size)
+            yield update
+
+    monkeypatch.setattr(sessions.StreamFeed, "updates", measuring)
+    whole = list(sessions.WebJobs(_settings(tmp_path), zero_gpu=False).run(str(clip), BICUBIC, False, "a"))
+    sizes, handed[:] = handed[:], []
+    assert len(sizes) >= 2 and chunk_of(Path([u.chunk for u in whole if u.chunk][-1])).end_index == 90
+    monkeypatch.setattr(sessions, "STREAM_PAGE_BYTES", sizes[0] + sizes[1] - 1)  # room for the first chunk only
+    capped = list(sessions.WebJobs(_settings(tmp_path), zero_gpu=False).run(str(clip), BICUBIC, False, "b"))
+    assert handed == sizes[:1]
+    notes = [u.stream_note for u in capped if u.stream_note]
+    assert any(n.startswith("The live result stops after 1.0 s of 3.0 s: the server holds") for n in notes), notes
+    assert capped[-1].result.report.ok and capped[-1].result.frames == 90

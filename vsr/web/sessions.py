@@ -49,6 +49,10 @@ SAMPLE_SECONDS = 2.0
 PREVIEW_INTERVAL_S = 0.5
 """The newest before/after picture is sent at most this often."""
 STREAM_FOLDER = "stream"
+STREAM_PAGE_BYTES = 512 * 1024 * 1024
+"""The most of a job's streamed result handed to its page. Gradio keeps every streamed chunk in the
+server's memory until the visitor leaves, so a long job's stream stops there, and the page says so;
+the verified file still replaces it at the end."""
 """The job folder's subfolder of the streamed result's chunks (``vsr.job.result_stream``)."""
 
 
@@ -361,6 +365,8 @@ class StreamFeed:
         self.plan = plan
         self.sent = 0  # frames of the chunks handed over
         self.ready = 0.0  # seconds of video in them
+        self.bytes = 0  # the size of the chunks handed over
+        self.capped = False  # the next chunk would have passed STREAM_PAGE_BYTES: no more are handed over
         self._note: str | None = None
         self._speed: float | None = None
 
@@ -369,16 +375,22 @@ class StreamFeed:
         event, for the speed; None: none)."""
         if event is not None and event.stage == "upscaling" and event.fps:
             self._speed = event.fps / float(self.plan.rate)
-        for chunk in list_chunks(self.folder):
+        for chunk in [] if self.capped else list_chunks(self.folder):
             if chunk.first < self.sent:
                 continue
             if chunk.first > self.sent:
                 logger.warning("stream chunk %s leaves a gap after frame %d", chunk.path.name, self.sent)
-            self.sent, self.ready = chunk.end_index, chunk.start + chunk.duration
+            size = chunk.path.stat().st_size
+            if self.bytes + size > STREAM_PAGE_BYTES:
+                logger.info("the streamed result stops at %.1f s: %d bytes handed to the page", self.ready, self.bytes)
+                self.capped = True
+                break
+            self.sent, self.ready, self.bytes = chunk.end_index, chunk.start + chunk.duration, self.bytes + size
             yield JobUpdate(chunk=str(chunk.path))
         error = self.folder / ERROR_FILE
         note = texts.stream_note(self.ready, float(self.plan.frames / self.plan.rate), self._speed,
-                                 error.read_text(encoding="utf-8") if error.exists() else None)
+                                 error.read_text(encoding="utf-8") if error.exists() else None,
+                                 capped_bytes=STREAM_PAGE_BYTES if self.capped else None)
         if note != self._note:
             self._note = note
             yield JobUpdate(stream_note=note)

@@ -169,10 +169,16 @@ def model_error_text(error: ModelLoadError) -> str:
     return f"{head} {fix}"
 
 
-def stream_note(ready: float, total: float, speed: float | None, error: str | None = None) -> str:
+def stream_note(ready: float, total: float, speed: float | None, error: str | None = None,
+                capped_bytes: int | None = None) -> str:
     """What the streamed result is doing, honestly: how much of the video is ready to play and how
     fast the upscaler goes against real time (``speed``: seconds of video made per second; None: not
-    measured yet). ``error``: why the stream stopped (the job goes on)."""
+    measured yet). ``error``: why the stream stopped (the job goes on); ``capped_bytes``: the stream
+    stopped at this size, the most the server keeps in memory for one page."""
+    if capped_bytes is not None:
+        return (f"The live result stops after {duration_text(ready)} of {duration_text(total)}: the server holds "
+                f"a streamed result in memory, and this one reached {capped_bytes // 2**20} MB. The upscale goes "
+                "on; its verified file appears here when it is done.")
     if error:
         return (f"The live result stopped ({error}); the job goes on, and its verified file appears here when "
                 "it is done.")
