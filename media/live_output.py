@@ -31,11 +31,14 @@ from media.colour import ColourTags, rgb_to_frame
 from media.encode import EncodeSettings
 from media.errors import MediaError, OutputNotWritable
 from media.live_source import LiveAudio, scheme
+from media.stall_guard import StallGuard
 
 log = logging.getLogger(__name__)
 
 FORMATS = {"udp": "mpegts", "srt": "mpegts", "tcp": "mpegts", "rtmp": "flv", "rtmps": "flv"}
 OPTIONAL_PROTOCOLS = ("srt", "rtmps")
+CONNECTED = ("rtmp", "rtmps", "tcp", "srt")
+"""Protocols whose writes wait while the receiver reads nothing: guarded by ``StallGuard``."""
 COPYABLE_AUDIO = {"hls": {"aac", "mp3", "ac3", "eac3", "mp2"}, "mpegts": {"aac", "mp3", "ac3", "eac3", "mp2"},
                   "flv": {"aac", "mp3"}}
 LIVE_CODECS = {"hls": ("h264", "hevc"), "mpegts": ("h264", "hevc"), "flv": ("h264",)}
@@ -153,6 +156,7 @@ class LiveOutput:
             self._out = av.open(dest, "w", format=self.format, options=options, timeout=timeout)
         except (av.FFmpegError, OSError) as exc:
             raise DestinationUnusable(f"{dest}: cannot write the live stream: {exc}") from exc
+        self._guard = StallGuard(*_host_port(dest), timeout) if scheme(dest) in CONNECTED else None
         self._video = self._add_video(rate)
         self._audio, self._audio_encoder = self._add_audio(audio)
         log.info("live output %s (%s): %dx%d %s, audio %s", dest, self.format, width, height, self.encode.codec,
@@ -251,8 +255,19 @@ class LiveOutput:
             self.audio_packets += 1
 
     def _mux(self, packets: list[Any]) -> None:
-        for packet in packets:
-            self._out.mux(packet)
+        if self._guard is None:
+            for packet in packets:
+                self._out.mux(packet)
+            return
+        try:
+            with self._guard:  # the connection and its handshake happen in the first write
+                for packet in packets:
+                    self._out.mux(packet)
+        except (av.FFmpegError, OSError) as exc:
+            if self._guard.tripped:
+                raise DestinationUnusable(f"{self.dest}: the receiver read nothing for {self._guard.timeout:g} s, so "
+                                          "the stream was ended. Check the server, then start again.") from exc
+            raise
 
     def close(self) -> None:
         """Flush the encoders and finish the stream (the playlist gets ``#EXT-X-ENDLIST``); safe to call twice."""
@@ -265,10 +280,12 @@ class LiveOutput:
                 self._mux(self._video.encode(None))
                 if self._audio_encoder is not None:
                     self._mux(self._audio.encode(None))
-            except (av.FFmpegError, OSError, ValueError) as exc:
+            except (av.FFmpegError, OSError, ValueError, DestinationUnusable) as exc:
                 log.warning("%s: flushing the encoders failed: %s", self.dest, exc)
             finally:
                 try:
                     self._out.close()
                 except (av.FFmpegError, OSError) as exc:
                     log.warning("%s: finishing the stream failed: %s", self.dest, exc)
+                if self._guard is not None:
+                    self._guard.close()

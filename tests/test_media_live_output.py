@@ -1,0 +1,95 @@
+"""``media.LiveOutput`` publishing to a connected receiver (``tcp://``, MPEG-TS): a receiver that stops
+reading ends the stream with a clear error after the output's timeout instead of holding it for ever
+(``media.stall_guard``); a receiver that reads is never cut."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from media.live_output import DestinationUnusable, LiveOutput
+
+BOUND_S = 60.0  # a bound on each loop, not a timing
+
+
+class Receiver:
+    """A TCP server on loopback that takes one connection and reads everything, or nothing at all."""
+
+    def __init__(self, reads: bool) -> None:
+        self.reads, self.received = reads, 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._server.settimeout(BOUND_S)
+        connection, _ = self._server.accept()
+        self._held.append(connection)
+        connection.settimeout(BOUND_S)
+        while self.reads:
+            data = connection.recv(1 << 16)
+            if not data:
+                return
+            self.received += len(data)
+
+    def close(self) -> None:
+        for connection in self._held:
+            connection.close()
+        self._server.close()
+        self._thread.join(5)
+
+
+def _noise(rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)  # large H.264 frames: the buffers fill fast
+
+
+def test_a_receiver_that_reads_nothing_ends_the_stream_after_the_timeout() -> None:
+    receiver = Receiver(reads=False)
+    output = LiveOutput(f"tcp://127.0.0.1:{receiver.port}", 640, 480, Fraction(25), timeout=1.0)
+    outcome: dict[str, BaseException] = {}
+
+    def publish() -> None:  # in a thread: a write that is never cut must not hold up the test
+        rng = np.random.default_rng(0)
+        try:
+            for index in range(100_000):
+                output.write(_noise(rng), Fraction(index, 25))
+        except BaseException as error:  # noqa: BLE001 - checked below
+            outcome["error"] = error
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    try:
+        publisher.start()
+        publisher.join(BOUND_S)
+        assert not publisher.is_alive(), "the stalled write was never cut"
+        error = outcome.get("error")
+        assert isinstance(error, DestinationUnusable), error
+        assert "the receiver read nothing for 1 s, so the stream was ended" in str(error)
+        closing = threading.Thread(target=output.close, daemon=True)  # finishing a cut stream neither hangs
+        closing.start()
+        closing.join(BOUND_S)
+        assert not closing.is_alive()
+    finally:
+        receiver.close()
+
+
+def test_a_receiver_that_reads_is_never_cut() -> None:
+    receiver = Receiver(reads=True)
+    output = LiveOutput(f"tcp://127.0.0.1:{receiver.port}", 640, 480, Fraction(25), timeout=1.0)
+    rng = np.random.default_rng(1)
+    try:
+        for index in range(40):
+            assert output.write(_noise(rng), Fraction(index, 25))
+        output.close()
+        deadline = time.monotonic() + BOUND_S
+        while receiver.received == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert output.frames == 40 and receiver.received > 40 * 1000 and not output._guard.tripped
+    finally:
+        receiver.close()
