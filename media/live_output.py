@@ -16,6 +16,7 @@ thread waits in a bounded queue until then.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import socket
@@ -255,16 +256,12 @@ class LiveOutput:
             self.audio_packets += 1
 
     def _mux(self, packets: list[Any]) -> None:
-        if self._guard is None:
-            for packet in packets:
-                self._out.mux(packet)
-            return
         try:
-            with self._guard:  # the connection and its handshake happen in the first write
+            with self._guard or contextlib.nullcontext():  # a connection opens (and shakes hands) in the first write
                 for packet in packets:
                     self._out.mux(packet)
         except (av.FFmpegError, OSError) as exc:
-            if self._guard.tripped:
+            if self._guard is not None and self._guard.tripped:
                 raise DestinationUnusable(f"{self.dest}: the receiver read nothing for {self._guard.timeout:g} s, so "
                                           "the stream was ended. Check the server, then start again.") from exc
             raise

@@ -49,11 +49,11 @@ SAMPLE_SECONDS = 2.0
 PREVIEW_INTERVAL_S = 0.5
 """The newest before/after picture is sent at most this often."""
 STREAM_FOLDER = "stream"
+"""The job folder's subfolder of the streamed result's chunks (``vsr.job.result_stream``)."""
 STREAM_PAGE_BYTES = 512 * 1024 * 1024
 """The most of a job's streamed result handed to its page. Gradio keeps every streamed chunk in the
 server's memory until the visitor leaves, so a long job's stream stops there, and the page says so;
 the verified file still replaces it at the end."""
-"""The job folder's subfolder of the streamed result's chunks (``vsr.job.result_stream``)."""
 
 
 DROPPED_MEMORY_S = 300.0
@@ -375,7 +375,9 @@ class StreamFeed:
         event, for the speed; None: none)."""
         if event is not None and event.stage == "upscaling" and event.fps:
             self._speed = event.fps / float(self.plan.rate)
-        for chunk in [] if self.capped else list_chunks(self.folder):
+        for chunk in list_chunks(self.folder):
+            if self.capped:
+                break
             if chunk.first < self.sent:
                 continue
             if chunk.first > self.sent:
