@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -38,6 +37,11 @@ class Receiver:
             if not data:
                 return
             self.received += len(data)
+
+    def wait_for_the_end(self) -> None:
+        """Until the sender has closed the connection and everything it sent has been read."""
+        self._thread.join(BOUND_S)
+        assert not self._thread.is_alive(), f"the stream did not end in {BOUND_S:g} s"
 
     def close(self) -> None:
         for connection in self._held:
@@ -87,9 +91,7 @@ def test_a_receiver_that_reads_is_never_cut() -> None:
         for index in range(40):
             assert output.write(_noise(rng), Fraction(index, 25))
         output.close()
-        deadline = time.monotonic() + BOUND_S
-        while receiver.received == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        receiver.wait_for_the_end()  # the receiver reads to the end of the stream before its socket is closed
         assert output.frames == 40 and receiver.received > 40 * 1000 and not output._guard.tripped
     finally:
         receiver.close()
