@@ -112,6 +112,7 @@ def main() -> None:
     frames, repeats = (30, 1) if quick else (150, 3)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        previous, tempfile.tempdir = tempfile.tempdir, tmp  # gradio_client leaves an empty folder per download
         clip = make_video(work / "clip.mp4", 320, 180, Fraction(30000, 1001), frames)
         results = {
             "machine": {**machine.describe(), "torch_threads": torch.get_num_threads()},
@@ -119,6 +120,7 @@ def main() -> None:
             "handover": bench_handover(clip, work, repeats),
             "end_to_end": bench_end_to_end(clip, work),
         }
+    tempfile.tempdir = previous
     print(f"Measured on {machine.label(results['machine'])}.\n")
     print("| measurement | value |\n| --- | --- |")
     for label, ms in results["before_after_ms"].items():

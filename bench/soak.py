@@ -182,6 +182,7 @@ def soak(jobs: int, clients: int, trace: bool, arena_max: int | None, capacity: 
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         work = Path(tmp)
+        previous, tempfile.tempdir = tempfile.tempdir, tmp  # gradio_client leaves an empty folder per download
         clip = make_video(work / "clip.mp4", 64, 48, Fraction(30), 30, audio="aac")
         server = Server(work, trace, arena_max, capacity)
         waves: list[dict[str, Any]] = []
@@ -209,6 +210,7 @@ def soak(jobs: int, clients: int, trace: bool, arena_max: int | None, capacity: 
                         print(f"    +{site['kib']:8.1f} KiB  {' <- '.join(reversed(site['where']))}", flush=True)
         finally:
             server.stop()
+            tempfile.tempdir = previous
     return {"jobs": jobs, "clients": clients, "trace": trace, "malloc_arena_max": arena_max,
             "session_capacity": capacity,
             "outcomes": dict(outcomes), "waves": waves, **_growth(waves)}

@@ -110,6 +110,20 @@ def gradio_videos() -> Path:
     return Path(gradio.__file__).resolve().parent / "media_assets" / "videos"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temp_files_in_pytests_folder(tmp_path_factory: pytest.TempPathFactory):
+    """This process's temp files go to pytest's folder for the run (which pytest prunes), not the system's:
+    gradio_client downloads each file through a new folder in the temp folder and leaves it there, empty.
+    Only this process: the servers and programs under test keep the system's temp folder (and Ray, which
+    reads TMPDIR, keeps its short socket paths)."""
+    import tempfile
+
+    before = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.getbasetemp())
+    yield
+    tempfile.tempdir = before
+
+
 @pytest.fixture(autouse=True)
 def _restore_root_logging():
     """Programs (the CLI's main) configure the root logger; give the next test the logging it had."""

@@ -95,6 +95,21 @@ def test_bicubic_job_keeps_frames_rate_and_audio(server, client, tmp_path):
         assert np.abs(engine.process(low).astype(int) - high.astype(int)).mean() < 4.0
 
 
+def _system_temp_folders() -> set[str]:
+    root = Path(os.environ.get("TMPDIR") or "/tmp")
+    return {entry.name for entry in root.iterdir() if re.fullmatch(r"[0-9a-f]{40}", entry.name)}
+
+
+def test_downloads_leave_nothing_in_the_system_temp_folder(server, client, tmp_path):
+    """gradio_client downloads each file through a new folder in the system temp folder and leaves it
+    there, empty; the tests' temp files stay in pytest's own folder (tests/conftest.py)."""
+    clip = make_video(tmp_path / "temp.mp4", 64, 48, RATE, 6)
+    before = _system_temp_folders()
+    status, *_ = client.predict(*job_args(clip), api_name="/upscale")
+    assert status.startswith("Done in")
+    assert not _system_temp_folders() - before
+
+
 def test_job_folders_have_unguessable_names(server, client, tmp_path):
     clip = make_video(tmp_path / "again.mp4", 64, 48, RATE, 6)
     before = set(server.job_dirs())
