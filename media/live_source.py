@@ -76,6 +76,12 @@ def is_live(url: str) -> bool:
     return scheme(url) in NETWORK_SCHEMES or url.startswith("/dev/")
 
 
+def demuxer_available(name: str) -> bool:
+    """Whether PyAV's FFmpeg has the demuxer (or device) ``name``; its list names each one's aliases
+    together (``video4linux2,v4l2``, ``mov,mp4,m4a,3gp,3g2,mj2``)."""
+    return any(name in entry.split(",") for entry in av.formats_available) if name else False
+
+
 def protocol_options(url: str, timeout: float) -> dict[str, str]:
     """FFmpeg input options for ``url``'s protocol: time-outs (microseconds), UDP's buffer, a short analysis."""
     micro = str(int(timeout * 1_000_000))
@@ -119,9 +125,9 @@ class LiveSource:
         if not scheme(self.url) and not os.path.exists(self.url):
             raise SourceUnavailable(f"{self.url}: no such file or device. Give an existing file, a /dev/video* "
                                     "camera or a URL (udp://, srt://, rtmp://, rtsp://, http(s)://...).")
-        if self.input_format is not None and self.input_format not in av.formats_available:
+        if self.input_format is not None and not demuxer_available(self.input_format):
             raise SourceUnavailable(f"{self.url}: this FFmpeg build (PyAV {av.__version__}) cannot read "
-                                    f"{self.input_format} devices. Stream the camera over udp:// or srt:// instead.")
+                                    f"{self.input_format} devices. Stream the camera over udp:// or rtmp:// instead.")
         try:
             self.container = av.open(self.url, "r", format=self.input_format,
                                      options=protocol_options(self.url, self.timeout),
