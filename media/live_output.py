@@ -31,6 +31,7 @@ import numpy as np
 from media.colour import ColourTags, rgb_to_frame
 from media.encode import EncodeSettings
 from media.errors import MediaError, OutputNotWritable
+from media.ffmpeg_relay import RelayUnavailable, SrtRelay, ffmpeg_program, needs_relay
 from media.live_source import LiveAudio, scheme
 from media.stall_guard import StallGuard
 
@@ -97,7 +98,12 @@ def _check_playlist(playlist: Path, overwrite: bool) -> None:
 
 def _check_url(url: str, timeout: float) -> None:
     kind = scheme(url)
-    if kind in OPTIONAL_PROTOCOLS:  # udp, tcp and rtmp are in every FFmpeg build; these may be missing
+    if needs_relay(url):  # SRT through FFmpeg's program (media.ffmpeg_relay): it must be installed
+        try:
+            ffmpeg_program()
+        except RelayUnavailable as exc:
+            raise DestinationUnusable(f"{url}: {exc}") from None
+    elif kind in OPTIONAL_PROTOCOLS:  # udp, tcp and rtmp are in every FFmpeg build; these may be missing
         try:
             av.open(f"{kind}://127.0.0.1:9", "r", timeout=(0.01, 0.01)).close()
         except av.error.ProtocolNotFoundError:
@@ -153,15 +159,30 @@ class LiveOutput:
         self._last_time: Fraction | None = None
         self._closed = False
         options = self._muxer_options(segment_seconds)
+        self._relay = self._start_relay(dest)
+        target = self._relay.local if self._relay is not None else dest
         try:
-            self._out = av.open(dest, "w", format=self.format, options=options, timeout=timeout)
+            self._out = av.open(target, "w", format=self.format, options=options, timeout=timeout)
         except (av.FFmpegError, OSError) as exc:
+            if self._relay is not None:
+                self._relay.close()
             raise DestinationUnusable(f"{dest}: cannot write the live stream: {exc}") from exc
-        self._guard = StallGuard(*_host_port(dest), timeout) if scheme(dest) in CONNECTED else None
+        connected = scheme(dest) in CONNECTED and self._relay is None
+        self._guard = StallGuard(*_host_port(dest), timeout) if connected else None
         self._video = self._add_video(rate)
         self._audio, self._audio_encoder = self._add_audio(audio)
         log.info("live output %s (%s): %dx%d %s, audio %s", dest, self.format, width, height, self.encode.codec,
                  "none" if audio is None else ("copied" if self.copy_audio else "re-encoded to AAC"))
+
+    @staticmethod
+    def _start_relay(dest: str) -> SrtRelay | None:
+        """SRT where PyAV's FFmpeg has none: MPEG-TS to a loopback UDP port, FFmpeg's program publishes it."""
+        if not needs_relay(dest):
+            return None
+        try:
+            return SrtRelay.publish(dest)
+        except MediaError as exc:
+            raise DestinationUnusable(str(exc)) from exc
 
     @property
     def needs_decoded_audio(self) -> bool:
@@ -265,6 +286,10 @@ class LiveOutput:
                 raise DestinationUnusable(f"{self.dest}: the receiver read nothing for {self._guard.timeout:g} s, so "
                                           "the stream was ended. Check the server, then start again.") from exc
             raise
+        failure = self._relay.failure() if self._relay is not None else None
+        if failure is not None:
+            raise DestinationUnusable(f"{self.dest}: cannot publish there: {failure}. Start the receiver (or check "
+                                      "the address), then start again.")
 
     def close(self) -> None:
         """Flush the encoders and finish the stream (the playlist gets ``#EXT-X-ENDLIST``); safe to call twice."""
@@ -286,3 +311,5 @@ class LiveOutput:
                     log.warning("%s: finishing the stream failed: %s", self.dest, exc)
                 if self._guard is not None:
                     self._guard.close()
+                if self._relay is not None:
+                    self._relay.close(drain=True)

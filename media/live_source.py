@@ -29,12 +29,15 @@ import numpy as np
 
 from media.colour import ColourTags, frame_to_rgb, resolve_tags
 from media.errors import MediaError
+from media.ffmpeg_relay import SrtRelay, needs_relay
 
 log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("udp", "rtp", "srt", "rtmp", "rtmps", "rtsp", "tcp", "http", "https")
 UDP_FIFO_PACKETS = 100_000  # 188-byte packets the UDP thread may buffer (about 19 MB)
 ANALYZE_SECONDS = 2.0  # how much of a live stream FFmpeg reads to find its streams
+RELAY_ANALYZE_SECONDS = 0.5  # what the SRT relay's program reads of the stream before it sends (media.ffmpeg_relay)
+RELAY_START_SECONDS = 3.0  # more time for the first packet through the relay: its start, handshake and analysis
 
 
 class SourceUnavailable(MediaError):
@@ -119,6 +122,7 @@ class LiveSource:
         self.stalled = False  # the last read() ended because no data came within the time-out
         self.error: str | None = None  # why the last read() ended early, for people
         self._index = 0
+        self._relay: SrtRelay | None = None  # srt:// where PyAV's FFmpeg has no SRT (media.ffmpeg_relay)
 
     def open(self) -> "LiveSource":
         """Open the source and find its first video and audio streams; ``SourceUnavailable`` naming it."""
@@ -128,12 +132,21 @@ class LiveSource:
         if self.input_format is not None and not demuxer_available(self.input_format):
             raise SourceUnavailable(f"{self.url}: this FFmpeg build (PyAV {av.__version__}) cannot read "
                                     f"{self.input_format} devices. Stream the camera over udp:// or rtmp:// instead.")
+        target, start = self.url, 0.0
+        if needs_relay(self.url):
+            try:
+                self._relay = SrtRelay.receive(self.url, RELAY_ANALYZE_SECONDS)
+            except MediaError as exc:
+                raise SourceUnavailable(f"{self.url}: {exc}") from exc
+            target, start = self._relay.local, RELAY_START_SECONDS
         try:
-            self.container = av.open(self.url, "r", format=self.input_format,
-                                     options=protocol_options(self.url, self.timeout),
-                                     timeout=(self.timeout + 2 * ANALYZE_SECONDS, self.timeout))
+            self.container = av.open(target, "r", format=self.input_format,
+                                     options=protocol_options(target, self.timeout + start),
+                                     timeout=(self.timeout + start + 2 * ANALYZE_SECONDS, self.timeout))
         except (av.FFmpegError, OSError) as exc:
-            raise SourceUnavailable(f"{self.url}: cannot open the source: {_reason(exc, self.timeout, self.url)}. "
+            reason = self._relay_failure() or _reason(exc, self.timeout, target)
+            self.close()
+            raise SourceUnavailable(f"{self.url}: cannot open the source: {reason}. "
                                     "Check that it is running and the address is right.") from exc
         videos = self.container.streams.video
         if not videos:
@@ -184,6 +197,8 @@ class LiveSource:
         except (av.FFmpegError, OSError) as exc:
             self.error = _reason(exc, self.timeout, self.url)
             self.stalled = isinstance(exc, (TimeoutError, av.error.TimeoutError))
+        if self.error is not None and (failure := self._relay_failure()):
+            self.error = failure  # the relay's connection ended: its reason, not the loopback's silence
         log.info("%s: reading ended (%s)", self.url, self.error or "end of the source")
 
     def _audio(self, packet: av.Packet) -> Iterator[LiveAudio]:
@@ -197,6 +212,9 @@ class LiveSource:
             if frame.pts is not None:
                 yield LiveAudio(frame, Fraction(frame.pts) * frame.time_base)
 
+    def _relay_failure(self) -> str | None:
+        return self._relay.failure() if self._relay is not None else None
+
     def close(self) -> None:
         if self.container is not None:
             try:
@@ -204,6 +222,9 @@ class LiveSource:
             except (av.FFmpegError, OSError) as exc:
                 log.debug("%s: closing: %s", self.url, exc)
             self.container = None
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
 
     def __enter__(self) -> "LiveSource":
         return self.open()

@@ -170,7 +170,7 @@ def test_an_unreachable_source_is_one_line_naming_it_and_exit_3(tmp_path: Path, 
     ("missing/out.m3u8", "does not exist. Create it first"),
     ("out.mp4", "Give a path ending in .m3u8"),
     ("rtmp://127.0.0.1:{port}/live/up", "cannot publish there: Connection refused"),
-    ("srt://127.0.0.1:{port}", "has no srt protocol"),
+    ("srt://127.0.0.1:x{port}", "is not a port number"),  # SRT itself: tests/test_cli_stream_srt.py
 ])
 def test_a_bad_destination_is_refused_before_any_work(tmp_path: Path, capsys, dest: str, words: str) -> None:
     """The source would take seconds to give up (silent UDP); the destination is refused at once."""
