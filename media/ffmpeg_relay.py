@@ -99,7 +99,7 @@ class SrtRelay:
     """One FFmpeg program relaying ``url`` to or from ``local`` (``udp://127.0.0.1:PORT``)."""
 
     def __init__(self, url: str, args: list[str], port: int) -> None:
-        self.url, self.local, self._args, self._port = url, f"udp://127.0.0.1:{port}", args, port
+        self.url, self.local, self._args = url, f"udp://127.0.0.1:{port}", args
         self._errors: list[str] = []
         self._process: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
@@ -122,9 +122,10 @@ class SrtRelay:
         once PyAV has bound that port (a packet sent before would be refused); it looks at the first
         ``analyze_seconds`` of the stream before it sends."""
         port = free_udp_port()
-        args = [ffmpeg_program(), "-nostdin", "-hide_banner", "-loglevel", "error",  # no -fflags nobuffer: it
-                "-analyzeduration", str(int(analyze_seconds * 1_000_000)), "-i", url,  # held packets back (8 s)
-                "-map", "0", "-c", "copy", "-flush_packets", "1", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"]
+        # Not -fflags nobuffer: with it the program held the packets back until the stream ended.
+        args = [ffmpeg_program(), "-nostdin", "-hide_banner", "-loglevel", "error",
+                "-analyzeduration", str(int(analyze_seconds * 1_000_000)), "-i", url, "-map", "0", "-c", "copy",
+                "-flush_packets", "1", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"]
         relay = cls(url, args, port)
         threading.Thread(target=lambda: _wait_bound(port, relay._closed.is_set) and relay._start(),
                          name="vsr-srt-relay-start", daemon=True).start()
