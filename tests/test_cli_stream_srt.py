@@ -76,7 +76,9 @@ def test_an_srt_source_becomes_an_hls_playlist_with_its_audio(tmp_path: Path, ca
     summary = next(line for line in out.splitlines() if line.startswith("Stream:"))
     frames_in, frames_out, dropped = _counts(summary)
     assert frames_in == frames_out + dropped and frames_out >= 100, summary
-    assert "the source stopped (the connection ended" in summary and "gave up after 1 reconnect" in summary, summary
+    # The sender's end reaches the relay as the connection's end, or first as silence (SRT's close may come later).
+    assert re.search(r"the source stopped \((the connection ended|no data for 1 s)", summary), summary
+    assert "gave up after 1 reconnect" in summary, summary
     text = playlist.read_text()
     assert text.rstrip().endswith("#EXT-X-ENDLIST")
     sizes, audio = [], set()
