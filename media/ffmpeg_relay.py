@@ -50,9 +50,9 @@ def pyav_has_protocol(kind: str) -> bool:
 _PROTOCOLS: dict[str, bool] = {}
 
 
-def needs_relay(url: str) -> bool:
-    """Whether ``url`` is opened through a relay (SRT, where PyAV's FFmpeg has no SRT)."""
-    kind = url.partition("://")[0].lower() if "://" in url else ""
+def needs_relay(kind: str) -> bool:
+    """Whether URLs of scheme ``kind`` (``media.live_source.scheme``) go through a relay (SRT, where PyAV's
+    FFmpeg has no SRT)."""
     return kind in RELAYED and not pyav_has_protocol(kind)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from media.colour import ColourTags, rgb_to_frame
 from media.encode import EncodeSettings
 from media.errors import MediaError, OutputNotWritable
-from media.ffmpeg_relay import RelayUnavailable, SrtRelay, ffmpeg_program, needs_relay
+from media.ffmpeg_relay import RelayUnavailable, SrtRelay, ffmpeg_program, needs_relay, pyav_has_protocol
 from media.live_source import LiveAudio, scheme
 from media.stall_guard import StallGuard
 
@@ -98,19 +98,14 @@ def _check_playlist(playlist: Path, overwrite: bool) -> None:
 
 def _check_url(url: str, timeout: float) -> None:
     kind = scheme(url)
-    if needs_relay(url):  # SRT through FFmpeg's program (media.ffmpeg_relay): it must be installed
+    if needs_relay(kind):  # SRT through FFmpeg's program (media.ffmpeg_relay): it must be installed
         try:
             ffmpeg_program()
         except RelayUnavailable as exc:
             raise DestinationUnusable(f"{url}: {exc}") from None
-    elif kind in OPTIONAL_PROTOCOLS:  # udp, tcp and rtmp are in every FFmpeg build; these may be missing
-        try:
-            av.open(f"{kind}://127.0.0.1:9", "r", timeout=(0.01, 0.01)).close()
-        except av.error.ProtocolNotFoundError:
-            raise DestinationUnusable(f"{url}: this FFmpeg build (PyAV {av.__version__}) has no {kind} protocol. "
-                                      "Publish over udp:// or rtmp://, or write an .m3u8 playlist.") from None
-        except (av.FFmpegError, OSError):
-            pass  # the protocol exists; nothing listens on that probe address
+    elif kind in OPTIONAL_PROTOCOLS and not pyav_has_protocol(kind):  # udp, tcp, rtmp: in every FFmpeg build
+        raise DestinationUnusable(f"{url}: this FFmpeg build (PyAV {av.__version__}) has no {kind} protocol. "
+                                  "Publish over udp:// or rtmp://, or write an .m3u8 playlist.")
     host, port = _host_port(url)
     if kind in ("rtmp", "rtmps", "tcp"):
         try:
@@ -177,7 +172,7 @@ class LiveOutput:
     @staticmethod
     def _start_relay(dest: str) -> SrtRelay | None:
         """SRT where PyAV's FFmpeg has none: MPEG-TS to a loopback UDP port, FFmpeg's program publishes it."""
-        if not needs_relay(dest):
+        if not needs_relay(scheme(dest)):
             return None
         try:
             return SrtRelay.publish(dest)

@@ -133,7 +133,7 @@ class LiveSource:
             raise SourceUnavailable(f"{self.url}: this FFmpeg build (PyAV {av.__version__}) cannot read "
                                     f"{self.input_format} devices. Stream the camera over udp:// or rtmp:// instead.")
         target, start = self.url, 0.0
-        if needs_relay(self.url):
+        if needs_relay(scheme(self.url)):
             try:
                 self._relay = SrtRelay.receive(self.url, RELAY_ANALYZE_SECONDS)
             except MediaError as exc:

@@ -19,14 +19,6 @@ from tests.media_factory import pattern, tone
 SAMPLE_RATE = 48000
 
 
-def free_udp_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def send(port: int, seconds: float, *, width: int = 64, height: int = 48, rate: int = 25,
          stop: threading.Event | None = None) -> int:
     """Send ``seconds`` of video (and audio) at real time; returns the frames sent."""

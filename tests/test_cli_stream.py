@@ -17,7 +17,8 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.live_sender import Sender, free_udp_port
+from media.ffmpeg_relay import free_udp_port
+from tests.live_sender import Sender
 from tests.media_factory import ROOT_DIR, make_video
 from vsr.cli import main
 
