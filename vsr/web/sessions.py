@@ -540,7 +540,7 @@ class WebJobs:
         """Run (or go on with) the job in ``job_dir``; keep the folder when it finished, or when it
         stopped without a cancel and a checkpoint is left (it can be resumed), else remove it."""
         flag = self.active.start(session, job_dir.name)
-        keep = closed = removed = False
+        keep = closed = False
         if saved is not None:  # chunks made after the checkpoint are made again
             clean_stale(job_dir / STREAM_FOLDER, saved.next_index)
         try:
@@ -555,7 +555,6 @@ class WebJobs:
         except JobCancelled:
             logger.info("job on %s cancelled; removing %s", plan.input.name, job_dir)
             folders.remove_job_dir(job_dir)  # before the page says that nothing was kept
-            removed = True
             yield JobUpdate(stream_ended=True)
             yield JobUpdate(status="Cancelled. Nothing was kept.")
         except VerificationFailed:
@@ -575,8 +574,9 @@ class WebJobs:
             resumable = self.active.finish(session, flag, dropped)
             if resumable:
                 logger.info("job %s stopped without a cancel; its checkpoint is kept for Resume", job_dir.name)
-            elif not keep and not removed:
-                folders.remove_job_dir(job_dir)
+            elif not keep:
+                if job_dir.exists():  # a cancelled job's folder is gone already
+                    folders.remove_job_dir(job_dir)
             else:  # the page holds the chunks it played; the verified file replaces them
                 shutil.rmtree(job_dir / STREAM_FOLDER, ignore_errors=True)
 
