@@ -111,6 +111,58 @@ def test_a_live_udp_source_becomes_a_growing_hls_playlist_with_its_audio(tmp_pat
     assert not list(playlist.parent.glob("*.tmp"))
 
 
+def _frame_times(playlist: Path) -> tuple[list[float], list[float]]:
+    """Presentation times in seconds of every video and every audio frame, in playlist order."""
+    video: list[float] = []
+    audio: list[float] = []
+    for segment in _segments(playlist):
+        with av.open(str(segment)) as container:
+            for frame in container.decode(*container.streams):
+                (video if isinstance(frame, av.VideoFrame) else audio).append(float(frame.time))
+    return video, audio
+
+
+@pytest.mark.slow
+def test_a_source_that_drops_and_comes_back_goes_on_in_the_same_playlist(tmp_path: Path) -> None:
+    """The sender stops, and 1.5 s later a new one starts on the port (its clock from 0 again): the
+    command reconnects, the playlist goes on with the gap kept in its timestamps and the audio with it,
+    and when the second sender ends too the reconnects run out and the playlist is finished."""
+    port = free_udp_port()
+    playlist = tmp_path / "out.m3u8"
+    proc = _start([f"udp://127.0.0.1:{port}", "-o", "out.m3u8", "--engine", "bicubic", "--timeout", "1",
+                   "--reconnects", "2", "--reconnect-delay", "0.1", "--segment-seconds", "1"], tmp_path)
+    first = Sender(port, 600.0)
+    first.start()
+    try:
+        _wait_for(playlist, proc, STARTUP_S, segments=2)
+    finally:
+        first.stop()
+    time.sleep(1.5)
+    second = Sender(port, 4.0)
+    second.start()
+    second.join(30)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    frames_in, frames_out, dropped, *_, ended = _summary(out).groups()
+    assert int(frames_in) == int(frames_out) + int(dropped)
+    # one reconnect brought the source back; after the second sender, two found nothing
+    assert ended.startswith("reconnected 1 time; ") and ended.endswith("gave up after 2 reconnects")
+    assert f"udp://127.0.0.1:{port}: no data for 1 s; reconnecting in 0.1 s (attempt 1 of 2)" in err
+    assert f"{port}: udp://" not in err  # the address is named once per line
+    assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    video, audio = _frame_times(playlist)
+    assert len(video) == int(frames_out)
+    steps = [b - a for a, b in zip(video, video[1:])]
+    assert min(steps) > 0  # one clock from start to end: never back to 0 at the second sender
+    gap = max(range(len(steps)), key=steps.__getitem__)
+    assert 1.4 <= steps[gap] <= 5.0, steps[gap]  # the 1.5 s the source was away (plus the reconnect's wait)
+    after = video[gap + 1:]
+    assert len(after) >= 50  # the second sender's 4 s, less what came before its first key frame
+    # the second sender's sound came along with its pictures, on the same clock
+    assert any(after[0] - 0.5 <= t <= after[-1] + 0.5 for t in audio)
+    assert sum(after[0] <= t <= after[-1] for t in audio) >= 0.5 * len(after)
+
+
 @pytest.mark.slow
 def test_ctrl_c_finishes_the_playlist(tmp_path: Path) -> None:
     port = free_udp_port()

@@ -265,7 +265,8 @@ class LiveStream:
                 return
             delay = self.settings.reconnect_delay * 2 ** attempts
             attempts += 1
-            logger.warning("%s: %s; reconnecting in %.1f s (attempt %d of %d)", self.url, reason, delay, attempts,
+            about = reason if reason.startswith(self.url) else f"{self.url}: {reason}"
+            logger.warning("%s; reconnecting in %.1f s (attempt %d of %d)", about.rstrip("."), delay, attempts,
                            self.settings.reconnects)
             if self._stop.wait(delay) or cancel.is_set():
                 return

@@ -49,7 +49,12 @@ class LiveStatus:
         return (f"Stream:   {self.frames_in} frames in, {self.frames_out} out, {self.dropped} dropped "
                 f"({self.dropped_share:.1%}) in {self.seconds:.1f} s; latency median "
                 f"{_s(self.latency_median)}, p95 {_s(self.latency_p95)}; first output after {_s(self.first_output)}; "
-                f"{self.ended or 'stopped'}")
+                f"{self._reconnected()}{self.ended or 'stopped'}")
+
+    def _reconnected(self) -> str:
+        if not self.reconnects:
+            return ""
+        return f"reconnected {self.reconnects} time{'' if self.reconnects == 1 else 's'}; "
 
     def to_dict(self) -> dict:
         return {"frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
