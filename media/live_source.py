@@ -163,6 +163,16 @@ class LiveSource:
         return self
 
     @property
+    def live(self) -> bool:
+        """Whether the opened source is live (it comes at its own pace and has no end) rather than a
+        recording: a file, or an http(s) URL with a known duration (a finished HLS playlist, a video file
+        on a web server), which is read like a file instead of waited for and opened again at its end."""
+        if not is_live(self.url):
+            return False
+        finite = self.container is not None and bool(self.container.duration)
+        return not (scheme(self.url) in ("http", "https") and finite)
+
+    @property
     def width(self) -> int:
         return int(self.video.codec_context.width)
 

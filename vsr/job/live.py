@@ -38,7 +38,7 @@ import numpy as np
 
 import media
 from media.live_output import LiveOutput, check_destination
-from media.live_source import LiveAudio, LiveFrame, LiveSource, is_live
+from media.live_source import LiveAudio, LiveFrame, LiveSource
 from vsr.job.encode_thread import EncodeThread
 from vsr.job.live_stats import LiveCounters, LiveStatus
 from vsr.job.resize import resize_rgb
@@ -102,8 +102,9 @@ class LiveStream:
         self.url, self.dest, self.options, self.settings = source, dest, options, settings
         self.codec = "h264" if options.codec == AUTO_CODEC else options.codec  # live: 8-bit H.264 unless asked
         check_destination(dest, self.codec, overwrite=settings.overwrite, timeout=settings.timeout)
-        self.live = is_live(source) or settings.realtime
         self.source = LiveSource(source, timeout=settings.timeout).open()
+        self.recording = not self.source.live  # a file or a finished HLS playlist: it ends, nothing reconnects
+        self.live = self.source.live or settings.realtime
         self.counters = LiveCounters()
         self._pending: deque[LiveFrame] = deque()
         self._cond = threading.Condition()
@@ -246,7 +247,7 @@ class LiveStream:
                     return
                 attempts = 0
                 shift = clock.shift(item.time)
-                if self.settings.realtime and not is_live(self.url):
+                if self.settings.realtime and self.recording:
                     clock.pace(item.time, self._stop)
                 if isinstance(item, LiveAudio):
                     output.put_audio(item, shift)
@@ -255,7 +256,7 @@ class LiveStream:
             if cancel.is_set() or self._stop.is_set():
                 return
             reason = source.error or "end of stream"
-            if not is_live(self.url):
+            if self.recording:
                 self._ended = "the source ended" if source.error is None else f"the source failed: {reason}"
                 return
             first_reason = first_reason if attempts else reason
@@ -270,11 +271,16 @@ class LiveStream:
                            self.settings.reconnects)
             if self._stop.wait(delay) or cancel.is_set():
                 return
-            source = self._reopen(source)
+            reopened = self._reopen(source)
+            if reopened is None:
+                self._ended = "the source ended (its HLS playlist is finished)"
+                return
+            source = reopened
             clock.reconnected()
 
-    def _reopen(self, old: LiveSource) -> LiveSource:
-        """The source opened again (the same object when that fails: its next ``read`` ends at once)."""
+    def _reopen(self, old: LiveSource) -> LiveSource | None:
+        """The source opened again (a ``_Failed`` one when that fails: its next ``read`` ends at once); None
+        when it is a recording now (a live HLS playlist that its publisher finished: read already)."""
         old.close()
         fresh = LiveSource(self.url, timeout=self.settings.timeout, decode_audio=old.decode_audio)
         try:
@@ -282,6 +288,9 @@ class LiveStream:
         except media.MediaError as exc:
             logger.warning("%s", exc)
             return _Failed(self.url, str(exc))  # type: ignore[return-value]
+        if not fresh.live:
+            fresh.close()
+            return None
         self.counters.reconnected()
         self.source = fresh
         return fresh

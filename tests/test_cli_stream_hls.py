@@ -1,0 +1,108 @@
+"""``vsr stream`` from an HLS URL served over loopback HTTP: a finished playlist (a recording) is read like
+a file, every frame and its audio, and ends; a live playlist is followed at its pace until its publisher
+finishes it, and is not read a second time from its start."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.live_sender import publish_hls
+from tests.media_factory import make_video
+from tests.test_cli_stream import STARTUP_S, _decode, _env, _segments, _summary, _wait_for
+
+pytestmark = pytest.mark.slow  # each test starts vsr stream in a fresh process
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture
+def web_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on 127.0.0.1, and its URL."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _stream(url: str, tmp_path: Path, *extra: str, timeout: float = STARTUP_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vsr", "stream", url, "-o", "out.m3u8", "--engine", "bicubic",
+                           "--timeout", "2", "--reconnect-delay", "0.1", "--segment-seconds", "1", *extra],
+                          capture_output=True, text=True, cwd=tmp_path, env=_env(tmp_path), timeout=timeout)
+
+
+def test_a_finished_hls_playlist_is_read_like_a_file(tmp_path: Path, web_folder: tuple[Path, str]) -> None:
+    """A VOD playlist over HTTP was taken for a live source: read as fast as the network gave it (95 % of
+    its frames dropped), then 'reconnected' at its end, which read it again from the start, for ever."""
+    folder, base = web_folder
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(25), 100, audio="aac", gop=25)
+    with av.open(str(clip)) as source, av.open(str(folder / "vod.m3u8"), "w", format="hls",
+                                                options={"hls_time": "1", "hls_playlist_type": "vod"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in (source.streams.video[0], source.streams.audio[0])}
+        for packet in source.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    assert (folder / "vod.m3u8").read_text().count(".ts") >= 4  # several segments, as a server has them
+    done = _stream(f"{base}/vod.m3u8", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "read as fast as the engine goes" in done.stdout
+    frames_in, frames_out, dropped, *_, ended = _summary(done.stdout).groups()
+    assert (int(frames_in), int(frames_out), int(dropped)) == (100, 100, 0) and ended == "the source ended"
+    assert "reconnecting" not in done.stderr
+    playlist = tmp_path / "out.m3u8"
+    assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    decoded = [_decode(segment) for segment in _segments(playlist)]
+    assert [size for sizes, _, _ in decoded for size in sizes] == [(256, 192)] * 100
+    assert all(codec == "aac" and sounds > 0 for _, sounds, codec in decoded)
+
+
+def test_a_live_hls_playlist_is_followed_until_its_publisher_finishes_it(tmp_path: Path,
+                                                                         web_folder: tuple[Path, str]) -> None:
+    folder, base = web_folder
+    stop = threading.Event()
+    written: list[int] = []
+    publisher = threading.Thread(target=lambda: written.append(publish_hls(folder / "live.m3u8", 600.0, stop=stop)),
+                                 name="hls-publisher", daemon=True)
+    publisher.start()
+    proc = subprocess.Popen([sys.executable, "-m", "vsr", "stream", f"{base}/live.m3u8", "-o", "out.m3u8",
+                             "--engine", "bicubic", "--timeout", "3", "--reconnect-delay", "0.1",
+                             "--segment-seconds", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=_env(tmp_path))
+    try:
+        _wait_for(tmp_path / "out.m3u8", proc, STARTUP_S, segments=2)
+    finally:
+        stop.set()  # the publisher writes #EXT-X-ENDLIST
+        publisher.join(30)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    assert "played in real time" in out
+    frames_in, frames_out, dropped, *_, ended = _summary(out).groups()
+    assert int(frames_in) == int(frames_out) + int(dropped)
+    assert ended == "the source ended (its HLS playlist is finished)"
+    assert 25 <= int(frames_in) <= written[0]  # followed while it grew, never read again from its start
+    assert re.search(r"end of stream; reconnecting in 0\.1 s \(attempt 1 of 3\)", err)
+    playlist = tmp_path / "out.m3u8"
+    assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    assert sum(len(_decode(segment)[0]) for segment in _segments(playlist)) == int(frames_out)
