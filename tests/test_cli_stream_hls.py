@@ -88,7 +88,7 @@ def test_a_live_hls_playlist_is_followed_until_its_publisher_finishes_it(tmp_pat
     publisher.start()
     proc = subprocess.Popen([sys.executable, "-m", "vsr", "stream", f"{base}/live.m3u8", "-o", "out.m3u8",
                              "--engine", "bicubic", "--timeout", "3", "--reconnect-delay", "0.1",
-                             "--segment-seconds", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--segment-seconds", "1", "--max-latency", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, env=_env(tmp_path))
     try:
         _wait_for(tmp_path / "out.m3u8", proc, STARTUP_S, segments=2)
@@ -99,7 +99,9 @@ def test_a_live_hls_playlist_is_followed_until_its_publisher_finishes_it(tmp_pat
     assert proc.returncode == 0, err[-3000:]
     assert "played in real time" in out
     frames_in, frames_out, dropped, *_, ended = _summary(out).groups()
-    assert int(frames_in) == int(frames_out) + int(dropped)
+    # HLS comes a segment (25 frames) at a time: an engine far faster than the source has no reason to
+    # drop any within 5 s (it dropped 22 %, taking the bursts' gaps for the source's frame interval)
+    assert int(dropped) == 0 and int(frames_in) == int(frames_out)
     assert ended == "the source ended (its HLS playlist is finished)"
     assert 25 <= int(frames_in) <= written[0]  # followed while it grew, never read again from its start
     assert re.search(r"end of stream; reconnecting in 0\.1 s \(attempt 1 of 3\)", err)

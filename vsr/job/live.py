@@ -113,8 +113,8 @@ class LiveStream:
         self._stop = threading.Event()
         self._arrivals: dict[Fraction, float] = {}
         self._step = 0.0  # recent seconds per frame of the engine (and the encoder, when it is behind)
-        self._interval = 0.0  # recent seconds between the source's frames
-        self._last_arrival: float | None = None
+        self._interval = 0.0  # recent seconds between the source's frames, on its own clock
+        self._last_time: Fraction | None = None
         self._warned = False
 
     @property
@@ -303,10 +303,12 @@ class LiveStream:
             if self._stop.is_set():
                 return
             self.counters.arrived(frame.arrival)
-            if self._last_arrival is not None:
-                gap = frame.arrival - self._last_arrival
+            # The frame interval from the source's timestamps: arrivals come in bursts (an HLS segment, a
+            # network buffer) whose gaps say nothing of its rate; a reconnect's gap is no frame interval.
+            gap = float(frame.time - self._last_time) if self._last_time is not None else 0.0
+            if 0 < gap <= 1:
                 self._interval = gap if self._interval == 0 else 0.9 * self._interval + 0.1 * gap
-            self._last_arrival = frame.arrival
+            self._last_time = frame.time
             self._pending.append(frame)
             cap = max(2, int(float(self.source.rate) * self.settings.max_latency) + 2)
             while len(self._pending) > cap:  # never piles up, whatever the engine does
