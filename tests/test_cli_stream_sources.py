@@ -1,6 +1,7 @@
-"""``vsr stream`` from an HLS URL served over loopback HTTP: a finished playlist (a recording) is read like
-a file, every frame and its audio, and ends; a live playlist is followed at its pace until its publisher
-finishes it, and is not read a second time from its start."""
+"""``vsr stream`` from sources that a server hands out, on loopback: an HLS URL over HTTP (a finished
+playlist, a recording, is read like a file, every frame and its audio, and ends; a live playlist is
+followed at its pace until its publisher finishes it, and is not read a second time from its start), and
+an RTMP stream that FFmpeg's program serves to the player that connects (``-listen 1``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -17,11 +19,14 @@ from pathlib import Path
 import av
 import pytest
 
+from media.ffmpeg_relay import ffmpeg_program
+from tests.app_harness import free_port
 from tests.live_sender import publish_hls
 from tests.media_factory import make_video
 from tests.test_cli_stream import STARTUP_S, _decode, _env, _segments, _summary, _wait_for
+from vsr.cli import main
 
-pytestmark = pytest.mark.slow  # each test starts vsr stream in a fresh process
+pytestmark = pytest.mark.slow  # each test streams a few seconds at real time
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -108,3 +113,50 @@ def test_a_live_hls_playlist_is_followed_until_its_publisher_finishes_it(tmp_pat
     playlist = tmp_path / "out.m3u8"
     assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
     assert sum(len(_decode(segment)[0]) for segment in _segments(playlist)) == int(frames_out)
+
+
+def _tcp_listening(port: int) -> bool:
+    """Whether something listens on TCP ``port`` (read from /proc: a test connection would be taken for the
+    player by a server that serves one)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                return True
+    return False
+
+
+def test_an_rtmp_stream_becomes_an_hls_playlist_with_its_audio(tmp_path: Path, capsys) -> None:
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(25), 150, audio="aac", gop=25)  # 6 s
+    port = free_port()
+    server = subprocess.Popen([ffmpeg_program(), "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-i",
+                               str(clip), "-map", "0", "-c", "copy", "-f", "flv", "-listen", "1",
+                               f"rtmp://127.0.0.1:{port}/live/cam"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while not _tcp_listening(port):
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "FFmpeg's RTMP server did not listen"
+            time.sleep(0.05)
+        playlist = tmp_path / "out.m3u8"
+        code = main(["stream", f"rtmp://127.0.0.1:{port}/live/cam", "-o", str(playlist), "--engine", "bicubic",
+                     "--timeout", "1", "--reconnects", "1", "--reconnect-delay", "0.1", "--segment-seconds", "1"])
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate(timeout=30)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    frames_in, frames_out, dropped, *_, ended = _summary(out).groups()
+    assert int(frames_in) == int(frames_out) + int(dropped) and int(frames_out) >= 100, out
+    assert "gave up after 1 reconnect" in ended  # the stream ended with the clip; nobody serves it again
+    assert playlist.read_text().rstrip().endswith("#EXT-X-ENDLIST")
+    decoded = [_decode(segment) for segment in _segments(playlist)]
+    assert {size for sizes, _, _ in decoded for size in sizes} == {(256, 192)}
+    assert sum(len(sizes) for sizes, _, _ in decoded) == int(frames_out)
+    assert all(codec == "aac" and sounds > 0 for _, sounds, codec in decoded)
