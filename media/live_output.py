@@ -3,7 +3,9 @@
 - ``*.m3u8``: FFmpeg's ``hls`` muxer: H.264 (or HEVC) + the audio in MPEG-TS segments beside the
   playlist (``<name>_00000.ts``...), each segment written under a temporary name and renamed when
   complete, the playlist an ``EVENT`` playlist that lists every segment, so players (and browsers,
-  through hls.js) play it while it grows; ``close()`` writes ``#EXT-X-ENDLIST``.
+  through hls.js) play it while it grows; ``close()`` writes ``#EXT-X-ENDLIST``. With ``keep_segments=N``
+  it is a sliding window instead (for a stream that runs for days): the newest N segments are listed, and
+  older ones are deleted from the disk (one more is kept for players still fetching it).
 - ``udp://``, ``srt://``, ``tcp://``: MPEG-TS; ``rtmp://``, ``rtmps://``: FLV.
 
 Timestamps are the caller's (seconds, the source's clock); the video encoder runs with
@@ -70,11 +72,13 @@ def segment_pattern(playlist: Path) -> Path:
     return playlist.with_name(f"{playlist.stem}_%05d.ts")
 
 
-def check_destination(dest: str, codec: str, *, overwrite: bool = False, timeout: float = 5.0) -> str:
+def check_destination(dest: str, codec: str, *, overwrite: bool = False, timeout: float = 5.0,
+                      keep_segments: int | None = None) -> str:
     """Check ``dest`` before any work; returns its muxer. A playlist needs a writable folder (and
     ``overwrite`` when one is there); a URL a protocol this FFmpeg has and, for TCP-based ones, a server
     that accepts a connection. Raises ``DestinationUnusable`` / ``OutputNotWritable`` naming the fix."""
     fmt = output_format(dest)
+    _check_window(dest, fmt, keep_segments)
     if codec not in LIVE_CODECS[fmt]:
         raise DestinationUnusable(f"{dest}: a live {fmt} stream carries {' or '.join(LIVE_CODECS[fmt])} video, not "
                                   f"{codec}. Choose --codec {LIVE_CODECS[fmt][0]}.")
@@ -83,6 +87,12 @@ def check_destination(dest: str, codec: str, *, overwrite: bool = False, timeout
     else:
         _check_url(dest, timeout)
     return fmt
+
+
+def _check_window(dest: str, fmt: str, keep_segments: int | None) -> None:
+    if keep_segments is not None and fmt != "hls":
+        raise DestinationUnusable(f"{dest}: keeping the newest {keep_segments} segments applies to an HLS playlist "
+                                  "(DEST ending in .m3u8) only; a stream published to a URL keeps nothing.")
 
 
 def _check_playlist(playlist: Path, overwrite: bool) -> None:
@@ -140,7 +150,8 @@ class LiveOutput:
     """
 
     def __init__(self, dest: str, width: int, height: int, rate: Fraction, *, audio: Any = None,
-                 encode: EncodeSettings | None = None, segment_seconds: float = 2.0, timeout: float = 5.0) -> None:
+                 encode: EncodeSettings | None = None, segment_seconds: float = 2.0, timeout: float = 5.0,
+                 keep_segments: int | None = None) -> None:
         self.dest = dest
         self.format = output_format(dest)
         self.width, self.height = width, height
@@ -153,7 +164,7 @@ class LiveOutput:
         self._lock = threading.Lock()
         self._last_time: Fraction | None = None
         self._closed = False
-        options = self._muxer_options(segment_seconds)
+        options = self._muxer_options(segment_seconds, keep_segments)
         self._relay = self._start_relay(dest)
         target = self._relay.local if self._relay is not None else dest
         try:
@@ -184,13 +195,17 @@ class LiveOutput:
         """Whether ``put_audio`` must be given decoded frames (the audio is re-encoded) rather than packets."""
         return self._audio_encoder is not None
 
-    def _muxer_options(self, segment_seconds: float) -> dict[str, str]:
-        if self.format == "hls":
-            playlist = Path(self.dest)
-            return {"hls_time": f"{segment_seconds:g}", "hls_list_size": "0", "hls_playlist_type": "event",
-                    "hls_flags": "temp_file+independent_segments",
-                    "hls_segment_filename": str(segment_pattern(playlist))}
-        return {}
+    def _muxer_options(self, segment_seconds: float, keep_segments: int | None) -> dict[str, str]:
+        _check_window(self.dest, self.format, keep_segments)
+        if self.format != "hls":
+            return {}
+        options = {"hls_time": f"{segment_seconds:g}", "hls_flags": "temp_file+independent_segments",
+                   "hls_segment_filename": str(segment_pattern(Path(self.dest)))}
+        if keep_segments is None:
+            options.update(hls_list_size="0", hls_playlist_type="event")
+        else:  # a sliding window: FFmpeg deletes what falls out of it (hls_delete_threshold: 1 more kept)
+            options.update(hls_list_size=str(keep_segments), hls_flags=options["hls_flags"] + "+delete_segments")
+        return options
 
     def _add_video(self, rate: Fraction) -> Any:
         spec = self.encode.spec

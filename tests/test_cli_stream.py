@@ -224,13 +224,15 @@ def test_an_unreachable_source_is_one_line_naming_it_and_exit_3(tmp_path: Path, 
     ("out.mp4", "Give a path ending in .m3u8"),
     ("rtmp://127.0.0.1:{port}/live/up", "cannot publish there: Connection refused"),
     ("srt://127.0.0.1:x{port}", "is not a port number"),  # SRT itself: tests/test_cli_stream_srt.py
+    ("udp://127.0.0.1:{port} --keep-segments 3", "applies to an HLS playlist (DEST ending in .m3u8) only"),
 ])
 def test_a_bad_destination_is_refused_before_any_work(tmp_path: Path, capsys, dest: str, words: str) -> None:
     """The source would take seconds to give up (silent UDP); the destination is refused at once."""
-    dest = dest.format(port=_refused_port())
+    dest, *flags = dest.format(port=_refused_port()).split()
     dest = dest if "://" in dest else str(tmp_path / dest)
     started = time.monotonic()
-    code = main(["stream", f"udp://127.0.0.1:{free_udp_port()}", "-o", dest, "--engine", "bicubic", "--timeout", "30"])
+    code = main(["stream", f"udp://127.0.0.1:{free_udp_port()}", "-o", dest, "--engine", "bicubic", "--timeout", "30",
+                 *flags])
     err = capsys.readouterr().err.strip()
     assert code == 3 and len(err.splitlines()) == 1 and words in err and dest in err, err
     assert time.monotonic() - started < 20  # never waited for the source
@@ -245,11 +247,36 @@ def test_an_existing_playlist_needs_overwrite(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("flag, value, words", [
     ("--max-latency", "-1", "max_latency='-1' must be at least"),
     ("--reconnects", "x", "reconnects='x' is not a whole number"),
+    ("--keep-segments", "0", "keep_segments='0' must be 1 or more"),
     ("--codec", "prores", "carries h264 or hevc video, not prores"),
 ])
 def test_bad_live_flags_are_named(tmp_path: Path, capsys, flag: str, value: str, words: str) -> None:
     code = main(["stream", f"udp://127.0.0.1:{free_udp_port()}", "-o", str(tmp_path / "out.m3u8"), flag, value])
     assert code in (2, 3) and words in capsys.readouterr().err
+
+
+def test_keep_segments_makes_a_sliding_window_that_deletes_older_segments(tmp_path: Path, capsys) -> None:
+    """For a stream that runs for days: the playlist lists the newest 2 segments, FFmpeg deletes the
+    older ones (keeping one more for a player still fetching it), and the end still finishes it."""
+    clip = make_video(tmp_path / "clip.mp4", 64, 48, Fraction(25), 150, audio="aac", gop=25)  # 6 s, 1 s segments
+    (tmp_path / "live").mkdir()
+    playlist = tmp_path / "live" / "out.m3u8"
+    code = main(["stream", str(clip), "-o", str(playlist), "--engine", "bicubic", "--segment-seconds", "1",
+                 "--keep-segments", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert _summary(out).groups()[:3] == ("150", "150", "0")
+    text = playlist.read_text()
+    listed = _segments(playlist)
+    assert len(listed) == 2 and "#EXT-X-PLAYLIST-TYPE" not in text and text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1)) >= 3  # 6 segments made, 2 listed
+    on_disk = sorted(playlist.parent.glob("*.ts"))
+    assert set(listed) <= set(on_disk) and len(on_disk) <= 3, on_disk
+    assert not list(playlist.parent.glob("*.tmp"))
+    decoded = [_decode(segment) for segment in listed]
+    assert {size for sizes, _, _ in decoded for size in sizes} == {(256, 192)}
+    assert 25 <= sum(len(sizes) for sizes, _, _ in decoded) <= 75  # the newest seconds only
+    assert all(codec == "aac" and sounds > 0 for _, sounds, codec in decoded)
 
 
 @pytest.mark.parametrize("codec, suffix", [("aac", ".mp4"), ("opus", ".mkv")])

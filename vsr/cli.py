@@ -175,6 +175,8 @@ def _add_stream_command(commands: Any) -> None:
     st.add_argument("--timeout", metavar="SECONDS", help="seconds without data before the source counts as stalled "
                     "(default 5)")
     st.add_argument("--segment-seconds", metavar="S", help="HLS segment length (default 2)")
+    st.add_argument("--keep-segments", metavar="N", help="HLS: list and keep only the newest N segments, deleting "
+                    "older ones (a sliding window for a long stream; default: keep every segment)")
     _add_log_level(st)
     st.set_defaults(handler=_stream)
 

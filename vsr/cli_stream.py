@@ -35,7 +35,8 @@ def stream_command(args: argparse.Namespace, ctrl_c: Callable[[], AbstractContex
     })
     settings = live_settings(realtime=args.realtime, max_latency=args.max_latency, reconnects=args.reconnects,
                              reconnect_delay=args.reconnect_delay, timeout=args.timeout,
-                             segment_seconds=args.segment_seconds, overwrite=args.overwrite)
+                             segment_seconds=args.segment_seconds, keep_segments=args.keep_segments,
+                             overwrite=args.overwrite)
     stream = LiveStream(args.source, args.output, options, settings)
     try:
         width, height = stream.size

@@ -68,6 +68,7 @@ class LiveSettings:
     reconnect_delay: float = 1.0  # seconds before the first reconnect; doubled each time
     timeout: float = 5.0  # seconds without data before the source counts as stalled
     segment_seconds: float = 2.0  # HLS segment length
+    keep_segments: int | None = None  # HLS: list (and keep on disk) only the newest N segments; None: all
     overwrite: bool = False  # replace an existing playlist and its segments
 
 
@@ -84,13 +85,14 @@ def live_settings(**values: Any) -> LiveSettings:
                 raise OptionsError(f"{name}={values[name]!r} is not a number; give {what}.") from None
             if not low <= given[name] < float("inf"):
                 raise OptionsError(f"{name}={values[name]!r} must be at least {low:g} ({what}).")
-    if "reconnects" in given:
-        try:
-            given["reconnects"] = int(given["reconnects"])
-        except (TypeError, ValueError):
-            raise OptionsError(f"reconnects={values['reconnects']!r} is not a whole number.") from None
-        if given["reconnects"] < 0:
-            raise OptionsError(f"reconnects={values['reconnects']!r} must be 0 or more.")
+    for name, low in (("reconnects", 0), ("keep_segments", 1)):
+        if name in given:
+            try:
+                given[name] = int(given[name])
+            except (TypeError, ValueError):
+                raise OptionsError(f"{name}={values[name]!r} is not a whole number.") from None
+            if given[name] < low:
+                raise OptionsError(f"{name}={values[name]!r} must be {low} or more.")
     return LiveSettings(**given)
 
 
@@ -101,7 +103,8 @@ class LiveStream:
     def __init__(self, source: str, dest: str, options: UpscaleOptions, settings: LiveSettings) -> None:
         self.url, self.dest, self.options, self.settings = source, dest, options, settings
         self.codec = "h264" if options.codec == AUTO_CODEC else options.codec  # live: 8-bit H.264 unless asked
-        check_destination(dest, self.codec, overwrite=settings.overwrite, timeout=settings.timeout)
+        check_destination(dest, self.codec, overwrite=settings.overwrite, timeout=settings.timeout,
+                          keep_segments=settings.keep_segments)
         self.source = LiveSource(source, timeout=settings.timeout).open()
         self.recording = not self.source.live  # a file or a finished HLS playlist: it ends, nothing reconnects
         self.live = self.source.live or settings.realtime
@@ -132,7 +135,8 @@ class LiveStream:
             _remove_playlist(self.dest)
         output = LiveOutput(self.dest, width, height, self.source.rate, audio=self.source.audio,
                             encode=media.EncodeSettings(self.codec, self.options.crf, self.options.preset),
-                            segment_seconds=self.settings.segment_seconds, timeout=self.settings.timeout)
+                            segment_seconds=self.settings.segment_seconds, timeout=self.settings.timeout,
+                            keep_segments=self.settings.keep_segments)
         self.source.decode_audio = output.needs_decoded_audio
         reader = threading.Thread(target=self._read, args=(output, cancel), name="vsr-live-source", daemon=True)
         encoder = EncodeThread(_Timed(output, self._arrivals, self.counters), width, height, ENCODE_QUEUE)
