@@ -81,6 +81,30 @@ def test_each_kind_of_picture_comes_back_as_that_kind_at_4x() -> None:
     np.testing.assert_array_equal(as_bytes.permute(1, 2, 0).numpy(), want)
 
 
+def _refuse_read_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.from_numpy`` refusing a read-only array. torch takes one with the warning "The given NumPy
+    array is not writable..." on the user's terminal, once per process: so once it has been given, no later
+    test would see it again, and this makes each test see it."""
+    original = torch.from_numpy
+
+    def strict(array: np.ndarray) -> torch.Tensor:
+        assert array.flags.writeable, "a read-only array reached torch.from_numpy (torch warns on the terminal)"
+        return original(array)
+
+    monkeypatch.setattr(torch, "from_numpy", strict)
+
+
+def test_a_read_only_picture_upscales_without_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """np.asarray of a PIL image is read-only (so is a frame that vsr stream resized after its source
+    changed size): the bicubic engine passed it to torch, which warned on the terminal."""
+    rgb = _picture()
+    read_only = np.asarray(Image.fromarray(rgb))
+    assert not read_only.flags.writeable
+    up = vsr.Upscaler.from_pretrained(engine="bicubic")
+    _refuse_read_only(monkeypatch)
+    np.testing.assert_array_equal(up(read_only), BicubicUpscaler().process(rgb.copy()))
+
+
 @pytest.mark.parametrize("picture, words", [
     (np.zeros((8, 8), np.uint8), "(H, W, 3)"),
     (np.zeros((8, 8, 4), np.uint8), "RGBA"),
@@ -114,7 +138,10 @@ def test_the_fixture_model_through_the_api_gives_the_golden_frames_and_reset_sta
     assert up.frames == 3
     up.reset()  # without it, frame 0 would meet frame 2's context and the fourth noise draw
     assert up.frames == 0
-    np.testing.assert_array_equal(up(frames[0]), streamed[0])
+    read_only = np.asarray(Image.fromarray(frames[0]))  # the diffusion engine takes it without a warning too
+    with pytest.MonkeyPatch.context() as patch:
+        _refuse_read_only(patch)
+        np.testing.assert_array_equal(up(read_only), streamed[0])
 
 
 @pytest.mark.slow

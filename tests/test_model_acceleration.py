@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.model_helpers import FIXTURE_SEED, lr_frames
 from vsr import switches
@@ -59,6 +60,21 @@ def test_lookup_table_upload_is_preprocess_exactly() -> None:
     ours, ref = Uploader(torch.device("cpu"), pinned=True).frame(rgb), preprocess(rgb)
     assert ours.dtype == torch.float32 and ours.shape == ref.shape and ours.stride() == ref.stride()
     assert torch.equal(ours, ref)
+
+
+def test_a_read_only_frame_is_uploaded_without_torchs_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """np.asarray of a PIL image is read-only: torch.from_numpy takes it with a warning on the terminal
+    (once per process, so the test refuses it instead of waiting for the warning)."""
+    rgb = np.asarray(Image.fromarray(np.random.default_rng(1).integers(0, 256, (8, 12, 3), dtype=np.uint8)))
+    assert not rgb.flags.writeable
+    original = torch.from_numpy
+
+    def strict(array: np.ndarray) -> torch.Tensor:
+        assert array.flags.writeable, "a read-only array reached torch.from_numpy"
+        return original(array)
+
+    monkeypatch.setattr(torch, "from_numpy", strict)
+    assert torch.equal(Uploader(torch.device("cpu"), pinned=True).frame(rgb), preprocess(rgb.copy()))
 
 
 def test_device_uint8_is_postprocess_exactly() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsr.model.protocol import check_frame, new_seed
+from vsr.model.protocol import check_frame, new_seed, torch_ready
 
 
 class BicubicUpscaler:
@@ -47,7 +47,7 @@ class BicubicUpscaler:
         check_frame(rgb)
         h, w, _ = rgb.shape
         deep = rgb.dtype == np.uint16
-        pixels = torch.from_numpy(np.ascontiguousarray(rgb.astype(np.int32) if deep else rgb))
+        pixels = torch.from_numpy(torch_ready(rgb.astype(np.int32) if deep else rgb))
         x = pixels.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
         top = 65535.0 if deep else 255.0
         with torch.inference_mode():

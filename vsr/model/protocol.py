@@ -70,6 +70,13 @@ def check_frame(rgb: np.ndarray) -> None:
         )
 
 
+def torch_ready(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` C-contiguous and writable (copied only when it is not), as ``torch.from_numpy`` takes it
+    without warning "The given NumPy array is not writable" (``np.asarray`` of a PIL image is read-only)."""
+    rgb = np.ascontiguousarray(rgb)
+    return rgb if rgb.flags.writeable else rgb.copy()
+
+
 def new_seed() -> int:
     """A fresh random seed (63 bits, from the OS entropy pool) that ``start_stream`` can report."""
     return int(np.random.SeedSequence().entropy % (2**63))

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from vsr.model.protocol import torch_ready
+
 RING = 2
 
 
@@ -51,7 +53,7 @@ class Uploader:
         """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1] on the device, channels-last strides."""
         if self._table is None:
             self._table = _preprocess_table().to(self.device)
-        pixels = self._upload(torch.from_numpy(np.ascontiguousarray(rgb)))
+        pixels = self._upload(torch.from_numpy(torch_ready(rgb)))
         values = self._table.index_select(0, pixels.reshape(-1).to(torch.int32)).view(pixels.shape)
         return values[None].permute(0, 3, 1, 2)
 
