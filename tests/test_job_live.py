@@ -5,6 +5,7 @@ that takes a fixed time per frame (what matters here is only how long it takes).
 
 from __future__ import annotations
 
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from media.ffmpeg_relay import free_udp_port
+from tests.live_sender import Sender
 from tests.media_factory import make_video
 from vsr.job.live import LiveStream, live_settings
 from vsr.options import build_options
@@ -31,6 +34,9 @@ class _TimedEngine:
         time.sleep(self.seconds)
         self.frames += 1
         return np.repeat(np.repeat(rgb, 4, axis=0), 4, axis=1)
+
+    def reset(self) -> None:
+        pass
 
 
 def _stream(tmp_path: Path, engine: _TimedEngine, max_latency: float, seconds: int = 3):
@@ -57,3 +63,54 @@ def test_an_engine_faster_than_the_source_drops_nothing(tmp_path: Path) -> None:
     status = _stream(tmp_path, _TimedEngine(0.005), max_latency=0.8, seconds=2)
     assert (status.frames_in, status.frames_out, status.dropped) == (50, 50, 0)
     assert status.latency_p95 <= 0.3
+
+
+class _RecordingEngine(_TimedEngine):
+    """Records the size of each picture it is given and the frame count at each reset."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.sizes: list[tuple[int, ...]] = []
+        self.resets: list[int] = []
+
+    def upscale_frame(self, rgb: np.ndarray, *, wait: bool = True) -> np.ndarray | None:
+        self.sizes.append(rgb.shape)
+        return super().upscale_frame(rgb, wait=wait)
+
+    def reset(self) -> None:
+        self.resets.append(self.frames)
+
+
+def test_a_source_back_at_another_size_starts_over_at_the_outputs_size(tmp_path: Path, caplog) -> None:
+    """After a reconnect the source is another stream (here 80x60 where it was 64x48): its first frame is
+    upscaled as a first frame (the temporal state reset) and its frames are resized to 64x48, said once."""
+    port = free_udp_port()
+    first = Sender(port, 600.0)
+    first.start()
+    done: list = []
+    engine = _RecordingEngine()
+    try:
+        stream = LiveStream(f"udp://127.0.0.1:{port}", str(tmp_path / "out.m3u8"),
+                            build_options({"engine": "bicubic"}),
+                            live_settings(timeout=1, reconnects=2, reconnect_delay=0.1, segment_seconds=1))
+        runner = threading.Thread(target=lambda: done.append(stream.run(engine)), daemon=True)
+        runner.start()
+        deadline = time.monotonic() + 60
+        while engine.frames < 25:  # a second of the first source went through
+            assert time.monotonic() < deadline and runner.is_alive(), "the stream did not start"
+            time.sleep(0.05)
+    finally:
+        first.stop()
+    before = engine.frames
+    time.sleep(1.5)
+    second = Sender(port, 3.0, width=80, height=60)
+    second.start()
+    second.join(30)
+    runner.join(60)
+    status = done[0]
+    assert status.reconnects == 1 and status.frames_in == status.frames_out + status.dropped
+    assert engine.frames >= before + 50  # most of the second source's 75 frames
+    assert set(engine.sizes) == {(48, 64, 3)}  # every picture at the size the output was made for
+    assert len(engine.resets) == 1 and before <= engine.resets[0] < before + 5
+    resized = [r.getMessage() for r in caplog.records if "the picture is now 80x60" in r.getMessage()]
+    assert len(resized) == 1 and "resized to 64x48" in resized[0]

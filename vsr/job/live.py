@@ -20,7 +20,9 @@ newest frame is taken, so the delay stays the engine's own. A file read without 
 fast as the engine goes, nothing dropped.
 
 A source that stalls or ends (a live one) is opened again up to ``reconnects`` times, waiting
-``reconnect_delay`` seconds, doubled each time; then the stream ends cleanly. Whatever stops it (the
+``reconnect_delay`` seconds, doubled each time; then the stream ends cleanly. The new source's first
+frame is upscaled as a first frame (the upscaler's temporal state is reset), and frames of a source that
+comes back at another size are resized to the size the output was made for. Whatever stops it (the
 source, ``cancel``, an error, Ctrl-C) the output is finished (the playlist gets ``#EXT-X-ENDLIST``).
 """
 
@@ -56,6 +58,8 @@ class FrameUpscaler(Protocol):
     def upscale_frame(self, rgb: np.ndarray, *, wait: bool = True) -> np.ndarray | None: ...
 
     def output_size(self, width: int, height: int) -> tuple[int, int]: ...
+
+    def reset(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,9 @@ class LiveStream:
         self._interval = 0.0  # recent seconds between the source's frames, on its own clock
         self._last_time: Fraction | None = None
         self._warned = False
+        self._restart_from: int | None = None  # a reconnect: the first frame of the new source (its index)
+        self._new_source = False
+        self._resized_from: tuple[int, ...] | None = None  # the last size a frame was resized from
 
     @property
     def size(self) -> tuple[int, int]:
@@ -170,7 +177,7 @@ class LiveStream:
         width, height = self.size
         last_status = time.monotonic()
         while not cancel.is_set():
-            frame = self._next_frame(cancel)
+            frame, restart = self._next_frame(cancel)
             if on_status is not None and time.monotonic() - last_status >= status_every:
                 on_status(self.counters.status())
                 last_status = time.monotonic()
@@ -179,28 +186,41 @@ class LiveStream:
                     return
                 continue
             started = time.monotonic()
+            if restart:  # a new source after a reconnect: the previous output is no context for its pictures
+                upscaler.reset()
             rgb = frame.rgb()
             if rgb.shape[:2] != (height, width):
-                rgb = resize_rgb(rgb, width, height)  # a source that changed size mid-stream
+                rgb = self._resized(rgb, width, height)
             out = upscaler.upscale_frame(rgb)
             self._arrivals[frame.time] = frame.arrival
             encoder.put(out, frame.time)  # waits while the encoder is behind: that counts as the frame's time
             took = time.monotonic() - started
             self._step = took if self._step == 0 else 0.8 * self._step + 0.2 * took
 
-    def _next_frame(self, cancel: threading.Event) -> LiveFrame | None:
+    def _next_frame(self, cancel: threading.Event) -> tuple[LiveFrame | None, bool]:
         """The frame to upscale now (dropping those that can no longer meet ``max_latency``), or None
-        after a short wait."""
+        after a short wait; and whether it is the first of a new source (after a reconnect)."""
         with self._cond:
             if not self._pending:
                 self._cond.wait(_POLL)
             if not self._pending or cancel.is_set():
-                return None
+                return None, False
             if self.live:
                 self._drop_late()
             frame = self._pending.popleft()
+            restart = self._restart_from is not None and frame.index >= self._restart_from
+            if restart:
+                self._restart_from = None
             self._cond.notify_all()
-            return frame
+            return frame, restart
+
+    def _resized(self, rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+        """A frame of a source that changed size mid-stream, at the size the output was made for."""
+        if rgb.shape[:2] != self._resized_from:
+            self._resized_from = rgb.shape[:2]
+            logger.warning("%s: the picture is now %dx%d; its frames are resized to %dx%d (the output's size "
+                           "does not change during a stream)", self.url, rgb.shape[1], rgb.shape[0], width, height)
+        return resize_rgb(rgb, width, height)
 
     def _drop_late(self) -> None:
         """Drop the frames that would be late. When the engine is slower than the source (its recent time per
@@ -264,13 +284,15 @@ class LiveStream:
                 self._ended = "the source ended" if source.error is None else f"the source failed: {reason}"
                 return
             first_reason = first_reason if attempts else reason
+            about = reason if reason.startswith(self.url) else f"{self.url}: {reason}"
             if attempts >= self.settings.reconnects:
+                if attempts:
+                    logger.warning("%s; no reconnect left", about.rstrip("."))
                 self._ended = (f"the source stopped ({first_reason}); gave up after {attempts} reconnect"
                                f"{'' if attempts == 1 else 's'}")
                 return
             delay = self.settings.reconnect_delay * 2 ** attempts
             attempts += 1
-            about = reason if reason.startswith(self.url) else f"{self.url}: {reason}"
             logger.warning("%s; reconnecting in %.1f s (attempt %d of %d)", about.rstrip("."), delay, attempts,
                            self.settings.reconnects)
             if self._stop.wait(delay) or cancel.is_set():
@@ -289,13 +311,14 @@ class LiveStream:
         fresh = LiveSource(self.url, timeout=self.settings.timeout, decode_audio=old.decode_audio)
         try:
             fresh.open()
-        except media.MediaError as exc:
-            logger.warning("%s", exc)
+        except media.MediaError as exc:  # said by the loop, with the next attempt or the end
             return _Failed(self.url, str(exc))  # type: ignore[return-value]
         if not fresh.live:
             fresh.close()
             return None
         self.counters.reconnected()
+        with self._cond:
+            self._new_source = True  # _put marks the new source's first frame
         self.source = fresh
         return fresh
 
@@ -313,6 +336,8 @@ class LiveStream:
             if 0 < gap <= 1:
                 self._interval = gap if self._interval == 0 else 0.9 * self._interval + 0.1 * gap
             self._last_time = frame.time
+            if self._new_source:
+                self._restart_from, self._new_source = frame.index, False
             self._pending.append(frame)
             cap = max(2, int(float(self.source.rate) * self.settings.max_latency) + 2)
             while len(self._pending) > cap:  # never piles up, whatever the engine does
