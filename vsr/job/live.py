@@ -266,17 +266,8 @@ class LiveStream:
         first_reason: str | None = None
         source = self.source
         while True:
-            for item in source.read():
-                if cancel.is_set() or self._stop.is_set():
-                    return
-                attempts = 0
-                shift = clock.shift(item.time)
-                if self.settings.realtime and self.recording:
-                    clock.pace(item.time, self._stop)
-                if isinstance(item, LiveAudio):
-                    output.put_audio(item, shift)
-                else:
-                    self._put(LiveFrame(item.frame, item.time + shift, item.arrival, item.index, item.tags))
+            if self._forward(source, clock, output, cancel):
+                attempts = 0  # it came back: a later stall gets every reconnect again
             if cancel.is_set() or self._stop.is_set():
                 return
             reason = source.error or "end of stream"
@@ -303,6 +294,23 @@ class LiveStream:
                 return
             source = reopened
             clock.reconnected()
+
+    def _forward(self, source: LiveSource, clock: "_Clock", output: LiveOutput, cancel: threading.Event) -> bool:
+        """Hand ``source``'s frames (to the engine's list) and audio (to the output) on, on the output's
+        clock, until it ends or the stream stops; whether anything came."""
+        came = False
+        for item in source.read():
+            if cancel.is_set() or self._stop.is_set():
+                break
+            came = True
+            shift = clock.shift(item.time)
+            if self.settings.realtime and self.recording:
+                clock.pace(item.time, self._stop)
+            if isinstance(item, LiveAudio):
+                output.put_audio(item, shift)
+            else:
+                self._put(LiveFrame(item.frame, item.time + shift, item.arrival, item.index, item.tags))
+        return came
 
     def _reopen(self, old: LiveSource) -> LiveSource | None:
         """The source opened again (a ``_Failed`` one when that fails: its next ``read`` ends at once); None
