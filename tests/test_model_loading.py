@@ -71,6 +71,18 @@ def test_local_folder_loads_every_component(fixture_dir: Path) -> None:
     assert not [o for o in gc.get_objects() if type(o) is CLIPTextModel], "the text encoder was not released"
 
 
+def test_loading_draws_no_progress_bar_of_the_libraries(fixture_dir: Path, capsys) -> None:
+    """transformers 5 drew its own "Loading weights: 100%|###| 36/36" bar on the terminal, above the
+    tool's own progress lines, at every load; the libraries' bars are left as they were afterwards."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    load_checkpoint(str(fixture_dir / "model"))
+    err = capsys.readouterr().err
+    assert "Loading weights" not in err and "it/s" not in err, err
+    assert transformers_logging.is_progress_bar_enabled() and diffusers_logging.is_progress_bar_enabled()
+
+
 def test_vae_loads_with_no_missing_or_unexpected_keys(fixture_dir: Path) -> None:
     vae, info = TemporalAutoencoderTiny.from_pretrained(
         fixture_dir / "model", subfolder="vae", output_loading_info=True

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,9 @@ import torch
 from diffusers import ControlNetModel, DDIMScheduler, UNet2DConditionModel
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+from diffusers.utils import logging as diffusers_logging
 from transformers import CLIPTextModel, CLIPTokenizer
+from transformers.utils import logging as transformers_logging
 
 from vsr.model.errors import ConfigMismatchError, CorruptWeightsError, HubUnreachableError, ModelNotFoundError
 from vsr.model.network import REACH_TIMEOUT_S, plain_reason, unreachable_reason
@@ -132,6 +136,23 @@ def _weights_file(folder: Path, sub: str) -> Path:
     return files[0]
 
 
+@contextmanager
+def _no_library_progress_bars() -> Iterator[None]:
+    """transformers and diffusers draw their own tqdm bars while loading ("Loading weights: 100%|...");
+    the CLI and the web app show their own progress, so the libraries' bars are off for the load and
+    set back as they were afterwards."""
+    libraries = (transformers_logging, diffusers_logging)
+    were = [library.is_progress_bar_enabled() for library in libraries]
+    for library in libraries:
+        library.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for library, enabled in zip(libraries, were):
+            if enabled:
+                library.enable_progress_bar()
+
+
 def _load_model(cls: Any, folder: Path, sub: str, dtype: torch.dtype = torch.float32) -> Any:
     """``cls.from_pretrained(folder, subfolder=sub, torch_dtype=dtype)`` with every failure named by file."""
     config = folder / sub / "config.json"
@@ -141,7 +162,8 @@ def _load_model(cls: Any, folder: Path, sub: str, dtype: torch.dtype = torch.flo
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CorruptWeightsError(f"{config} is not valid JSON ({exc}). Fix: download the checkpoint again.") from exc
     try:
-        model, info = cls.from_pretrained(folder, subfolder=sub, output_loading_info=True, torch_dtype=dtype)
+        with _no_library_progress_bars():
+            model, info = cls.from_pretrained(folder, subfolder=sub, output_loading_info=True, torch_dtype=dtype)
     except OSError as exc:
         raise CorruptWeightsError(
             f"Cannot read {weights} ({exc}). Fix: the file is damaged or truncated; download it again."
