@@ -164,8 +164,9 @@ def _add_stream_command(commands: Any) -> None:
     st.add_argument("--crf", metavar="N", help="constant rate factor (default per codec; lower is better)")
     st.add_argument("--preset", metavar="NAME", help="encoder speed preset (default veryfast for live)")
     st.add_argument("--realtime", action="store_true",
-                    help="play a file source at its own rate (live sources always are); without it a file is "
-                    "read as fast as the engine goes, nothing dropped")
+                    help="play a file source at its own rate (live sources always are); without it a file, a "
+                    "finished HLS playlist or a video on a web server is read as fast as the engine goes, nothing "
+                    "dropped")
     st.add_argument("--max-latency", metavar="SECONDS",
                     help="bound from a frame's arrival to its output being written; later frames are dropped "
                     "(default 1)")
