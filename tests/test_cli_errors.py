@@ -162,3 +162,16 @@ def test_help_lists_the_exit_codes(capsys) -> None:
     out = capsys.readouterr().out
     assert "exit codes:" in out and "130 cancelled with Ctrl-C" in out
     assert build_parser().prog == "vsr"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["upscale", "--help"], ["stream", "--help"], ["upscale", "--bogus"]])
+def test_help_and_a_mistyped_flag_answer_without_loading_torch(argv: list[str]) -> None:
+    """``vsr --help`` took 2 s: vsr.cli loaded torch through the vsr.job package (now loaded name by name)."""
+    import subprocess
+
+    code = ("import sys\nfrom vsr.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'av', 'gradio', 'diffusers') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+    assert "usage: vsr" in done.stdout or "Run `vsr upscale --help` for the flags" in done.stderr

@@ -12,27 +12,34 @@
 This layer uses ``media`` and ``vsr.model``; it never imports an interface (``vsr.cli``, ``vsr.web``, the app).
 """
 
-from vsr.job.checkpoint import JobCheckpoint
-from vsr.job.errors import (
-    CheckpointError,
-    CheckpointFound,
-    CheckpointMismatch,
-    CheckpointUnreadable,
-    GPUCallTooLong,
-    InputNotFound,
-    JobCancelled,
-    JobError,
-    JobFailed,
-    JobRefused,
-    LimitExceeded,
-    TargetTooLarge,
-    TrimOutOfRange,
-    VerificationFailed,
-)
-from vsr.job.estimate import Estimator, estimator_for
-from vsr.job.planning import JobPlan, encode_settings, plan, preview_plan
-from vsr.job.progress import ProgressEvent
-from vsr.job.runner import CallLimit, JobPaused, JobResult, finish_job, run, run_piece
+import importlib
+from typing import Any
+
+# Each name is loaded from its module on first use (PEP 562): ``vsr.job.progress`` (the CLI's progress
+# lines) and ``vsr.job.errors`` load without torch, so ``vsr --help`` and a mistyped flag answer at once.
+_ERRORS = ("CheckpointError", "CheckpointFound", "CheckpointMismatch", "CheckpointUnreadable", "GPUCallTooLong",
+           "InputNotFound", "JobCancelled", "JobError", "JobFailed", "JobRefused", "LimitExceeded", "TargetTooLarge",
+           "TrimOutOfRange", "VerificationFailed")
+_LAZY = {
+    **{name: "vsr.job.errors" for name in _ERRORS},
+    "JobCheckpoint": "vsr.job.checkpoint",
+    "Estimator": "vsr.job.estimate", "estimator_for": "vsr.job.estimate",
+    "JobPlan": "vsr.job.planning", "encode_settings": "vsr.job.planning", "plan": "vsr.job.planning",
+    "preview_plan": "vsr.job.planning",
+    "ProgressEvent": "vsr.job.progress",
+    "CallLimit": "vsr.job.runner", "JobPaused": "vsr.job.runner", "JobResult": "vsr.job.runner",
+    "finish_job": "vsr.job.runner", "run": "vsr.job.runner", "run_piece": "vsr.job.runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vsr.job' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CallLimit",
