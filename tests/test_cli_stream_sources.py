@@ -91,6 +91,10 @@ def test_a_live_hls_playlist_is_followed_until_its_publisher_finishes_it(tmp_pat
     publisher = threading.Thread(target=lambda: written.append(publish_hls(folder / "live.m3u8", 600.0, stop=stop)),
                                  name="hls-publisher", daemon=True)
     publisher.start()
+    deadline = time.monotonic() + 60
+    while not ((folder / "live.m3u8").exists() and ".ts" in (folder / "live.m3u8").read_text()):
+        assert time.monotonic() < deadline and publisher.is_alive(), "the HLS publisher wrote no playlist"
+        time.sleep(0.05)  # a player asking before the first segment gets 404, as from any HLS server
     proc = subprocess.Popen([sys.executable, "-m", "vsr", "stream", f"{base}/live.m3u8", "-o", "out.m3u8",
                              "--engine", "bicubic", "--timeout", "3", "--reconnect-delay", "0.1",
                              "--segment-seconds", "1", "--max-latency", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

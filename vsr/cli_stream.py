@@ -17,7 +17,7 @@ from typing import Any, Callable
 from vsr.options import build_options
 
 EXIT_CANCELLED = 130  # vsr.cli.EXIT_CANCELLED (this module cannot import vsr.cli, which imports it)
-STATUS_EVERY_TTY = 1.0  # seconds between redraws of the status line on a terminal
+STATUS_EVERY_TTY = 1.0  # seconds between redraws of the status line on a terminal (and to the first plain line)
 STATUS_EVERY_LOG = 5.0  # seconds between plain status lines when stderr is a file or a pipe
 
 
@@ -52,7 +52,7 @@ def stream_command(args: argparse.Namespace, ctrl_c: Callable[[], AbstractContex
         print(f"Output:   {args.output}: {out_w}x{out_h}, latency bound {settings.max_latency:g} s "
               "(Ctrl-C ends the stream cleanly)", flush=True)
         with ctrl_c() as cancel, _StatusLine() as status:
-            final = stream.run(upscaler, on_status=status.show, status_every=status.every, cancel=cancel)
+            final = stream.run(upscaler, on_status=status.show, status_every=STATUS_EVERY_TTY, cancel=cancel)
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the output still finished by run()
         print(f"vsr: interrupted at once; what was written to {args.output} is finished.", file=sys.stderr,
               flush=True)
@@ -66,13 +66,14 @@ def stream_command(args: argparse.Namespace, ctrl_c: Callable[[], AbstractContex
 
 
 class _StatusLine:
-    """One status line on stderr: redrawn in place on a terminal, a plain line every few seconds otherwise."""
+    """One status line on stderr: redrawn in place on a terminal every second; otherwise a plain line after
+    the first second (so a log shows at once that the stream runs), then one every few seconds."""
 
     def __init__(self) -> None:
         tty = getattr(sys.stderr, "isatty", None)
         self.tty = bool(tty is not None and tty())
-        self.every = STATUS_EVERY_TTY if self.tty else STATUS_EVERY_LOG
         self._drawn = False
+        self._printed: float | None = None  # when the last plain line was printed
 
     def show(self, status: Any) -> None:
         line = f"live: {status.to_text()}"
@@ -80,7 +81,8 @@ class _StatusLine:
             sys.stderr.write("\r" + line + "\x1b[K")
             sys.stderr.flush()
             self._drawn = True
-        else:
+        elif self._printed is None or time.monotonic() - self._printed >= STATUS_EVERY_LOG:
+            self._printed = time.monotonic()
             print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
     def __enter__(self) -> "_StatusLine":
