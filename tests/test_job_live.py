@@ -114,3 +114,17 @@ def test_a_source_back_at_another_size_starts_over_at_the_outputs_size(tmp_path:
     assert len(engine.resets) == 1 and before <= engine.resets[0] < before + 5
     resized = [r.getMessage() for r in caplog.records if "the picture is now 80x60" in r.getMessage()]
     assert len(resized) == 1 and "resized to 64x48" in resized[0]
+
+
+def test_without_reconnects_the_end_says_only_why(tmp_path: Path) -> None:
+    """--reconnects 0: the summary said "...; gave up after 0 reconnects"."""
+    port = free_udp_port()
+    sender = Sender(port, 1.5)
+    sender.start()
+    try:
+        stream = LiveStream(f"udp://127.0.0.1:{port}", str(tmp_path / "out.m3u8"),
+                            build_options({"engine": "bicubic"}), live_settings(timeout=0.5, reconnects=0))
+        status = stream.run(_TimedEngine(0.0))
+    finally:
+        sender.stop()
+    assert status.ended == "the source stopped (no data for 0.5 s)" and status.frames_out > 0

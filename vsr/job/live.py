@@ -279,8 +279,8 @@ class LiveStream:
             if attempts >= self.settings.reconnects:
                 if attempts:
                     logger.warning("%s; no reconnect left", about.rstrip("."))
-                self._ended = (f"the source stopped ({first_reason}); gave up after {attempts} reconnect"
-                               f"{'' if attempts == 1 else 's'}")
+                gave_up = f"; gave up after {attempts} reconnect{'' if attempts == 1 else 's'}" if attempts else ""
+                self._ended = f"the source stopped ({first_reason}){gave_up}"  # (none when --reconnects 0)
                 return
             delay = self.settings.reconnect_delay * 2 ** attempts
             attempts += 1
