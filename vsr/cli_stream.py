@@ -17,7 +17,7 @@ from typing import Any, Callable
 from vsr.options import build_options
 
 EXIT_CANCELLED = 130  # vsr.cli.EXIT_CANCELLED (this module cannot import vsr.cli, which imports it)
-STATUS_EVERY_TTY = 1.0  # seconds between redraws of the status line on a terminal (and to the first plain line)
+STATUS_EVERY_TTY = 1.0  # seconds between redraws on a terminal; also the wait for a log's first plain line
 STATUS_EVERY_LOG = 5.0  # seconds between plain status lines when stderr is a file or a pipe
 
 

@@ -21,9 +21,9 @@ from typing import Any
 import huggingface_hub
 import torch
 from diffusers import ControlNetModel, DDIMScheduler, UNet2DConditionModel
+from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-from diffusers.utils import logging as diffusers_logging
 from transformers import CLIPTextModel, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
 
