@@ -62,7 +62,7 @@ def test_an_engine_slower_than_the_source_drops_frames_and_keeps_the_latency_bou
 def test_an_engine_faster_than_the_source_drops_nothing(tmp_path: Path) -> None:
     status = _stream(tmp_path, _TimedEngine(0.005), max_latency=0.8, seconds=2)
     assert (status.frames_in, status.frames_out, status.dropped) == (50, 50, 0)
-    assert status.latency_p95 <= 0.3
+    assert status.latency_p95 <= 0.5
 
 
 class _RecordingEngine(_TimedEngine):
@@ -111,7 +111,8 @@ def test_a_source_back_at_another_size_starts_over_at_the_outputs_size(tmp_path:
     assert status.reconnects == 1 and status.frames_in == status.frames_out + status.dropped
     assert engine.frames >= before + 50  # most of the second source's 75 frames
     assert set(engine.sizes) == {(48, 64, 3)}  # every picture at the size the output was made for
-    assert len(engine.resets) == 1 and before <= engine.resets[0] < before + 5
+    # once, between the sources: after the first's frames, before (nearly) all of the second's
+    assert len(engine.resets) == 1 and engine.resets[0] >= before and engine.frames - engine.resets[0] >= 50
     resized = [r.getMessage() for r in caplog.records if "the picture is now 80x60" in r.getMessage()]
     assert len(resized) == 1 and "resized to 64x48" in resized[0]
 
