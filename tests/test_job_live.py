@@ -129,3 +129,27 @@ def test_without_reconnects_the_end_says_only_why(tmp_path: Path) -> None:
     finally:
         sender.stop()
     assert status.ended == "the source stopped (no data for 0.5 s)" and status.frames_out > 0
+
+
+def test_what_comes_while_the_model_loads_is_skipped_not_piled_up(tmp_path: Path) -> None:
+    """The source is opened (to fail at once) before the model loads. What it sent meanwhile waited in
+    FFmpeg's UDP buffer (or a TCP window, stalling the sender) and came out as a burst, dropped and counted
+    to catch up. It is now read and skipped while the model loads: the stream starts at the live edge."""
+    port = free_udp_port()
+    sender = Sender(port, 600.0)
+    sender.start()
+    try:
+        stream = LiveStream(f"udp://127.0.0.1:{port}", str(tmp_path / "out.m3u8"),
+                            build_options({"engine": "bicubic"}), live_settings(timeout=1, reconnects=0))
+        time.sleep(3.0)  # the model loading: 75 frames come meanwhile
+        done: list = []
+        runner = threading.Thread(target=lambda: done.append(stream.run(_TimedEngine(0.0))), daemon=True)
+        runner.start()
+        time.sleep(2.0)
+    finally:
+        sender.stop()
+    runner.join(30)
+    status = done[0]
+    assert status.frames_in == status.frames_out + status.dropped
+    assert status.dropped <= 3, status  # no burst of stale frames to drop
+    assert 25 <= status.frames_in <= 65, status  # the 2 s after the start (and the sender's end), not 5 s

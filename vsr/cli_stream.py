@@ -58,7 +58,7 @@ def stream_command(args: argparse.Namespace, ctrl_c: Callable[[], AbstractContex
               flush=True)
         return EXIT_CANCELLED
     finally:
-        stream.source.close()
+        stream.close()
     print(final.summary(), flush=True)
     if final.frames_in == 0:
         raise SourceUnavailable(f"{args.source}: no video frame came from the source ({final.ended}).")

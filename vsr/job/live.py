@@ -19,6 +19,9 @@ the engine is slower than the source (or one frame alone takes longer than ``max
 newest frame is taken, so the delay stays the engine's own. A file read without ``realtime`` is read as
 fast as the engine goes, nothing dropped.
 
+The source is opened by the constructor (a bad one fails before the model loads); what a live source
+sends until ``run`` starts is read and skipped (``_Preroll``), so the stream starts at the live edge.
+
 A source that stalls or ends (a live one) is opened again up to ``reconnects`` times, waiting
 ``reconnect_delay`` seconds, doubled each time; then the stream ends cleanly. The new source's first
 frame is upscaled as a first frame (the upscaler's temporal state is reset), and frames of a source that
@@ -112,6 +115,9 @@ class LiveStream:
         self.source = LiveSource(source, timeout=settings.timeout).open()
         self.recording = not self.source.live  # a file or a finished HLS playlist: it ends, nothing reconnects
         self.live = self.source.live or settings.realtime
+        # A live source goes on while the model loads: read and skip it, so that nothing piles up (a UDP
+        # buffer, a TCP window that stalls the sender) and the stream starts at the live edge.
+        self._preroll = _Preroll(self.source) if self.source.live else None
         self.counters = LiveCounters()
         self._pending: deque[LiveFrame] = deque()
         self._cond = threading.Condition()
@@ -144,6 +150,7 @@ class LiveStream:
                             encode=media.EncodeSettings(self.codec, self.options.crf, self.options.preset),
                             segment_seconds=self.settings.segment_seconds, timeout=self.settings.timeout,
                             keep_segments=self.settings.keep_segments)
+        self._end_preroll()
         self.source.decode_audio = output.needs_decoded_audio
         reader = threading.Thread(target=self._read, args=(output, cancel), name="vsr-live-source", daemon=True)
         encoder = EncodeThread(_Timed(output, self._arrivals, self.counters), width, height, ENCODE_QUEUE)
@@ -169,6 +176,18 @@ class LiveStream:
         status = self.counters.status(ended)
         logger.info("live stream ended: %s", status.summary())
         return status
+
+    def close(self) -> None:
+        """Let go of the source (after ``run``, or instead of it when the model could not be loaded)."""
+        self._end_preroll()
+        self.source.close()
+
+    def _end_preroll(self) -> None:
+        if self._preroll is not None:
+            skipped = self._preroll.stop(self.settings.timeout + 2.0)
+            self._preroll = None
+            if skipped:
+                logger.info("%s: skipped the %d frames that came while the model loaded", self.url, skipped)
 
     # -- the engine side (this thread) ---------------------------------------------------------------
 
@@ -352,6 +371,36 @@ class LiveStream:
                 self._pending.popleft()
                 self.counters.drop()
             self._cond.notify_all()
+
+
+class _Preroll:
+    """Reads a live source and skips what it reads, in a thread, until ``stop()`` (which returns how many
+    frames were skipped). Decoding goes on, so the first frame after it decodes cleanly."""
+
+    def __init__(self, source: LiveSource) -> None:
+        self.source = source
+        self.skipped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._skip, name="vsr-live-preroll", daemon=True)
+        self._thread.start()
+
+    def _skip(self) -> None:
+        items = self.source.read()
+        try:
+            for item in items:
+                if self._stop.is_set():
+                    return
+                if isinstance(item, LiveFrame):
+                    self.skipped += 1
+        except Exception as exc:  # noqa: BLE001 - the stream's reader meets the same source and says why
+            logger.debug("%s: while the model loaded: %s", self.source.url, exc)
+        finally:
+            items.close()  # in this thread, which ran it; the stream's reader reads on from here
+
+    def stop(self, wait: float) -> int:
+        self._stop.set()
+        self._thread.join(wait)  # a silent source answers within its time-out
+        return self.skipped
 
 
 class _Clock:
