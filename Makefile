@@ -12,6 +12,9 @@ BIN := $(VENV)/bin
 APP_STAMP := $(VENV)/.installed-app
 TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
+# pip resumes a download the network cut this many times (its default is 5; a pip older than 25.1 ignores it):
+# wheels this machine's disk lacks come from PyPI, and one cut connection once failed a whole CI run.
+export PIP_RESUME_RETRIES ?= 20
 # Both cores (pytest-xdist): a module whose tests share a server, a browser or a loaded model goes to one worker
 # whole (tests/conftest.py marks it), the rest spread test by test, slow modules first. PYTEST_PARALLEL= runs serially.
 PYTEST_PARALLEL ?= -n 2 --dist loadgroup --no-loadscope-reorder
@@ -25,7 +28,7 @@ TORCH211_TEST_ONLY := $(TORCH211_VENV)/requirements-test-only.txt
 TORCH211_TESTS ?= tests/test_model_*.py tests/test_job_*.py tests/test_cli_*.py tests/test_zerogpu.py \
 	tests/test_deploy.py::test_app_imports_and_builds_with_and_without_spaces
 
-.PHONY: app test test-fast test-torch211 bench screenshot docs lint clean
+.PHONY: app test test-fast test-torch211 bench screenshot docs clean
 
 app: $(APP_STAMP)
 	$(BIN)/python app.py

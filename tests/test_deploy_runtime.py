@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.deploy_files import ROOT, app_pins, copy_into, final, final_env, instructions, normalize
+from tests.network_install import pip_install
 
 # ============================================================================= system libraries of the image
 
@@ -155,12 +156,12 @@ def test_fresh_venv_from_requirements_app_runs_the_image_command_and_a_bicubic_j
         started = time.monotonic()
         _run([sys.executable, "-m", "venv", venv], timeout=300)
         python = venv / "bin" / "python"
-        _run([python, "-m", "pip", "install", "-q", commands["pip"]], timeout=300)
+        # From the package index where this machine's disk lacks a wheel: a cut connection is run again.
+        pip_install(python, ["-q", commands["pip"]], timeout=300, resume_retries=None)  # venv's pip is older
         # --no-compile: skip writing .pyc for torch & co. (the image keeps them); it changes nothing installed.
-        _run([python, "-m", "pip", "install", "-q", "--no-compile", "-r", "requirements-app.txt"], cwd=src,
-             timeout=1200)
-        _run([python, "-m", "pip", "install", "-q", "--no-deps", "--build-constraint",
-              "deploy/build-constraints.txt", "."], cwd=src, timeout=600)
+        pip_install(python, ["-q", "--no-compile", "-r", "requirements-app.txt"], cwd=src, timeout=1200)
+        pip_install(python, ["-q", "--no-deps", "--build-constraint", "deploy/build-constraints.txt", "."], cwd=src,
+                    timeout=600)
         install_seconds = time.monotonic() - started
         frozen = {normalize(line.split("==")[0]): line.split("==")[1]
                   for line in _run([python, "-m", "pip", "freeze"]).stdout.splitlines() if "==" in line}
