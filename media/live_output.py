@@ -163,6 +163,7 @@ class LiveOutput:
         self._audio_in: collections.deque[tuple[LiveAudio, Fraction]] = collections.deque()
         self._lock = threading.Lock()
         self._last_time: Fraction | None = None
+        self._audio_last: Fraction | None = None  # seconds of the newest audio written
         self._closed = False
         options = self._muxer_options(segment_seconds, keep_segments)
         self._relay = self._start_relay(dest)
@@ -271,18 +272,24 @@ class LiveOutput:
             at = item.time + shift
             if at < 0:
                 continue  # before the output's first moment
+            unit = item.item.time_base if self._audio_encoder is None else Fraction(1, item.item.sample_rate)
+            ticks = round(at / unit)
+            if self._audio_last is not None and ticks * unit <= self._audio_last:
+                # not after the audio written before it (a garbled source): the muxer would refuse it
+                log.debug("%s: audio at %s s is not after the previous audio; skipped", self.dest, float(at))
+                self.audio_dropped += 1
+                continue
+            self._audio_last = ticks * unit
             if self._audio_encoder is None:
                 packet = item.item
-                tb = packet.time_base
                 delta = (packet.dts - packet.pts) if packet.dts is not None else 0
-                packet.pts = round(at / tb)
+                packet.pts = ticks
                 packet.dts = packet.pts + delta
                 packet.stream = self._audio
                 self._mux([packet])
             else:
                 frame = item.item
-                frame.pts = round(at * frame.sample_rate)
-                frame.time_base = Fraction(1, frame.sample_rate)
+                frame.pts, frame.time_base = ticks, unit
                 self._mux(self._audio.encode(frame))
             self.audio_packets += 1
 

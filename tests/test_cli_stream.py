@@ -164,6 +164,41 @@ def test_a_source_that_drops_and_comes_back_goes_on_in_the_same_playlist(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_sender_restarted_within_the_time_out_goes_on_without_a_reconnect(tmp_path: Path) -> None:
+    """A sender restarted on the port at once (its clock from 0 again, 4+ s back) is no silence, so nothing
+    reconnects: the source's clock jumps back. Its frames were all "not after the previous one" (skipped,
+    the picture frozen) and its first audio packet ended the command with "Invalid argument ... This is a
+    bug". Now the output's clock goes on across the jump, said once on stderr, with the audio along."""
+    port = free_udp_port()
+    playlist = tmp_path / "out.m3u8"
+    proc = _start([f"udp://127.0.0.1:{port}", "-o", "out.m3u8", "--engine", "bicubic", "--timeout", "2",
+                   "--reconnects", "0", "--segment-seconds", "1"], tmp_path)
+    first = Sender(port, 600.0)
+    first.start()
+    try:
+        _wait_for(playlist, proc, STARTUP_S, segments=4)  # 4+ s of the first sender's clock
+    finally:
+        first.stop()
+    second = Sender(port, 3.0)
+    second.start()
+    second.join(30)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    frames_in, frames_out, dropped, *_, ended = _summary(out).groups()
+    assert int(frames_in) == int(frames_out) + int(dropped) and int(dropped) <= 5, out
+    assert ended == "the source stopped (no data for 2 s)", ended  # the end of the second sender; no reconnect
+    assert err.count("the source's clock jumped back") == 1, err
+    video, audio = _frame_times(playlist)
+    assert len(video) == int(frames_out)
+    steps = [b - a for a, b in zip(video, video[1:])]
+    assert min(steps) > 0 and max(steps) < 1.0, max(steps)  # one clock, and no hole where the sender restarted
+    gap = max(range(len(steps)), key=steps.__getitem__)
+    after = video[gap + 1:]
+    assert len(after) >= 50, len(after)  # the second sender's 3 s (less what came before its first key frame)
+    assert sum(after[0] <= t <= after[-1] + 0.1 for t in audio) >= 0.5 * len(after)  # its sound along
+
+
+@pytest.mark.slow
 def test_ctrl_c_finishes_the_playlist(tmp_path: Path) -> None:
     port = free_udp_port()
     playlist = tmp_path / "out.m3u8"

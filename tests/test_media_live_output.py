@@ -95,3 +95,38 @@ def test_a_receiver_that_reads_is_never_cut() -> None:
         assert output.frames == 40 and receiver.received > 40 * 1000 and not output._guard.tripped
     finally:
         receiver.close()
+
+
+
+@pytest.mark.parametrize("name, codec, decoded", [("in.ts", "aac", False), ("in.mkv", "opus", True)],
+                         ids=["copied", "re-encoded"])
+def test_audio_that_goes_back_in_time_is_skipped_not_an_error(tmp_path, name: str, codec: str,
+                                                              decoded: bool) -> None:
+    """The muxer refuses audio that is not after the audio before it ("non monotonically increasing dts";
+    a garbled source did that, and the stream ended in 'Invalid argument ... This is a bug'): such audio
+    is skipped and counted, and the audio written stays in order. AAC is copied; Opus (which HLS cannot
+    carry) comes decoded and is encoded to AAC."""
+    import av
+
+    from media.live_source import LiveAudio
+    from tests.media_factory import make_video
+
+    clip = make_video(tmp_path / name, 32, 24, Fraction(25), 25, audio=codec)
+    with av.open(str(clip)) as source:
+        audio = source.streams.audio[0]
+        packets = [p for p in source.demux(audio) if p.size]
+        items = [f for p in packets for f in p.decode()] if decoded else packets
+        times = [Fraction(i.pts) * i.time_base for i in items]
+        output = LiveOutput(str(tmp_path / "out.m3u8"), 64, 48, Fraction(25), audio=audio, segment_seconds=1)
+        assert output.needs_decoded_audio is decoded
+        order = [*range(8), 4, *range(8, len(items))]  # the 5th item again after the 8th: not after it
+        for index in order:
+            output.put_audio(LiveAudio(items[index], times[index]), -times[0])
+        black = np.zeros((48, 64, 3), np.uint8)
+        for frame in range(25):
+            assert output.write(black, Fraction(frame, 25))
+        output.close()
+    assert output.audio_dropped == 1 and output.audio_packets == len(items)
+    with av.open(str(tmp_path / "out.m3u8")) as result:
+        dts = [p.dts for p in result.demux(result.streams.audio[0]) if p.dts is not None]
+    assert len(dts) >= 0.9 * len(items) and dts == sorted(dts) and len(set(dts)) == len(dts)

@@ -9,7 +9,8 @@
 
 The source's audio goes straight from the reader to the output (copied, or re-encoded to AAC when the
 output cannot carry it) on the same clock as the video: output time = source time - the first item's
-time (after a reconnect, the gap the stall took is kept, so the audio stays with its pictures).
+time (after a reconnect, the gap the stall took is kept, so the audio stays with its pictures; a live
+source's clock that jumps while it streams on is followed across the jump: ``vsr.job.live_clock``).
 
 Latency is bounded: a live source (network, device, a file with ``realtime``) never waits for the engine.
 Each frame waits in ``pending`` until the engine is free. While the engine keeps up with the source, the
@@ -45,6 +46,7 @@ import media
 from media.live_output import LiveOutput, check_destination
 from media.live_source import LiveAudio, LiveFrame, LiveSource
 from vsr.job.encode_thread import EncodeThread
+from vsr.job.live_clock import Jump, SourceClock
 from vsr.job.live_stats import LiveCounters, LiveStatus
 from vsr.job.resize import resize_rgb
 from vsr.options import AUTO_CODEC, OptionsError, UpscaleOptions
@@ -280,7 +282,7 @@ class LiveStream:
                 self._cond.notify_all()
 
     def _read_all(self, output: LiveOutput, cancel: threading.Event) -> None:
-        clock = _Clock()
+        clock = SourceClock(follow_jumps=not self.recording)
         attempts = 0
         first_reason: str | None = None
         source = self.source
@@ -314,7 +316,7 @@ class LiveStream:
             source = reopened
             clock.reconnected()
 
-    def _forward(self, source: LiveSource, clock: "_Clock", output: LiveOutput, cancel: threading.Event) -> bool:
+    def _forward(self, source: LiveSource, clock: SourceClock, output: LiveOutput, cancel: threading.Event) -> bool:
         """Hand ``source``'s frames (to the engine's list) and audio (to the output) on, on the output's
         clock, until it ends or the stream stops; whether anything came."""
         came = False
@@ -322,7 +324,9 @@ class LiveStream:
             if cancel.is_set() or self._stop.is_set():
                 break
             came = True
-            shift = clock.shift(item.time)
+            shift = clock.shift(item.time, "audio" if isinstance(item, LiveAudio) else "video")
+            for jump in clock.jumps():
+                self._jumped(jump)
             if self.settings.realtime and self.recording:
                 clock.pace(item.time, self._stop)
             if isinstance(item, LiveAudio):
@@ -330,6 +334,16 @@ class LiveStream:
             else:
                 self._put(LiveFrame(item.frame, item.time + shift, item.arrival, item.index, item.tags))
         return came
+
+    def _jumped(self, jump: Jump) -> None:
+        """The source's clock jumped while it streamed on (a sender restarted within the time-out, an HLS
+        discontinuity): said, and its next picture is upscaled as a first frame, as after a reconnect."""
+        way = f"back {-jump.seconds:.2f} s" if jump.seconds < 0 else f"ahead {jump.seconds:.1f} s"
+        level = logging.WARNING if abs(jump.seconds) >= 1 else logging.INFO  # a small one: timestamp jitter
+        logger.log(level, "%s: the source's clock jumped %s (its sender restarted, or a discontinuity); the "
+                   "output's clock goes on without the jump", self.url, way)
+        with self._cond:
+            self._new_source = True
 
     def _reopen(self, old: LiveSource) -> LiveSource | None:
         """The source opened again (a ``_Failed`` one when that fails: its next ``read`` ends at once); None
@@ -401,41 +415,6 @@ class _Preroll:
         self._stop.set()
         self._thread.join(wait)  # a silent source answers within its time-out
         return self.skipped
-
-
-class _Clock:
-    """Source time -> output time: the first item is 0; after a reconnect the new source's first item
-    goes on from the last one plus the wall time the gap took. ``pace`` sleeps a file to real time."""
-
-    def __init__(self) -> None:
-        self._offset: Fraction | None = None
-        self._last: tuple[Fraction, float] | None = None  # (output time, monotonic) of the newest item
-        self._resync = False
-        self._wall0: float | None = None
-
-    def shift(self, time_: Fraction) -> Fraction:
-        now = time.monotonic()
-        if self._offset is None:
-            self._offset = -time_
-        elif self._resync and self._last is not None:
-            self._offset = self._last[0] + Fraction(max(now - self._last[1], 0.001)).limit_denominator(1000) - time_
-            self._resync = False
-        out = time_ + self._offset
-        if self._last is None or out > self._last[0]:
-            self._last = (out, now)
-        return self._offset
-
-    def reconnected(self) -> None:
-        self._resync = True
-
-    def pace(self, time_: Fraction, stop: threading.Event) -> None:
-        assert self._offset is not None
-        at = float(time_ + self._offset)
-        if self._wall0 is None:
-            self._wall0 = time.monotonic() - at
-        delay = self._wall0 + at - time.monotonic()
-        if delay > 0:
-            stop.wait(delay)
 
 
 class _Failed:
