@@ -153,3 +153,29 @@ def test_what_comes_while_the_model_loads_is_skipped_not_piled_up(tmp_path: Path
     assert status.frames_in == status.frames_out + status.dropped
     assert status.dropped <= 3, status  # no burst of stale frames to drop
     assert 25 <= status.frames_in <= 65, status  # the 2 s after the start (and the sender's end), not 5 s
+
+
+def test_a_source_whose_clock_keeps_jumping_is_warned_of_once_in_a_while(tmp_path: Path, caplog) -> None:
+    """Each jump of the source's clock of a second or more is a warning, but not 25 a second from a source
+    that keeps jumping (two senders on one port): one in JUMP_WARN_EVERY_S, the rest at INFO; jitter
+    (a jump under a second) is never a warning. Each one starts the pictures over."""
+    import logging
+
+    from vsr.job.live import JUMP_WARN_EVERY_S
+    from vsr.job.live_clock import Jump
+
+    clip = make_video(tmp_path / "clip.mp4", 32, 24, Fraction(25), 5, audio=None)
+    stream = LiveStream(str(clip), str(tmp_path / "out.m3u8"), build_options({"engine": "bicubic"}),
+                        live_settings())
+    try:
+        with caplog.at_level(logging.INFO, logger="vsr.job.live"):
+            for seconds in (-4.2, 3.1, -0.2, -4.0):
+                stream._jumped(Jump("video", seconds))
+                assert stream._new_source
+                stream._new_source = False
+    finally:
+        stream.close()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "clock jumped" in r.getMessage()]
+    assert [level for level, _ in said] == [logging.WARNING] + [logging.INFO] * 3
+    assert "jumped back 4.20 s" in said[0][1] and "jumped ahead 3.1 s" in said[1][1]
+    assert JUMP_WARN_EVERY_S >= 5

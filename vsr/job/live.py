@@ -54,6 +54,7 @@ from vsr.options import AUTO_CODEC, OptionsError, UpscaleOptions
 logger = logging.getLogger(__name__)
 
 ENCODE_QUEUE = 2
+JUMP_WARN_EVERY_S = 10.0  # a source whose clock keeps jumping: one warning in this time, the rest logged
 _POLL = 0.05
 
 
@@ -134,6 +135,7 @@ class LiveStream:
         self._restart_from: int | None = None  # a reconnect: the first frame of the new source (its index)
         self._new_source = False
         self._resized_from: tuple[int, ...] | None = None  # the last size a frame was resized from
+        self._jump_warned: float | None = None  # when a jump of the source's clock was last warned of
 
     @property
     def size(self) -> tuple[int, int]:
@@ -339,7 +341,12 @@ class LiveStream:
         """The source's clock jumped while it streamed on (a sender restarted within the time-out, an HLS
         discontinuity): said, and its next picture is upscaled as a first frame, as after a reconnect."""
         way = f"back {-jump.seconds:.2f} s" if jump.seconds < 0 else f"ahead {jump.seconds:.1f} s"
-        level = logging.WARNING if abs(jump.seconds) >= 1 else logging.INFO  # a small one: timestamp jitter
+        now = time.monotonic()
+        # a small jump is timestamp jitter; a source that keeps jumping is warned of every so often, not each time
+        said = self._jump_warned is not None and now - self._jump_warned < JUMP_WARN_EVERY_S
+        level = logging.WARNING if abs(jump.seconds) >= 1 and not said else logging.INFO
+        if level == logging.WARNING:
+            self._jump_warned = now
         logger.log(level, "%s: the source's clock jumped %s (its sender restarted, or a discontinuity); the "
                    "output's clock goes on without the jump", self.url, way)
         with self._cond:
