@@ -9,7 +9,8 @@ slow reader loses packets instead of stopping the socket thread).
 
 ``read()`` yields ``LiveFrame`` (a video frame with its source time and arrival time) and
 ``LiveAudio`` (an audio packet, or a decoded audio frame with ``decode_audio``), in the order they
-were demuxed. Colour conversion to RGB is left to ``LiveFrame.rgb()``, so frames a caller drops
+were demuxed. Frames flagged interlaced are deinterlaced (``media.deinterlace``: one frame late, same
+times). Colour conversion to RGB is left to ``LiveFrame.rgb()``, so frames a caller drops
 cost no conversion. Nothing here paces, drops or reconnects: that is the caller's policy.
 """
 
@@ -28,6 +29,7 @@ import av
 import numpy as np
 
 from media.colour import ColourTags, frame_to_rgb, resolve_tags
+from media.deinterlace import Deinterlacer
 from media.errors import MediaError
 from media.ffmpeg_relay import SrtRelay, needs_relay
 
@@ -123,6 +125,8 @@ class LiveSource:
         self.error: str | None = None  # why the last read() ended early, for people
         self._index = 0
         self._relay: SrtRelay | None = None  # srt:// where PyAV's FFmpeg has no SRT (media.ffmpeg_relay)
+        # interlaced frames made whole; kept across read() calls (the preroll's, then the stream's)
+        self._deinterlacer = Deinterlacer(url)
 
     def open(self) -> "LiveSource":
         """Open the source and find its first video and audio streams; ``SourceUnavailable`` naming it."""
@@ -197,19 +201,23 @@ class LiveSource:
                     yield from self._audio(packet)
                     continue
                 for frame in packet.decode():
-                    if frame.pts is None:
-                        continue
-                    self._index += 1
-                    yield LiveFrame(frame, Fraction(frame.pts) * frame.time_base, time.monotonic(), self._index - 1,
-                                    self.tags)
+                    if frame.pts is not None:
+                        yield from map(self._frame, self._deinterlacer.push(frame))
         except av.ExitError:  # the interrupt callback: no data within the time-out
             self.stalled, self.error = True, f"no data for {self.timeout:g} s"
         except (av.FFmpegError, OSError) as exc:
             self.error = _reason(exc, self.timeout, self.url)
             self.stalled = isinstance(exc, (TimeoutError, av.error.TimeoutError))
+        yield from map(self._frame, self._deinterlacer.flush())  # the last picture an interlaced source made
         if self.error is not None and (failure := self._relay_failure()):
             self.error = failure  # the relay's connection ended: its reason, not the loopback's silence
         log.info("%s: reading ended (%s)", self.url, self.error or "end of the source")
+
+    def _frame(self, pair: tuple[av.VideoFrame, av.VideoFrame]) -> LiveFrame:
+        picture, source = pair  # deinterlaced when the source is interlaced (media.deinterlace)
+        self._index += 1
+        return LiveFrame(picture, Fraction(source.pts) * source.time_base, time.monotonic(), self._index - 1,
+                         self.tags)
 
     def _audio(self, packet: av.Packet) -> Iterator[LiveAudio]:
         if packet.pts is None:

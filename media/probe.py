@@ -85,6 +85,7 @@ class VideoStreamInfo:
     variable_rate: bool
     bit_rate: int | None
     hdr: HdrInfo = HdrInfo()  # HDR10 static metadata / Dolby Vision of the first frame (media.hdr)
+    interlaced: bool = False  # the first frame is interlaced: the reader deinterlaces (media.deinterlace)
 
     @property
     def frame_duration(self) -> Fraction:
@@ -416,6 +417,7 @@ def _video_info(
         variable_rate=variable,
         bit_rate=stream.bit_rate or None,
         hdr=hdr_from_frame(first) if first is not None else HdrInfo(),
+        interlaced=bool(first is not None and first.interlaced_frame),
     )
 
 

@@ -1,6 +1,7 @@
 """``FrameReader``: decode a video in a background thread into RGB frames with exact timestamps.
 
-One thread demuxes and decodes (FFmpeg's own frame threads inside), converts each picture to RGB
+One thread demuxes and decodes (FFmpeg's own frame threads inside), deinterlaces the frames flagged
+interlaced (``media.deinterlace``: same count and timestamps), converts each picture to RGB
 with the source's colour matrix and range, and hands ``Frame``s over a bounded queue, so decoding
 overlaps whatever the caller does with the frames and memory stays flat however long the video is.
 Any error in that thread is re-raised in the caller, naming the frame where it happened.
@@ -21,6 +22,7 @@ import av
 import numpy as np
 
 from media.colour import frame_to_rgb
+from media.deinterlace import deinterlaced
 from media.errors import (
     DecodeError,
     InvalidTrim,
@@ -194,14 +196,16 @@ class FrameReader:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if self._seek:
-                container.seek(int(self.abs_start / tb), stream=stream, backward=True, any_frame=False)
+                # an interlaced picture is made from its neighbours: decode the one before ``start`` too
+                before = v.frame_duration if v.interlaced else 0
+                container.seek(int((self.abs_start - before) / tb), stream=stream, backward=True, any_frame=False)
             index = 0
             last_pts: Fraction | None = None
             warned_alpha = False
-            frames = container.decode(stream)
+            frames = deinterlaced(container.decode(stream), str(self.path))
             while True:
                 try:
-                    frame = next(frames)
+                    picture, frame = next(frames)
                 except StopIteration:
                     break
                 except av.FFmpegError as exc:
@@ -223,7 +227,7 @@ class FrameReader:
                     log.warning("%s: seek to %.3f s landed at %.3f s; decoding from the beginning instead",
                                 self.path, float(self.abs_start), float(pts))
                     container.seek(0, stream=stream)
-                    frames = container.decode(stream)
+                    frames = deinterlaced(container.decode(stream), str(self.path))
                     self._seek = False
                     continue
                 if self._has_end and pts >= self.abs_end:
@@ -245,7 +249,7 @@ class FrameReader:
                     log.warning("%s: the video has an alpha channel (transparency); it is dropped, only the "
                                 "colour picture is read", self.path)
                     warned_alpha = True
-                rgb = frame_to_rgb(frame, v.colour, str(self.path), deep=self.deep)
+                rgb = frame_to_rgb(picture, v.colour, str(self.path), deep=self.deep)
                 duration = Fraction(frame.duration) * tb if frame.duration else None
                 if not self._put(Frame(index, pts, rgb, duration)):
                     return None

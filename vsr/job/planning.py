@@ -414,6 +414,9 @@ def _decide(
         notes.append(f"the source's pixel aspect ratio {v.sample_aspect_ratio} becomes square pixels in the output")
     if v.variable_rate:
         notes.append("variable frame rate: every frame keeps its own timestamp")
+    if v.interlaced:
+        notes.append("the source is interlaced: each frame is deinterlaced (FFmpeg's bwdif) before it is upscaled, "
+                     "at the same frame rate")
     if v.has_alpha:
         notes.append("the source's transparency (alpha channel) is dropped: only the colour picture is "
                      "upscaled and the output is opaque")
