@@ -61,6 +61,33 @@ def test_an_existing_output_needs_overwrite(tmp_path: Path, monkeypatch, capsys)
     assert media.probe(out).video.width == 128
 
 
+def test_an_output_folder_gets_the_file_named_as_vsr_batch_names_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`-o FOLDER` (as with cp) writes FOLDER/<name>_4x<suffix>. It said "FOLDER already exists. Pass
+    --overwrite", and with --overwrite failed on ": a suffix-less file cannot hold h264 video"."""
+    isolate_environment(monkeypatch, tmp_path, STREAM_DIFFVSR_ENGINE="bicubic")
+    src = make_video(tmp_path / "clip.mkv", 32, 24, 25, 4, audio=None)
+    folder = tmp_path / "outs"
+    folder.mkdir()
+    assert main(["upscale", str(src), "-o", str(folder), "--preset", "ultrafast"]) == 0, capsys.readouterr().err
+    assert [p.name for p in folder.iterdir()] == ["clip_4x.mp4"]
+    assert media.probe(folder / "clip_4x.mp4").video.frame_count == 4
+    assert "clip_4x.mp4: all" in capsys.readouterr().out
+    # again: the file in the folder is what already exists, and --overwrite replaces it
+    assert main(["upscale", str(src), "-o", f"{folder}/"]) == 2
+    assert capsys.readouterr().err.strip() == (f"vsr: error: {folder / 'clip_4x.mp4'} already exists. Pass "
+                                               "--overwrite to replace it, or choose another name.")
+    assert main(["upscale", str(src), "-o", str(folder), "--overwrite", "--codec", "ffv1"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["clip_4x.mkv", "clip_4x.mp4"]  # the codec's container
+
+
+def test_an_output_folder_that_does_not_exist_is_named(tmp_path: Path, monkeypatch, capsys) -> None:
+    isolate_environment(monkeypatch, tmp_path, STREAM_DIFFVSR_ENGINE="bicubic")
+    src = make_video(tmp_path / "in.mp4", 32, 24, 25, 4, audio=None)
+    assert main(["upscale", str(src), "-o", f"{tmp_path / 'missing'}/"]) == 3
+    assert capsys.readouterr().err.strip() == (f"vsr: error: {tmp_path / 'missing'}: the output folder does not "
+                                               "exist. Create it or choose another output path.")
+
+
 @pytest.mark.slow
 def test_gradio_sample_video_trimmed_with_audio_in_sync(tmp_path: Path, monkeypatch, gradio_videos: Path,
                                                         capsys) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import textwrap
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Upscale INPUT into OUTPUT in one streaming pass, then verify it.")
     up.add_argument("input", metavar="INPUT", help="the video to upscale")
     up.add_argument("-o", "--output", required=True, metavar="OUTPUT",
-                    help="the file to write (.mp4, .mov, .mkv, .webm); written atomically")
+                    help="the file to write (.mp4, .mov, .mkv, .webm), or a folder for NAME_4x.mp4; written atomically")
     up.add_argument("--overwrite", action="store_true",
                     help="replace OUTPUT if it exists, and start over instead of resuming a previous run")
     up.add_argument("--resume", action="store_true",
@@ -303,7 +304,7 @@ def _upscale(args: argparse.Namespace) -> int:
         from vsr.job.cluster import require_ray
 
         require_ray("--cluster" if args.cluster else "--workers")
-    output = Path(args.output)
+    output = _output_file(args, options)
     if output.exists() and not args.overwrite:
         raise _UsageError(f"{output} already exists. Pass --overwrite to replace it, or choose another name.")
     folder = checkpoint.checkpoint_dir_for(output)
@@ -332,6 +333,22 @@ def _upscale(args: argparse.Namespace) -> int:
     print(done_line(result, job), flush=True)
     print(result.report.to_text(), flush=True)
     return EXIT_OK
+
+
+def _output_file(args: argparse.Namespace, options: Any) -> Path:
+    """``-o`` as given, or, when it names a folder (one that exists, or a path ending in ``/``), the file in
+    it named as ``vsr batch`` names it: ``<input name>_4x<the codec's container>``."""
+    import media
+    from vsr.job import batch, estimator_for, plan
+
+    output = Path(args.output)
+    if not output.is_dir() and not args.output.endswith(("/", os.sep)):
+        return output
+    if not output.is_dir():
+        raise media.OutputNotWritable(f"{output}: the output folder does not exist. Create it or choose another "
+                                      "output path.", output)
+    job = plan(Path(args.input), options, estimator=estimator_for(options, on_measure=_say_measuring))
+    return batch.output_for(Path(args.input), output, job.container_suffix, set())
 
 
 def _job_options(args: argparse.Namespace) -> Any:
