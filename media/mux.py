@@ -204,6 +204,11 @@ class SideStreams:
         self._packets: Any = None
         self._pending: av.Packet | None = None
         self._out = out
+        # Packets the source's MP4 edit list hides (those before a `-c copy` cut; an AAC encoder's priming)
+        # are not part of what plays: an MP4/MOV output hides them again with its own edit list; any other
+        # container would play them (a second of audio before the cut, audio a priming packet early), so
+        # they are left out there. The shown packets are copied unchanged either way.
+        self._keep_discarded = out.format.name in ("mp4", "mov")
         self.other = [a for a in actions if a.kind not in ("audio", "subtitle")]
         actions = tuple(a for a in actions if a.kind in ("audio", "subtitle"))
         for action in self.other:
@@ -241,7 +246,7 @@ class SideStreams:
                 self._packets = None
                 self._finish_transcoders()
                 return
-            if packet.pts is None or packet.size == 0:
+            if packet.pts is None or packet.size == 0 or (packet.is_discard and not self._keep_discarded):
                 continue
             start = Fraction(packet.pts) * Fraction(packet.time_base)
             if until is not None and start > until:

@@ -185,9 +185,15 @@ class _Scan:
     missing_duration: bool = False
     pts: list[int] = dataclasses.field(default_factory=list)
     first_duration: int | None = None
+    discarded: int = 0  # packets marked discard (not counted above)
 
     def add(self, packet: av.Packet, keep_pts: bool) -> None:
+        # A packet marked discard is not shown (an MP4 edit list cuts it: the frames before the key frame a
+        # `-c copy` cut starts from, an audio encoder's priming) and decoders drop it: it is not the stream's.
         if packet.size == 0 or packet.pts is None:
+            return
+        if packet.is_discard:
+            self.discarded += 1
             return
         self.count += 1
         pts, dur = packet.pts, packet.duration or 0
@@ -273,7 +279,7 @@ def _scan_packets(path: Path, container: av.container.InputContainer, vstream: a
     # MP4/MOV headers list every sample, so fewer packets than that means a cut file (AVI headers
     # also count dropped frames, which have no packet, so they are not compared).
     header_frames = (vstream.frames or 0) if "mp4" in container.format.name else 0
-    if header_frames > vscan.count:
+    if header_frames > vscan.count + vscan.discarded:
         raise TruncatedVideo(
             f"{path}: the header announces {header_frames} frames but only {vscan.count} are in the file; it is "
             "truncated. Download or copy it again.",

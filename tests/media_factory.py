@@ -324,3 +324,20 @@ def copy_through(
             writer.write(rgb, frame.pts, frame.duration)
         report = writer.finish()
     return info, report
+
+
+def cut_with_an_edit_list(src: Path, dest: Path, seconds: int = 1) -> Path:
+    """What ``ffmpeg -ss 1 -i src -c copy dest`` makes: the packets from the key frame before the cut, those
+    before it with negative times, which the MP4 edit list has players (and FFmpeg's decoders) discard."""
+    with av.open(str(src)) as source, av.open(str(dest), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        for packet in source.demux():
+            if packet.dts is None:
+                continue
+            shift = round(seconds / packet.time_base)
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dest
+

@@ -11,7 +11,7 @@ import pytest
 
 import media
 from job_support import decode, files_under, isolate_environment
-from media_factory import make_video
+from media_factory import cut_with_an_edit_list, make_video
 from vsr.model.bicubic import BicubicUpscaler
 from vsr.cli import main
 
@@ -78,6 +78,41 @@ def test_an_output_folder_gets_the_file_named_as_vsr_batch_names_it(tmp_path: Pa
                                                "--overwrite to replace it, or choose another name.")
     assert main(["upscale", str(src), "-o", str(folder), "--overwrite", "--codec", "ffv1"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["clip_4x.mkv", "clip_4x.mp4"]  # the codec's container
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_clip_cut_with_an_edit_list_upscales_its_shown_frames_with_audio_in_sync(tmp_path: Path, monkeypatch,
+                                                                                   capsys, suffix: str) -> None:
+    """`ffmpeg -ss 1 -i in.mp4 -c copy cut.mp4` (and many phones' and editors' files): the MP4's edit list
+    hides the packets before the cut. They were counted as frames (100 for 75 shown) and the job failed its
+    verification ("video duration: 3.000 s, expected 4.000 s"); into MKV, which has no edit list, the
+    hidden second of audio was copied too. Now the 75 shown frames come out, and the audio from the cut."""
+    isolate_environment(monkeypatch, tmp_path, STREAM_DIFFVSR_ENGINE="bicubic")
+    src = make_video(tmp_path / "src.mp4", 32, 24, Fraction(25), 100, audio="aac", gop=50)
+    cut = cut_with_an_edit_list(src, tmp_path / "cut.mp4")
+    out = tmp_path / f"out{suffix}"
+    assert main(["upscale", str(cut), "-o", str(out), "--preset", "ultrafast"]) == 0, capsys.readouterr().err
+    info = media.probe(out)
+    assert info.video.frame_count == 75 and info.video.duration == 3
+    assert abs(info.audio[0].start_time - info.video.start_time) <= Fraction(1, 25)
+    assert abs(info.audio[0].duration - 3) <= Fraction(1, 20)
+    shown, made = decode(cut), decode(out)
+    assert len(shown) == 75 and [f.pts - made[0].pts for f in made] == [f.pts - shown[0].pts for f in shown]
+
+
+@pytest.mark.parametrize("rate", [8000, 22050])
+def test_audio_at_a_low_sample_rate_encoded_to_aac_stays_in_sync(tmp_path: Path, monkeypatch, capsys,
+                                                                rate: int) -> None:
+    """PCM at 8 or 22.05 kHz (a phone, an old AVI) is encoded to AAC for MP4. The encoder's priming (1024
+    samples: 128 ms at 8 kHz, more than a frame) was counted as the audio's start, and the job failed its
+    verification ("audio starts -128.0 ms from the video"); the MP4's edit list hides it from players."""
+    isolate_environment(monkeypatch, tmp_path, STREAM_DIFFVSR_ENGINE="bicubic")
+    src = make_video(tmp_path / "in.mkv", 32, 24, 30, 30, audio="pcm", sample_rate=rate, channels=1)
+    out = tmp_path / "out.mp4"
+    assert main(["upscale", str(src), "-o", str(out), "--preset", "ultrafast"]) == 0, capsys.readouterr().err
+    info = media.probe(out)
+    assert info.audio[0].codec == "aac" and info.audio[0].sample_rate == rate
+    assert abs(info.audio[0].start_time - info.video.start_time) <= Fraction(1, 1000)
 
 
 def test_an_output_folder_that_does_not_exist_is_named(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -23,7 +23,7 @@ from media import (
     ZeroFrames,
     probe,
 )
-from media_factory import SUBTITLE_CUES, make_audio_only, make_picture, make_video
+from media_factory import SUBTITLE_CUES, cut_with_an_edit_list, make_audio_only, make_picture, make_video
 
 
 @pytest.mark.parametrize(
@@ -285,3 +285,19 @@ def test_colour_matrix_we_cannot_convert_is_refused(tmp_path: Path) -> None:
         out.mux(stream.encode(None))
     with pytest.raises(UnsupportedPixelFormat, match="ycgco.*Convert the video"):
         probe(path)
+
+
+def test_packets_an_edit_list_discards_are_not_counted(tmp_path: Path) -> None:
+    """They are not shown, and the decoder drops them: counted, the frame count (and the audio's start)
+    were a second too early, and every job on such a file failed its verification."""
+    src = make_video(tmp_path / "src.mp4", 64, 48, Fraction(25), 100, audio="aac", gop=50)
+    cut = cut_with_an_edit_list(src, tmp_path / "cut.mp4")
+    with av.open(str(cut)) as container:
+        assert sum(p.is_discard for p in container.demux(video=0)) == 25  # the file is what the test wants
+    with av.open(str(cut)) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    info = probe(cut)
+    assert info.video.frame_count == decoded == 75
+    assert info.video.start_time == 0 and info.video.duration == 3
+    assert info.audio[0].start_time is not None and abs(info.audio[0].start_time) <= Fraction(1, 25)
+    assert abs(info.audio[0].duration - 3) <= Fraction(1, 20)

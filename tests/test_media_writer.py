@@ -29,10 +29,11 @@ from media_factory import SUBTITLE_CUES, copy_through, make_video, pattern
 
 
 def packets(path: Path, kind: str, n: int = 0) -> list[tuple[int | None, bytes]]:
-    """(pts, payload) of every non-empty packet of the n-th ``kind`` stream."""
+    """(pts, payload) of every non-empty packet of the n-th ``kind`` stream that plays (not one an MP4 edit
+    list hides, such as an AAC encoder's priming, which an MKV output leaves out)."""
     with av.open(str(path)) as c:
         stream = getattr(c.streams, kind)[n]
-        return [(p.pts, bytes(p)) for p in c.demux(stream) if p.size]
+        return [(p.pts, bytes(p)) for p in c.demux(stream) if p.size and not p.is_discard]
 
 
 def pts_list(path: Path) -> list[Fraction]:
