@@ -110,6 +110,9 @@ class AudioStreamInfo:
     packet_duration: Fraction | None
     packets: int
     bit_rate: int | None
+    # When the first decoded sound plays: after ``start_time`` when the decoder needs packets before it gives
+    # sound (WMA); a track encoded anew starts there, as it does in a player. None when nothing decoded.
+    first_sound: Fraction | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+LISTEN_PACKETS = 16  # audio packets decoded at most to find a stream's first sound
+
+
 @dataclass
 class _Scan:
     """Packet statistics of one stream, gathered in the single demux pass."""
@@ -186,6 +192,8 @@ class _Scan:
     pts: list[int] = dataclasses.field(default_factory=list)
     first_duration: int | None = None
     discarded: int = 0  # packets marked discard (not counted above)
+    first_sound: Fraction | None = None  # audio: when the first decoded samples play (seconds)
+    _listened: int = 0  # audio packets decoded to find it
 
     def add(self, packet: av.Packet, keep_pts: bool) -> None:
         # A packet marked discard is not shown (an MP4 edit list cuts it: the frames before the key frame a
@@ -205,6 +213,21 @@ class _Scan:
         self.end_pts = pts + dur if self.end_pts is None else max(self.end_pts, pts + dur)
         if keep_pts:
             self.pts.append(pts)
+
+    def listen(self, packet: av.Packet) -> None:
+        """Audio: decode the first packets until sound comes out (some decoders, WMA's, need a few first)."""
+        if self.first_sound is not None or self._listened >= LISTEN_PACKETS or packet.size == 0:
+            return
+        self._listened += 1
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            self._listened = LISTEN_PACKETS  # an undecodable start: the packets' times stand
+            return
+        for frame in frames:
+            if frame.pts is not None:
+                self.first_sound = Fraction(frame.pts) * frame.time_base
+                return
 
 
 def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
@@ -265,6 +288,8 @@ def _scan_packets(path: Path, container: av.container.InputContainer, vstream: a
     try:
         for packet in container.demux():
             scans[packet.stream.index].add(packet, keep_pts=packet.stream.index == vstream.index)
+            if packet.stream.type == "audio":
+                scans[packet.stream.index].listen(packet)
     except av.FFmpegError as exc:
         got = scans[vstream.index].count
         raise TruncatedVideo(
@@ -484,6 +509,7 @@ def _audio_info(stream: av.AudioStream, scan: _Scan) -> AudioStreamInfo:
         packet_duration=Fraction(scan.first_duration) * tb if scan.first_duration else None,
         packets=scan.count,
         bit_rate=ctx.bit_rate or None,
+        first_sound=scan.first_sound,
     )
 
 

@@ -145,21 +145,29 @@ def _audio_checks(
                                 f"{oa.packets} packets (the source has {a.packets})"))
             continue
         a_end = a.start_time + a.duration
+        # A track encoded anew starts where its decoder gives the first sound (WMA's needs two packets first).
+        a_start = a.first_sound if a.codec != oa.codec and a.first_sound is not None else a.start_time
         if trimmed:
-            want = max(Fraction(0), min(a_end, abs_end) - max(a.start_time, abs_start))
-            want_offset = max(a.start_time, abs_start) - max(v.start_time, abs_start)
+            want = max(Fraction(0), min(a_end, abs_end) - max(a_start, abs_start))
+            want_offset = max(a_start, abs_start) - max(v.start_time, abs_start)
         else:
-            want, want_offset = a.duration, a.start_time - v.start_time
+            want, want_offset = a_end - a_start, a_start - v.start_time
         packet = max(a.packet_duration or Fraction(0), oa.packet_duration or Fraction(0))
-        # Stream copy cuts whole packets (one per end when trimmed); a transcode adds the encoder's priming.
-        tol = packet * (2 if trimmed or a.codec != oa.codec else 1) + oa.time_base
-        checks.append(Check(f"audio track {n} duration", abs(oa.duration - want) <= tol,
-                            f"{_s(oa.duration)} of {oa.codec}, expected {_s(want)} (within {_s(tol)})"))
+        # Stream copy cuts whole packets (one per end when trimmed); a transcode adds the encoder's priming:
+        # one packet of silence before the first sound, which an MP4 hides only when the sound starts at 0.
+        transcoded = a.codec != oa.codec
+        priming = (oa.packet_duration or Fraction(0)) if transcoded else Fraction(0)
+        tol = packet * (2 if trimmed or transcoded else 1) + oa.time_base
+        checks.append(Check(f"audio track {n} duration", -tol <= oa.duration - want <= tol + priming,
+                            f"{_s(oa.duration)} of {oa.codec}, expected {_s(want)} (within {_s(tol)}"
+                            + (f", plus {_s(priming)} of the encoder's priming)" if transcoded else ")")))
         offset = oa.start_time - ov.start_time
         tol_o = v.frame_duration
-        checks.append(Check(f"audio track {n} sync", abs(offset - want_offset) <= tol_o,
+        checks.append(Check(f"audio track {n} sync", -tol_o - priming <= offset - want_offset <= tol_o,
                             f"audio starts {float(offset) * 1000:+.1f} ms from the video, the source "
-                            f"{float(want_offset) * 1000:+.1f} ms (within one frame, {float(tol_o) * 1000:.1f} ms)"))
+                            f"{float(want_offset) * 1000:+.1f} ms (within one frame, {float(tol_o) * 1000:.1f} ms"
+                            + (f", or earlier by the encoder's priming, {float(priming) * 1000:.1f} ms)"
+                               if transcoded else ")")))
     return checks
 
 
