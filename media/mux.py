@@ -122,6 +122,8 @@ def _other_action(o: OtherStreamInfo, fmt: str) -> StreamAction:
         return StreamAction(o.index, "attachment", name, name, "copied")
     if o.kind == "attachment":
         reason = f"a {fmt} file cannot hold attachments such as fonts for styled subtitles; write .mkv to keep it"
+    elif o.kind == "video":
+        reason = "one video is upscaled, the one with the most frames; this one is a cover picture or another view"
     else:
         reason = f"{o.kind} streams (timecode, metadata) are not part of the picture or sound"
     return StreamAction(o.index, o.kind, name, "", "dropped", reason)
@@ -228,7 +230,7 @@ class SideStreams:
             self.tracks[action.source_index] = _Track(action, src, out)
         if trimmed and abs_start > source.video.start_time:
             vtb = source.video.time_base
-            self._input.seek(int(abs_start / vtb), stream=self._input.streams.video[0], backward=True)
+            self._input.seek(int(abs_start / vtb), stream=self._input.streams[source.video.index], backward=True)
         self._packets = self._input.demux([t.src for t in self.tracks.values()])
 
     @property

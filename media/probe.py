@@ -130,8 +130,9 @@ class SubtitleStreamInfo:
 
 @dataclass(frozen=True)
 class OtherStreamInfo:
-    """A stream that is neither picture, sound nor subtitles: an attachment (e.g. a font for styled
-    subtitles in Matroska; ``name`` is its file name) or a data stream (e.g. a camera's timecode)."""
+    """A stream that is neither the video to upscale, sound nor subtitles: an attachment (e.g. a font for
+    styled subtitles in Matroska; ``name`` is its file name), a data stream (e.g. a camera's timecode) or
+    another video stream (a cover picture; ``name`` is its codec)."""
 
     index: int
     kind: str
@@ -255,14 +256,17 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
             else:
                 what = f"a file with only {', '.join(kinds)} streams" if kinds else "a file with no streams at all"
             raise NoVideoStream(f"{path}: {what}, there is no video stream to upscale. Choose a video file.", path)
-        vstream = container.streams.video[0]
-        scans = _scan_packets(path, container, vstream)
+        if all(v.disposition & _COVER for v in container.streams.video):
+            raise NoVideoStream(f"{path}: an audio file with a cover picture; there is no video to upscale. "
+                                "Choose a video file.", path)
+        scans, vstream = _scan_packets(path, container)
         _refuse_still_picture(path, container, vstream, scans[vstream.index].count)
         vinfo = _video_info(path, container, vstream, scans[vstream.index])
         audio = tuple(_audio_info(s, scans[s.index]) for s in container.streams.audio)
         subs = tuple(_subtitle_info(s, scans[s.index]) for s in container.streams.subtitles)
         duration = Fraction(container.duration, av.time_base) if container.duration else None
-        other = tuple(_other_info(s) for s in container.streams if s.type not in ("video", "audio", "subtitle"))
+        other = tuple(_other_info(s) for s in container.streams
+                      if s.type not in ("audio", "subtitle") and s.index != vstream.index)
         name = container_name(path, container.format.name, container.format.long_name)
         info = MediaInfo(path, container.format.name, path.stat().st_size, duration, vinfo, audio, subs, other, name)
 
@@ -283,21 +287,24 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
     return info
 
 
-def _scan_packets(path: Path, container: av.container.InputContainer, vstream: av.VideoStream) -> dict[int, _Scan]:
+def _scan_packets(path: Path, container: av.container.InputContainer) -> tuple[dict[int, _Scan], av.VideoStream]:
+    """Every stream's packets in one demux pass, and the video to upscale (``main_video``)."""
     scans = {s.index: _Scan() for s in container.streams}
+    videos = _moving_videos(container)
     try:
         for packet in container.demux():
-            scans[packet.stream.index].add(packet, keep_pts=packet.stream.index == vstream.index)
+            scans[packet.stream.index].add(packet, keep_pts=packet.stream in videos)
             if packet.stream.type == "audio":
                 scans[packet.stream.index].listen(packet)
     except av.FFmpegError as exc:
-        got = scans[vstream.index].count
+        got = max(scans[v.index].count for v in videos)
         raise TruncatedVideo(
             f"{path}: the file breaks after video frame {got} ({reason(exc)}); it is truncated or damaged. "
             "Download or copy it again; frames before the break would not be the whole video.",
             path,
             frame_index=got,
         ) from exc
+    vstream = max(videos, key=lambda v: (scans[v.index].count, bool(v.disposition & _DEFAULT), -v.index))
     vscan = scans[vstream.index]
     if vscan.count == 0:
         raise ZeroFrames(f"{path}: the video stream holds no frames. Choose a video that has pictures.", path)
@@ -311,7 +318,17 @@ def _scan_packets(path: Path, container: av.container.InputContainer, vstream: a
             path,
             frame_index=vscan.count,
         )
-    return scans
+    return scans, vstream
+
+
+_DEFAULT = av.stream.Disposition.default
+_COVER = av.stream.Disposition.attached_pic
+
+
+def _moving_videos(container: av.container.InputContainer) -> list[av.VideoStream]:
+    """The video streams that can be the video to upscale: not a cover picture (``attached_pic``). Of these
+    the one with the most frames is taken (a cover that is not marked as one has a single frame)."""
+    return [v for v in container.streams.video if not v.disposition & _COVER]
 
 
 # FFmpeg reads a picture file with ``image2`` (by file name) or a content-probed ``<codec>_pipe``
@@ -530,6 +547,8 @@ def _other_info(stream: av.stream.Stream) -> OtherStreamInfo:
     if stream.type == "attachment":
         data = stream.data
         return OtherStreamInfo(stream.index, "attachment", stream.name, stream.mimetype, len(data) if data else 0)
+    if stream.type == "video":
+        return OtherStreamInfo(stream.index, "video", stream.codec.canonical_name, None, None)
     meta = stream.metadata or {}
     name = meta.get("handler_name") or meta.get("title") or getattr(stream, "name", None)
     return OtherStreamInfo(stream.index, stream.type, name, None, None)

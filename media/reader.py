@@ -193,7 +193,7 @@ class FrameReader:
         tb = v.time_base
         container = av.open(str(self.path), metadata_errors="replace")
         try:
-            stream = container.streams.video[0]
+            stream = container.streams[v.index]  # the video the probe chose (not a cover picture)
             stream.thread_type = "AUTO"
             if self._seek:
                 # an interlaced picture is made from its neighbours: decode the one before ``start`` too

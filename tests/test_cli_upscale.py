@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -165,6 +166,66 @@ def test_a_windows_media_file_with_wma_audio_upscales_in_sync(tmp_path: Path, mo
     assert main(["upscale", str(src), "-o", str(out), "--preset", "ultrafast"]) == 0, capsys.readouterr().err
     assert "wmav2 -> aac, transcoded" in capsys.readouterr().out
     assert abs(_sound_onset_after_first_picture(out) - _sound_onset_after_first_picture(src)) <= 1 / 25
+
+
+def _with_a_cover_picture_first(src: Path, dest: Path, *, attached: bool) -> Path:
+    """``src`` with a one-picture JPEG video stream in front of its own (cover art; ``attached``: marked as
+    such, as MP4 taggers do; else unmarked)."""
+    import av
+
+    with av.open(str(src)) as source, av.open(str(dest), "w") as out:
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 40, 40, "yuvj420p"
+        if attached:
+            cover.disposition = av.stream.Disposition.attached_pic
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        picture = av.VideoFrame.from_ndarray(np.full((40, 40, 3), 200, np.uint8), format="rgb24")
+        picture.pts, picture.time_base = 0, Fraction(1)
+        for packet in cover.encode(picture) + cover.encode(None):
+            out.mux(packet)
+        for packet in source.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return dest
+
+
+@pytest.mark.parametrize("suffix, attached", [(".mkv", False), (".mp4", True)], ids=["unmarked", "attached_pic"])
+def test_a_cover_picture_before_the_video_is_not_taken_for_the_video(tmp_path: Path, monkeypatch, capsys,
+                                                                    suffix: str, attached: bool) -> None:
+    """A file whose first video stream is a cover picture: its one frame was upscaled and "verified" (0.04 s
+    of picture with 2 s of sound). The video to upscale is the one that moves: not a cover, the most frames."""
+    isolate_environment(monkeypatch, tmp_path, STREAM_DIFFVSR_ENGINE="bicubic")
+    src = make_video(tmp_path / f"src{suffix}", 32, 24, Fraction(25), 50, audio="aac")
+    both = _with_a_cover_picture_first(src, tmp_path / f"both{suffix}", attached=attached)
+    out = tmp_path / "out.mkv"
+    assert main(["upscale", str(both), "-o", str(out), "--preset", "ultrafast"]) == 0, capsys.readouterr().err
+    said = capsys.readouterr().out
+    assert f"Input:    both{suffix}: 32x24, 25 fps" in said
+    assert re.search(r"Track:    video #[02] \(mjpeg\): not carried \(one video is upscaled", said)  # said
+    info = media.probe(out)
+    assert (info.video.width, info.video.height, info.video.frame_count) == (128, 96, 50)
+    assert len(info.audio) == 1 and abs(info.audio[0].duration - 2) <= Fraction(1, 20)
+
+
+def test_an_audio_file_with_a_cover_picture_is_not_a_video(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A song with its cover (an M4A, an MP3 in MP4): its one picture would have been "upscaled" as a
+    one-frame video with the whole song beside it."""
+    import av
+
+    isolate_environment(monkeypatch, tmp_path, STREAM_DIFFVSR_ENGINE="bicubic")
+    src = make_video(tmp_path / "src.mp4", 32, 24, Fraction(25), 25, audio="aac")
+    with av.open(str(src)) as source, av.open(str(tmp_path / "sound.mp4"), "w") as out:
+        stream = out.add_stream_from_template(source.streams.audio[0])
+        for packet in source.demux(source.streams.audio[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    song = _with_a_cover_picture_first(tmp_path / "sound.mp4", tmp_path / "song.mp4", attached=True)
+    with av.open(str(song)) as container:
+        assert [v.disposition & av.stream.Disposition.attached_pic for v in container.streams.video] == [1024]
+    assert main(["upscale", str(song), "-o", str(tmp_path / "out.mp4")]) == 3
+    assert "an audio file with a cover picture; there is no video to upscale" in capsys.readouterr().err
 
 
 def test_an_output_folder_that_does_not_exist_is_named(tmp_path: Path, monkeypatch, capsys) -> None:
