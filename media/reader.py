@@ -207,6 +207,13 @@ class FrameReader:
                 try:
                     picture, frame = next(frames)
                 except StopIteration:
+                    if index == 0 and self._seek:  # landed past the last key frame (an MPEG-TS has no index)
+                        log.warning("%s: seek to %.3f s found no frame; decoding from the beginning instead",
+                                    self.path, float(self.abs_start))
+                        container.seek(0, stream=stream)
+                        frames = deinterlaced(container.decode(stream), str(self.path))
+                        self._seek = False
+                        continue
                     break
                 except av.FFmpegError as exc:
                     raise DecodeError(

@@ -92,6 +92,18 @@ def test_trim_seeks_instead_of_decoding_everything(tmp_path: Path) -> None:
     assert decoded < 15 + 15 + 2  # from the keyframe before `start`, not from frame 0
 
 
+def test_a_trim_of_an_mpeg_ts_with_one_key_frame_reads_from_the_start(tmp_path: Path) -> None:
+    """An MPEG-TS has no index: a seek to a time after its only key frame lands past it, where nothing
+    decodes, and a trim of a camcorder's or a recorder's .ts / .m2ts said "no frame between 0.200 s and
+    0.600 s". The reader then decodes from the start instead."""
+    path = make_video(tmp_path / "rec.ts", 64, 48, Fraction(25), 50, gop=250, audio=None)
+    start = probe(path).video.start_time
+    with FrameReader(path, start=Fraction(1, 5), end=Fraction(3, 5)) as reader:
+        got = list(reader)
+    assert [f.pts - start for f in got] == [Fraction(i, 25) for i in range(5, 15)]
+    assert np.abs(got[0].rgb.astype(int) - pattern(64, 48, 5)).mean() < 4
+
+
 @pytest.mark.parametrize(("start", "end"), [(Fraction(-1), None), (Fraction(1), Fraction(1)), (Fraction(5), None)])
 def test_bad_trim(tmp_path: Path, start: Fraction, end: Fraction | None) -> None:
     path = make_video(tmp_path / "c.mp4", frames=30, audio=None)
