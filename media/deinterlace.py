@@ -26,7 +26,7 @@ import av.filter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Deinterlacer", "FILTER", "deinterlaced"]
+__all__ = ["Deinterlacer", "deinterlaced"]
 
 FILTER = "bwdif"  # motion-adaptive (w3fdif + yadif); FFmpeg's best built-in deinterlacer for its speed
 FILTER_ARGS = "mode=send_frame:parity=auto:deint=interlaced"
@@ -37,7 +37,6 @@ class Deinterlacer:
 
     def __init__(self, label: str) -> None:
         self.label = label  # the file or URL, for the log
-        self.active = False  # whether an interlaced frame came (the filter runs from then on)
         self._graph: Any = None
         self._key: tuple[int, int, str] | None = None  # the size and format the filter was made for
         self._sources: deque[av.VideoFrame] = deque()
@@ -49,7 +48,6 @@ class Deinterlacer:
             if not frame.interlaced_frame:
                 return [(frame, frame)]
             self._graph, self._key = _graph(frame), _key(frame)
-            self.active = True
             log.info("%s: the video is interlaced; its interlaced frames are deinterlaced (%s)", self.label, FILTER)
         self._sources.append(frame)
         self._graph.push(frame)

@@ -288,7 +288,8 @@ def probe(path: str | Path, *, max_pixels: int | None = None) -> MediaInfo:
 
 
 def _scan_packets(path: Path, container: av.container.InputContainer) -> tuple[dict[int, _Scan], av.VideoStream]:
-    """Every stream's packets in one demux pass, and the video to upscale (``main_video``)."""
+    """Every stream's packets in one demux pass, and the video to upscale: of ``_moving_videos``, the one
+    with the most frames (then the default one, then the first)."""
     scans = {s.index: _Scan() for s in container.streams}
     videos = _moving_videos(container)
     try:

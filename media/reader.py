@@ -210,9 +210,7 @@ class FrameReader:
                     if index == 0 and self._seek:  # landed past the last key frame (an MPEG-TS has no index)
                         log.warning("%s: seek to %.3f s found no frame; decoding from the beginning instead",
                                     self.path, float(self.abs_start))
-                        container.seek(0, stream=stream)
-                        frames = deinterlaced(container.decode(stream), str(self.path))
-                        self._seek = False
+                        frames = self._from_the_beginning(container, stream)
                         continue
                     break
                 except av.FFmpegError as exc:
@@ -233,9 +231,7 @@ class FrameReader:
                 if index == 0 and self._seek and pts > self.abs_start + v.frame_duration:
                     log.warning("%s: seek to %.3f s landed at %.3f s; decoding from the beginning instead",
                                 self.path, float(self.abs_start), float(pts))
-                    container.seek(0, stream=stream)
-                    frames = deinterlaced(container.decode(stream), str(self.path))
-                    self._seek = False
+                    frames = self._from_the_beginning(container, stream)
                     continue
                 if self._has_end and pts >= self.abs_end:
                     break
@@ -267,6 +263,13 @@ class FrameReader:
             container.close()
         self._check_complete(index, last_pts)
         return index
+
+    def _from_the_beginning(self, container: av.container.InputContainer,
+                            stream: av.VideoStream) -> Iterator[tuple[av.VideoFrame, av.VideoFrame]]:
+        """After a seek that went wrong: the frames again from the first, through a new deinterlacer."""
+        container.seek(0, stream=stream)
+        self._seek = False
+        return deinterlaced(container.decode(stream), str(self.path))
 
     def _frame_pts(self, frame: av.VideoFrame, last_pts: Fraction | None) -> Fraction:
         tb = self.info.video.time_base

@@ -53,8 +53,7 @@ class SourceClock:
         self._resync = False
         self._wall0: float | None = None
         self._pace_offset: Fraction | None = None
-        self._jumps: list[Jump] = []
-        self._lock = threading.Lock()
+        self._jumps: list[Jump] = []  # since the last jumps(); shift() and jumps() run in the reader thread
 
     def shift(self, time_: Fraction, kind: str = "video", now: float | None = None) -> Fraction:
         now = time.monotonic() if now is None else now
@@ -71,7 +70,7 @@ class SourceClock:
             offset = self._after_jump(kind, time_, now)
             if offset is None:  # the first kind to jump: the clock goes on from the newest output time
                 offset = self._continued(time_, now)
-                self._record(Jump(kind, float(time_ - track.last)))
+                self._jumps.append(Jump(kind, float(time_ - track.last)))
         else:
             offset = track.offset
         self._tracks[kind] = _Track(offset, time_, now)
@@ -87,8 +86,7 @@ class SourceClock:
 
     def jumps(self) -> list[Jump]:
         """The jumps since the last call, one per jump of the source's clock (the kind that showed it first)."""
-        with self._lock:
-            jumps, self._jumps = self._jumps, []
+        jumps, self._jumps = self._jumps, []
         return jumps
 
     def pace(self, time_: Fraction, stop: threading.Event) -> None:
@@ -127,7 +125,3 @@ class SourceClock:
         newest, wall = self._newest
         gap = max(Fraction(max(now - wall, 0.0)).limit_denominator(1000), _MIN_GAP)
         return newest + gap - time_
-
-    def _record(self, jump: Jump) -> None:
-        with self._lock:
-            self._jumps.append(jump)
